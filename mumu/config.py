@@ -1,0 +1,228 @@
+"""One declarative configuration for every flow.
+
+A run's configuration is a named YAML profile (``mumu/profiles/<name>.yaml``, or a path to
+any YAML file) with optional overrides applied on top, e.g. ``{"corpus.clips": 12}`` from a
+flow parameter or ``--set corpus.clips=12`` on the command line. The result is validated by
+pydantic, so a typo in a key is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PROFILE_DIR = resources.files("mumu") / "profiles"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AudioSpec(Section):
+    """How every clip's audio is normalised when it enters the clips table."""
+
+    sample_rate: int = Field(24_000, gt=0)
+    channels: Literal[1, 2] = 1
+    clip_seconds: float = Field(10.0, gt=0)
+    # a clip shorter than clip_seconds - min_duration_slack is a failure, not a padded success
+    min_duration_slack: float = Field(0.05, ge=0)
+
+
+class CorpusSpec(Section):
+    """The offline sample corpus rendered from MIDI (``mumu sample-corpus``)."""
+
+    clips: int = Field(40, ge=1)
+    seed: int = 0
+    render_sample_rate: int = 44_100
+    soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+    image_size: int = 256
+    video_size: int = 160
+    video_fps: int = 8
+    real_photo_share: float = Field(0.5, ge=0, le=1)
+    eval_segments_share: float = Field(0.2, ge=0, le=1)
+
+
+class MirrorSpec(Section):
+    """A local AudioSet-style mirror: a segments CSV plus media files named after the segment."""
+
+    # None means the sample corpus under <data_root>/corpus (generated when missing)
+    segments_csv: list[str] | None = None
+    media_dir: str | None = None
+    # tried in order; fields: ytid, start (as written in the CSV), start_int, start_ms
+    filename_patterns: list[str] = ["{ytid}_{start_int}", "{ytid}_{start_ms}", "{ytid}_{start}", "{ytid}"]
+    audio_extensions: list[str] = ["flac", "wav", "ogg", "mp3", "m4a", "opus", "webm", "mp4", "mkv"]
+    video_extensions: list[str] = ["mp4", "webm", "mkv"]
+    image_extensions: list[str] = ["jpg", "jpeg", "png"]
+    max_file_bytes: int = Field(2_000_000_000, gt=0)
+
+
+class ShardSpec(Section):
+    items_per_shard: int = Field(16, ge=1)  # one Prefect task per shard of this many items
+    max_shard_bytes: int = Field(500 * 2**20, gt=0)  # final Parquet files
+    max_row_group_bytes: int = Field(64 * 2**20, gt=0)
+
+
+class SplitSpec(Section):
+    """Deterministic splits: hash(seed, group key) decides, so one video never lands in two splits."""
+
+    eval_fraction: dict[str, float] = {"MUCaps": 0.2, "MUImage": 0.2, "MUVideo": 0.2, "MUEdit": 0.2}
+    seed: int = 0
+    # ids (YouTube ids or clip ids) that must never enter any split, e.g. MusicCaps
+    decontaminate_ids: list[str] = []
+    decontaminate_files: list[str] = []
+
+    @field_validator("eval_fraction")
+    @classmethod
+    def _fractions(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, f in v.items():
+            if not 0 <= f < 1:
+                raise ValueError(f"eval_fraction[{name}] must be in [0, 1), got {f}")
+        return v
+
+
+class GenerationSpec(Section):
+    temperature: float = 0.6
+    top_p: float = 0.8
+    max_tokens: int = 256
+    seed: int = 0
+
+
+class AnnotatorSpec(Section):
+    backend: Literal["features", "vllm", "openai", "transformers"] = "features"
+    model: str = "librosa-features"
+    batch_size: int = Field(16, ge=1)
+    options: dict[str, Any] = {}
+
+
+class AnnotatorsSpec(Section):
+    music_caption: AnnotatorSpec = AnnotatorSpec()
+    image_caption: AnnotatorSpec = AnnotatorSpec(model="none")
+    video_caption: AnnotatorSpec = AnnotatorSpec(model="none")
+    text: AnnotatorSpec = AnnotatorSpec(model="bundled-pools")
+
+
+class TargetSpec(Section):
+    """Target train sizes (clips) per dataset; None means everything that qualifies."""
+
+    MUCaps: int | None = None
+    MUImage: int | None = None
+    MUVideo: int | None = None
+    MUEdit: int | None = None
+
+
+class EvalSizeSpec(Section):
+    MUCaps: int = 4000
+    MUImage: int = 2500
+    MUVideo: int = 2500
+    MUEdit: int = 2000
+
+
+class EditSpec(Section):
+    # duration ratios: output duration = factor x input duration (1.5 = 1.5 times longer = slower)
+    speed_factors: list[float] = [0.5, 0.7, 1.3, 1.5]
+    pitch_cents: list[int] = [-200, -100, 100, 200]
+
+
+class RunnerSpec(Section):
+    kind: Literal["thread", "process", "dask"] = "thread"
+    max_workers: int = Field(2, ge=1)
+    dask_address: str | None = None
+
+
+class Config(Section):
+    profile: str = "sample"
+    data_root: str = "data/sample"
+    seed: int = 0
+    audio: AudioSpec = AudioSpec()
+    corpus: CorpusSpec = CorpusSpec()
+    mirror: MirrorSpec = MirrorSpec()
+    shards: ShardSpec = ShardSpec()
+    splits: SplitSpec = SplitSpec()
+    generation: GenerationSpec = GenerationSpec()
+    annotators: AnnotatorsSpec = AnnotatorsSpec()
+    targets: TargetSpec = TargetSpec()
+    eval_sizes: EvalSizeSpec = EvalSizeSpec()
+    edits: EditSpec = EditSpec()
+    runner: RunnerSpec = RunnerSpec()
+
+    def fingerprint(self, *sections: str) -> str:
+        """A short hash of the named sections (or the whole config): what a shard's output depends on."""
+        data = self.model_dump(mode="json")
+        if sections:
+            data = {s: data[s] for s in sections}
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.name[:-5] for p in PROFILE_DIR.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_profile(profile: str) -> dict[str, Any]:
+    path = Path(profile)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text()
+    else:
+        res = PROFILE_DIR / f"{profile}.yaml"
+        if not res.is_file():
+            raise ValueError(f"unknown profile {profile!r}: expected one of {available_profiles()} or a path to a YAML file")
+        text = res.read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"profile {profile!r} must hold a mapping at the top level")
+    return data
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"cannot set {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["corpus.clips=12", "splits.decontaminate_ids=[a, b]"]`` -> overrides (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(profile: str = "sample", overrides: dict[str, Any] | None = None, data_root: str | None = None) -> Config:
+    """Load a profile, apply dotted or nested overrides, validate."""
+    data = _read_profile(profile)
+    data.setdefault("profile", Path(profile).stem)
+    for key, value in (overrides or {}).items():
+        if "." in key:
+            _set_dotted(data, key, value)
+        elif isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = _merge(data[key], value)
+        else:
+            data[key] = value
+    if data_root is not None:
+        data["data_root"] = data_root
+    return Config.model_validate(data)

@@ -1,0 +1,117 @@
+"""The four published datasets: their features, media columns and required fields.
+
+Records are conversations in the LLaVA style: ``conversation`` is a list of turns
+``{"from": "human" | "gpt", "value": text}``; ``input_modality`` says what the human turn
+carries besides text and ``output_modality`` what the model turn produces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import datasets
+
+from schemas.tables import F64, S
+
+TURN = {"from": S, "value": S}
+HUMAN, MODEL = "human", "gpt"
+
+COMMON = {
+    "id": S,  # record id: <clip_id>-<task>
+    "task": S,  # e.g. music_captioning, text_to_music
+    "conversation": datasets.List(TURN),
+    "input_modality": S,  # text | audio | image | video
+    "output_modality": S,  # text | audio
+}
+PROVENANCE = {
+    "clip_id": S,
+    "group_id": S,
+    "source": S,
+    "origin": S,
+    "start_s": F64,
+    "end_s": F64,
+    "duration_s": F64,
+    "tags": datasets.List(S),
+    "licence": S,
+    "annotator": S,
+    "model": S,
+    "prompt_version": S,
+}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    features: datasets.Features
+    media: dict[str, str]  # column -> audio | image | video
+    required: tuple[str, ...]  # columns that must be non-empty in every row
+    task_categories: tuple[str, ...]
+    description: str
+    sources: tuple[str, ...] = field(default=("audioset",))
+
+
+def _features(**extra) -> datasets.Features:
+    return datasets.Features({**COMMON, **extra, **PROVENANCE})
+
+
+MUCAPS = DatasetSpec(
+    name="MUCaps",
+    features=_features(audio=datasets.Audio(), caption=S),
+    media={"audio": "audio"},
+    required=("id", "task", "conversation", "input_modality", "output_modality", "audio", "caption", "clip_id", "group_id"),
+    task_categories=("text-to-audio", "audio-text-to-text"),
+    description="Music captioning and text-to-music instructions over 10-second music clips.",
+)
+
+MUIMAGE = DatasetSpec(
+    name="MUImage",
+    features=_features(image=datasets.Image(), audio=datasets.Audio(), image_caption=S, music_caption=S),
+    media={"image": "image", "audio": "audio"},
+    required=("id", "task", "conversation", "image", "audio", "image_caption", "music_caption", "clip_id", "group_id"),
+    task_categories=("image-to-audio",),
+    description="Image-to-music instructions: a frame of the clip's video as input, the clip's music as output.",
+)
+
+MUVIDEO = DatasetSpec(
+    name="MUVideo",
+    features=_features(video=datasets.Video(), audio=datasets.Audio(), video_caption=S, music_caption=S),
+    media={"video": "video", "audio": "audio"},
+    required=("id", "task", "conversation", "video", "audio", "video_caption", "music_caption", "clip_id", "group_id"),
+    task_categories=("video-to-audio",),
+    description="Video-to-music instructions: the clip's video as input, its music as output.",
+)
+
+EDIT_PARAMS = {
+    "speed_factor": F64,  # output duration / input duration
+    "pitch_cents": F64,
+    "instrument": S,
+    "instrument_out": S,
+}
+
+MUEDIT = DatasetSpec(
+    name="MUEdit",
+    features=datasets.Features(
+        {
+            **COMMON,
+            "operation": S,  # speed | pitch | add | delete | replace
+            "params": EDIT_PARAMS,
+            "input_audio": datasets.Audio(),
+            "output_audio": datasets.Audio(),
+            **PROVENANCE,
+        }
+    ),
+    media={"input_audio": "audio", "output_audio": "audio"},
+    required=("id", "task", "conversation", "operation", "input_audio", "output_audio", "clip_id", "group_id"),
+    task_categories=("audio-to-audio",),
+    description="Music editing instructions: speed, pitch, and adding, deleting or replacing instrument tracks.",
+    sources=("looperman", "slakh"),
+)
+
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (MUCAPS, MUIMAGE, MUVIDEO, MUEDIT)}
+
+
+def spec_for(name: str) -> DatasetSpec:
+    for key, spec in DATASETS.items():
+        if key.lower() == name.lower():
+            return spec
+    raise KeyError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")

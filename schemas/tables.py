@@ -1,0 +1,74 @@
+"""Working tables: clips, annotations, failures.
+
+Each table is declared once as Hugging Face ``Features``; the Arrow schema (with the
+``huggingface`` metadata ``datasets`` reads back) is derived from it, so the two never drift.
+Working tables reference media by path and sha256; only the final datasets embed bytes.
+"""
+
+from __future__ import annotations
+
+import datasets
+import pyarrow as pa
+
+S = datasets.Value("string")
+F64 = datasets.Value("float64")
+I32 = datasets.Value("int32")
+I64 = datasets.Value("int64")
+
+CLIPS = datasets.Features(
+    {
+        "clip_id": S,  # stable, derived from the source: as-<ytid>-<start_ms>, lm-<loop>, sl-<track>-<stems>
+        "source": S,  # audioset | looperman | slakh
+        "origin": S,  # YouTube id, URL or track name
+        "group_id": S,  # what splits group by (one video never lands in two splits)
+        "start_s": F64,
+        "end_s": F64,
+        "labels": datasets.List(S),  # source label ids, e.g. AudioSet mids
+        "tags": datasets.List(S),  # human-readable names of the labels and other ground truth
+        "licence": S,
+        "audio_path": S,  # relative to the store root
+        "audio_sha256": S,
+        "duration_s": F64,
+        "sample_rate": I32,
+        "channels": I32,
+        "video_path": S,
+        "video_sha256": S,
+        "image_path": S,
+        "image_sha256": S,
+        "meta": S,  # JSON: source-specific metadata and ground truth
+    }
+)
+
+ANNOTATIONS = datasets.Features(
+    {
+        "clip_id": S,
+        "kind": S,  # music_caption | image_caption | video_caption | instruction | response
+        "text": S,
+        "annotator": S,  # backend name, e.g. features, vllm
+        "model": S,
+        "prompt_version": S,  # sha256 prefix of the prompt template file
+        "params": S,  # JSON sampling parameters
+        "seed": I64,
+        "facts": S,  # JSON: measured facts the text rests on
+    }
+)
+
+FAILURES = datasets.Features(
+    {
+        "item_id": S,
+        "stage": S,
+        "reason": S,  # a short machine-readable code, counted in reports
+        "detail": S,  # the human-readable message
+    }
+)
+
+
+def schema_of(features: datasets.Features) -> pa.Schema:
+    return features.arrow_schema
+
+
+def table_from_rows(rows: list[dict], features: datasets.Features) -> pa.Table:
+    """Build a table with exactly the declared columns, in declared order, with HF metadata."""
+    schema = features.arrow_schema
+    cols = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(cols, schema=schema)

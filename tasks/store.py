@@ -1,0 +1,170 @@
+"""The store: every file the pipeline reads or writes, through fsspec.
+
+``data_root`` may be a local folder or any fsspec URL (``s3://bucket/prefix``), so the same
+code runs on one laptop or on many workers sharing a bucket.
+
+Two rules make reruns safe:
+
+* every write goes to a temporary name in the same folder and is then renamed, so a reader
+  never sees half a file;
+* a unit of work is finished when its outputs and then its completion marker exist. The
+  marker is a small JSON stats file that also records the fingerprint of the inputs it was
+  made from, so a marker left by different inputs does not count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+import uuid
+from typing import Any, Iterable
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TMP_PREFIX = ".tmp-"
+
+
+class Store:
+    def __init__(self, root: str):
+        self.fs, root_path = fsspec.core.url_to_fs(str(root))
+        self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        self.root = root_path.rstrip("/") or "/"
+        self.url = str(root)
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # paths ---------------------------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        """Absolute path inside the store; refuses parts that climb out of it."""
+        rel = posixpath.normpath(posixpath.join(*parts)) if parts else "."
+        if rel.startswith("../") or rel == ".." or posixpath.isabs(rel):
+            raise ValueError(f"path {posixpath.join(*parts)!r} escapes the store root")
+        return self.root if rel == "." else posixpath.join(self.root, rel)
+
+    def local_path(self, path: str) -> str:
+        """A filesystem path for tools that need one (ffmpeg, sox); only for local stores."""
+        if self.protocol not in ("file", "local"):
+            raise NotImplementedError(f"{self.protocol} store has no local paths; copy the file first")
+        return path
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def glob(self, pattern: str) -> list[str]:
+        return sorted(self.fs.glob(pattern))
+
+    def makedirs(self, path: str) -> None:
+        self.fs.makedirs(path, exist_ok=True)
+
+    def size(self, path: str) -> int:
+        return int(self.fs.size(path))
+
+    def rm(self, path: str, recursive: bool = False) -> None:
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=recursive)
+
+    # reads ---------------------------------------------------------------------------------
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open(path, "rb") as f:
+            return f.read()
+
+    def read_json(self, path: str) -> Any:
+        return json.loads(self.read_bytes(path))
+
+    def read_table(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        with self.fs.open(path, "rb") as f:
+            return pq.read_table(f, columns=columns)
+
+    def parquet_file(self, path: str) -> pq.ParquetFile:
+        return pq.ParquetFile(self.fs.open(path, "rb"))
+
+    # atomic writes -------------------------------------------------------------------------
+    def _tmp_for(self, path: str) -> str:
+        folder, name = posixpath.split(path)
+        return posixpath.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{name}")
+
+    def commit(self, tmp: str, path: str) -> None:
+        self.fs.mv(tmp, path)
+
+    def open_atomic(self, path: str) -> "AtomicWriter":
+        return AtomicWriter(self, path)
+
+    def write_bytes(self, path: str, data: bytes) -> str:
+        """Write atomically; returns the sha256 of the bytes."""
+        with self.open_atomic(path) as f:
+            f.write(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def write_json(self, path: str, obj: Any) -> None:
+        self.write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode())
+
+    def write_table(self, path: str, table: pa.Table, row_group_size: int | None = None, **kwargs: Any) -> None:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, row_group_size=row_group_size, **kwargs)
+        self.write_bytes(path, buf.getvalue())
+
+    def clean_temporaries(self, folder: str) -> int:
+        """Remove temporary files a killed run left behind; returns how many."""
+        n = 0
+        if not self.fs.exists(folder):
+            return 0
+        for p in self.fs.find(folder):
+            if posixpath.basename(p).startswith(TMP_PREFIX):
+                self.fs.rm(p)
+                n += 1
+        return n
+
+    # completion markers --------------------------------------------------------------------
+    def is_done(self, marker: str, fingerprint: str, outputs: Iterable[str] = ()) -> bool:
+        """True when the marker exists for these inputs and every listed output exists."""
+        if not self.fs.exists(marker):
+            return False
+        try:
+            stats = self.read_json(marker)
+        except (ValueError, OSError):
+            return False
+        if stats.get("fingerprint") != fingerprint:
+            return False
+        return all(self.fs.exists(o) for o in outputs)
+
+    def mark_done(self, marker: str, fingerprint: str, stats: dict[str, Any]) -> dict[str, Any]:
+        body = {**stats, "fingerprint": fingerprint}
+        self.write_json(marker, body)
+        return body
+
+
+class AtomicWriter:
+    """A file object that appears under its final name only when closed without error."""
+
+    def __init__(self, store: Store, path: str):
+        self.store, self.path = store, path
+        self.tmp = store._tmp_for(path)
+        store.makedirs(posixpath.dirname(path))
+        self._f = store.fs.open(self.tmp, "wb")
+
+    def write(self, data: bytes) -> int:
+        return self._f.write(data)
+
+    def __enter__(self) -> "AtomicWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._f.close()
+        if exc_type is None:
+            self.store.commit(self.tmp, self.path)
+        else:
+            self.store.fs.rm(self.tmp)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint_of(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
