@@ -337,3 +337,42 @@ def segments_csv(specs: list[ClipSpec], seconds: float) -> str:
 
 def ground_truth_jsonl(specs: list[ClipSpec]) -> str:
     return "".join(json.dumps(s.ground_truth(), sort_keys=True) + "\n" for s in specs)
+
+
+# --- the stage -----------------------------------------------------------------------------------
+
+CORPUS_DIR = "corpus/audioset"
+
+
+def corpus_shard(store: Store, cfg, shard: int, specs: list[ClipSpec]):
+    """Render one shard of the corpus (media files) under the stage protocol."""
+    import pyarrow as pa
+
+    from tasks.stage import run_shard
+    from tasks.store import fingerprint_of
+
+    media_dir = f"{CORPUS_DIR}/media"
+    fp = fingerprint_of("corpus", [asdict(s) for s in specs], cfg.corpus.model_dump(), cfg.audio.clip_seconds)
+
+    def work():
+        rows, failures = [], []
+        for spec in specs:
+            try:
+                gt = render_clip(spec, store, media_dir, cfg.audio.clip_seconds, cfg.corpus)
+                rows.append({"stem": spec.stem, "ground_truth": json.dumps(gt, sort_keys=True)})
+            except (subprocess.CalledProcessError, OSError, ValueError) as e:
+                detail = e.stderr.decode(errors="replace")[:300] if isinstance(e, subprocess.CalledProcessError) else str(e)
+                failures.append({"item_id": spec.stem, "stage": "corpus", "reason": "render_failed", "detail": detail})
+        table = pa.table({"stem": [r["stem"] for r in rows], "ground_truth": [r["ground_truth"] for r in rows]})
+        return table, failures
+
+    return run_shard(store, "corpus", shard, fp, len(specs), work)
+
+
+def write_corpus_index(store: Store, cfg, specs: list[ClipSpec], rendered: set[str]) -> dict:
+    """The segments CSV and ground truth, for the clips that rendered; written after all media."""
+    kept = [s for s in specs if s.stem in rendered]
+    base = store.path(CORPUS_DIR)
+    store.write_bytes(f"{base}/ground_truth.jsonl", ground_truth_jsonl(kept).encode())
+    store.write_bytes(f"{base}/balanced_train_segments.csv", segments_csv(kept, cfg.audio.clip_seconds).encode())
+    return {"clips": len(kept), "dir": base}

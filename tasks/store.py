@@ -147,6 +147,11 @@ class AtomicWriter:
         store.makedirs(posixpath.dirname(path))
         self._f = store.fs.open(self.tmp, "wb")
 
+    @property
+    def raw(self):
+        """The underlying file object, for writers that need tell/flush (e.g. ParquetWriter)."""
+        return self._f
+
     def write(self, data: bytes) -> int:
         return self._f.write(data)
 
@@ -154,7 +159,8 @@ class AtomicWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._f.close()
+        if not self._f.closed:
+            self._f.close()
         if exc_type is None:
             self.store.commit(self.tmp, self.path)
         else:

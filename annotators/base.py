@@ -1,0 +1,123 @@
+"""One interface for every annotator, whatever its backend.
+
+An annotator has a setup / annotate / teardown lifecycle: ``setup`` loads what is expensive
+(a model, an engine) once per worker process, ``annotate`` takes a batch of requests and
+returns one result per request, ``teardown`` frees the resources. ``get_annotator`` keeps one
+instance per (role, spec) per process, so shards reuse a loaded model and per-item code never
+loads anything.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from mumu.config import AnnotatorSpec, GenerationSpec
+
+
+@dataclass
+class Request:
+    clip_id: str
+    kind: str  # music_caption | image_caption | video_caption | instruction | response
+    audio: Any = None  # (samples, sample_rate) for audio inputs
+    image_path: str | None = None
+    video_path: str | None = None
+    tags: list[str] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    clip_id: str
+    kind: str
+    text: str | None
+    facts: dict[str, Any] = field(default_factory=dict)
+    error_reason: str | None = None
+    error_detail: str | None = None
+
+
+class Annotator(ABC):
+    backend: str = "?"
+
+    def __init__(self, role: str, spec: AnnotatorSpec, generation: GenerationSpec):
+        self.role, self.spec, self.generation = role, spec, generation
+        self._ready = False
+
+    @property
+    @abstractmethod
+    def prompt_version(self) -> str: ...
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The sampling parameters that shape the output (recorded with every annotation)."""
+        return {}
+
+    @property
+    def seed(self) -> int:
+        return self.generation.seed
+
+    def identity(self) -> dict[str, Any]:
+        return {"annotator": self.backend, "model": self.spec.model, "prompt_version": self.prompt_version,
+                "params": self.params, "seed": self.seed}
+
+    def setup(self) -> None:
+        self._ready = True
+
+    @abstractmethod
+    def annotate(self, requests: list[Request]) -> list[Result]: ...
+
+    def teardown(self) -> None:
+        self._ready = False
+
+    def rows(self, results: list[Result]) -> tuple[list[dict], list[dict]]:
+        """Results -> (annotation rows, failure rows), with provenance on every row."""
+        ident = self.identity()
+        rows, failures = [], []
+        for r in results:
+            if r.text is None:
+                failures.append({"item_id": r.clip_id, "stage": f"annotate/{self.role}",
+                                 "reason": r.error_reason or "annotation_failed", "detail": r.error_detail or ""})
+                continue
+            rows.append({"clip_id": r.clip_id, "kind": r.kind, "text": r.text, "annotator": ident["annotator"],
+                         "model": ident["model"], "prompt_version": ident["prompt_version"],
+                         "params": json.dumps(ident["params"], sort_keys=True), "seed": ident["seed"],
+                         "facts": json.dumps(r.facts, sort_keys=True)})
+        return rows, failures
+
+
+_INSTANCES: dict[str, Annotator] = {}
+_LOCK = threading.Lock()
+
+
+def get_annotator(role: str, spec: AnnotatorSpec, generation: GenerationSpec) -> Annotator:
+    """The process-wide instance for this role and spec, set up on first use."""
+    key = json.dumps([role, spec.model_dump(mode="json"), generation.model_dump(mode="json")], sort_keys=True)
+    with _LOCK:
+        inst = _INSTANCES.get(key)
+        if inst is None:
+            inst = _build(role, spec, generation)
+            inst.setup()
+            _INSTANCES[key] = inst
+        return inst
+
+
+def teardown_all() -> None:
+    with _LOCK:
+        for inst in _INSTANCES.values():
+            inst.teardown()
+        _INSTANCES.clear()
+
+
+def _build(role: str, spec: AnnotatorSpec, generation: GenerationSpec) -> Annotator:
+    if spec.backend == "features":
+        if role == "music_caption":
+            from annotators.features_backend import FeaturesMusicCaptioner
+
+            return FeaturesMusicCaptioner(role, spec, generation)
+        raise ValueError(f"the features backend has no {role!r} annotator; it writes music captions only")
+    raise NotImplementedError(
+        f"annotator backend {spec.backend!r} for role {role!r} is not available in this build yet; "
+        f"use backend 'features' (CPU) for {role}")

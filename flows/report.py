@@ -1,0 +1,58 @@
+"""What flows show people: progress per stage, summary tables and failure counts as artifacts."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
+                               create_table_artifact, update_progress_artifact)
+from prefect.futures import as_completed
+
+from mumu import progress
+from tasks.stage import ShardResult
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def track(futures: list, stage: str) -> list[ShardResult]:
+    """Wait for a stage's shard futures, reporting progress as each finishes; results in shard order."""
+    total = len(futures)
+    progress.stage(stage, total)
+    art = create_progress_artifact(0.0, key=_key(f"progress-{stage}"), description=f"{stage}: shards finished")
+    done = 0
+    for fut in as_completed(futures):
+        fut.result()  # a task that raised fails the flow here, with its own error
+        done += 1
+        update_progress_artifact(art, 100.0 * done / max(total, 1))
+        progress.advance(stage)
+    return [f.result() for f in futures]
+
+
+def stage_table(results: list[ShardResult]) -> dict:
+    reasons: Counter = Counter()
+    for r in results:
+        reasons.update(r.failures_by_reason)
+    return {
+        "shards": len(results),
+        "skipped (already done)": sum(r.skipped for r in results),
+        "items": sum(r.items for r in results),
+        "ok": sum(r.ok for r in results),
+        "failed": sum(r.failed for r in results),
+        "hours": round(sum(r.audio_seconds for r in results) / 3600, 4),
+        "failures by reason": ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) or "-",
+    }
+
+
+def publish_summary(name: str, stages: dict[str, list[ShardResult]], dataset_rows: list[dict], dataset_dir: str,
+                    failures_by_reason: dict[str, int]) -> None:
+    create_table_artifact([{"stage": s, **stage_table(r)} for s, r in stages.items()], key=_key(f"{name}-stages"),
+                          description=f"{name}: per-stage counts, hours and failures")
+    create_table_artifact(dataset_rows, key=_key(f"{name}-splits"), description=f"{name}: records and hours per split")
+    lines = [f"# {name}: left out, by reason", "", "| reason | items |", "| --- | ---: |"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(failures_by_reason.items())] or ["| (none) | 0 |"]
+    create_markdown_artifact("\n".join(lines), key=_key(f"{name}-failures"), description=f"{name}: failures by reason")
+    create_link_artifact(f"file://{dataset_dir}" if "://" not in dataset_dir else dataset_dir, link_text=f"{name} dataset",
+                         key=_key(f"{name}-output"))

@@ -1,0 +1,36 @@
+"""The sample-corpus flow: render the offline AudioSet-style mirror, one task per shard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.report import stage_table, track
+from flows.stages import render_corpus
+from mumu.config import Config, load_config
+from tasks.sample_corpus import plan_corpus, write_corpus_index
+from tasks.stage import chunk
+from tasks.store import Store
+
+
+def make_sample_corpus(cfg: Config) -> dict:
+    store = Store(cfg.data_root)
+    store.clean_temporaries(store.path("corpus"))
+    specs = plan_corpus(cfg.corpus.clips, cfg.corpus.seed, cfg.corpus.real_photo_share)
+    futures = [render_corpus.submit(cfg, i, part) for i, part in enumerate(chunk(specs, cfg.shards.items_per_shard))]
+    results = track(futures, "corpus")
+    rendered = set()
+    for r in results:
+        rendered.update(store.read_table(r.output, columns=["stem"]).column("stem").to_pylist())
+    index = write_corpus_index(store, cfg, specs, rendered)
+    return {**index, **stage_table(results)}
+
+
+@flow(name="sample-corpus", log_prints=True)
+def sample_corpus(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
+    """Render the offline sample corpus (music from MIDI, photos, videos, an AudioSet-format segment list)."""
+    cfg = load_config(profile, overrides, data_root)
+    out = make_sample_corpus(cfg)
+    get_run_logger().info("sample corpus: %s clips in %s", out["clips"], out["dir"])
+    return out

@@ -1,0 +1,47 @@
+"""Prefect task wrappers around the stage functions in ``tasks/``: one task run per shard.
+
+The wrappers only open the store and call the plain function. Caching is off on purpose: the
+completion markers in the store are the source of truth for what is done, so a rerun skips
+finished shards even on a fresh Prefect database. Retries cover transient I/O (a shared bucket,
+a busy disk); bad items never raise, they become failure rows.
+"""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from mumu.config import Config
+from schemas.datasets import spec_for
+from tasks import annotate, finalize, ingest, mucaps, sample_corpus
+from tasks.stage import ShardResult
+from tasks.store import Store
+
+IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
+
+
+@task(name="render-corpus", task_run_name="render-corpus-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def render_corpus(cfg: Config, shard: int, specs: list) -> ShardResult:
+    return sample_corpus.corpus_shard(Store(cfg.data_root), cfg, shard, specs)
+
+
+@task(name="ingest-clips", task_run_name="ingest-clips-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def ingest_clips(cfg: Config, mirror: ingest.Mirror, shard: int, items: list[dict]) -> ShardResult:
+    return ingest.clips_shard(Store(cfg.data_root), cfg, mirror, shard, items)
+
+
+@task(name="caption-music", task_run_name="caption-music-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def caption_music(cfg: Config, clips: ShardResult) -> ShardResult:
+    return annotate.music_captions_shard(Store(cfg.data_root), cfg, clips)
+
+
+@task(name="mucaps-records", task_run_name="mucaps-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def mucaps_records(cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset) -> ShardResult:
+    return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded)
+
+
+@task(name="finalize-dataset", task_run_name="finalize-{dataset}", cache_policy=NO_CACHE, **IO_RETRIES)
+def finalize_dataset(cfg: Config, dataset: str, records: list[ShardResult], upstream: list[ShardResult],
+                     provenance: dict, extra_failures: list[dict]) -> dict:
+    return finalize.finalize_dataset(Store(cfg.data_root), cfg, spec_for(dataset), records, upstream, provenance,
+                                     extra_failures)

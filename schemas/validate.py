@@ -1,0 +1,180 @@
+"""Validate a built dataset folder: what ``mumu validate DIR`` runs.
+
+Checks, in order: the card's YAML maps splits to data files that exist, and no data file is
+left unmapped; file names follow ``{split}-NNNNN-of-NNNNN.parquet``; each file's checksum
+matches ``stats.json`` (a tampered or truncated shard is named); each file's Arrow schema and
+``huggingface`` features metadata equal the dataset's declared features; every required field
+is non-empty; every media cell decodes; record ids are unique across all files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import pyarrow.parquet as pq
+from huggingface_hub import DatasetCard
+
+from schemas.datasets import DATASETS, DatasetSpec
+from tasks.media import MediaError, check_image, check_video_bytes, decode_audio_bytes
+
+NAME_RE = re.compile(r"^(?P<split>\w+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet$")
+
+
+@dataclass
+class Report:
+    root: str
+    dataset: str | None = None
+    problems: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    media_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, msg: str) -> None:
+        if len(self.problems) < 200:
+            self.problems.append(msg)
+
+
+def _spec_for(root: str, card: DatasetCard | None) -> DatasetSpec | None:
+    names = [getattr(card.data, "pretty_name", None) if card else None, os.path.basename(os.path.normpath(root))]
+    for n in names:
+        for key, spec in DATASETS.items():
+            if n and n.lower() == key.lower():
+                return spec
+    return None
+
+
+def _empty(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, (str, list)) and len(v) == 0:
+        return True
+    if isinstance(v, dict) and "bytes" in v and not v.get("bytes"):
+        return True
+    return False
+
+
+def _check_media(kind: str, cell: dict, where: str) -> None:
+    data = cell.get("bytes") if isinstance(cell, dict) else None
+    if not data:
+        raise MediaError("empty_media", f"{where}: no bytes")
+    if kind == "audio":
+        y, sr = decode_audio_bytes(data)
+        if y.shape[-1] < sr * 0.1:
+            raise MediaError("too_short", f"{where}: {y.shape[-1] / sr:.3f} s of audio")
+    elif kind == "image":
+        check_image(data, where)
+    elif kind == "video":
+        check_video_bytes(data, where)
+
+
+def validate_dataset(root: str, decode_media: bool = True) -> Report:
+    report = Report(root)
+    readme = os.path.join(root, "README.md")
+    if not os.path.isdir(root):
+        report.add(f"{root} is not a folder")
+        return report
+    card = None
+    if not os.path.exists(readme):
+        report.add("README.md (the dataset card) is missing")
+    else:
+        try:
+            card = DatasetCard.load(readme)
+        except Exception as e:  # malformed YAML and the like
+            report.add(f"README.md: the card's metadata does not parse: {e}")
+    spec = _spec_for(root, card)
+    if spec is None:
+        report.add("cannot tell which dataset this is (expected pretty_name or folder name MUCaps, MUImage, MUVideo or MUEdit)")
+        return report
+    report.dataset = spec.name
+
+    mapped: dict[str, list[str]] = {}
+    configs = (card.data.to_dict().get("configs") if card else None) or []
+    if card and not configs:
+        report.add("README.md: no `configs:` in the card's YAML")
+    for cfg in configs:
+        for df in cfg.get("data_files", []):
+            paths = df["path"] if isinstance(df["path"], list) else [df["path"]]
+            mapped.setdefault(df["split"], []).extend(paths)
+    data_dir = os.path.join(root, "data")
+    present = sorted(f for f in os.listdir(data_dir) if f.endswith(".parquet")) if os.path.isdir(data_dir) else []
+    listed = {p for ps in mapped.values() for p in ps}
+    for p in sorted(listed):
+        if not os.path.exists(os.path.join(root, p)):
+            report.add(f"{p}: listed in the card but missing")
+    for f in present:
+        if f"data/{f}" not in listed:
+            report.add(f"data/{f}: present but not mapped to any split in the card")
+        m = NAME_RE.match(f)
+        if not m:
+            report.add(f"data/{f}: name does not follow {{split}}-NNNNN-of-NNNNN.parquet")
+    for split, paths in mapped.items():
+        totals = {NAME_RE.match(os.path.basename(p)).group("n") for p in paths if NAME_RE.match(os.path.basename(p))}
+        if len(totals) > 1 or (totals and int(totals.pop()) != len(paths)):
+            report.add(f"split {split}: shard count in the names does not match the {len(paths)} files listed")
+
+    checksums = {}
+    stats_path = os.path.join(root, "stats.json")
+    if os.path.exists(stats_path):
+        stats = json.load(open(stats_path))
+        for s in stats.get("splits", {}).values():
+            for f in s.get("files", []):
+                checksums[f["path"]] = f["sha256"]
+
+    expected = spec.features.arrow_schema
+    seen_ids: dict[str, str] = {}
+    for split, paths in sorted(mapped.items()):
+        for rel in paths:
+            path = os.path.join(root, rel)
+            if not os.path.exists(path):
+                continue
+            if rel in checksums:
+                digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
+                if digest != checksums[rel]:
+                    report.add(f"{rel}: checksum differs from stats.json (the file was changed after it was built)")
+            try:
+                pf = pq.ParquetFile(path)
+                schema = pf.schema_arrow
+            except Exception as e:
+                report.add(f"{rel}: not a readable Parquet file: {e}")
+                continue
+            if not schema.remove_metadata().equals(expected.remove_metadata()):
+                report.add(f"{rel}: columns differ from {spec.name}'s schema: got {schema.names}, expected {expected.names}")
+                continue
+            hf = json.loads((schema.metadata or {}).get(b"huggingface", b"{}"))
+            want = json.loads(expected.metadata[b"huggingface"])
+            if hf.get("info", {}).get("features") != want["info"]["features"]:
+                report.add(f"{rel}: the `huggingface` features metadata differs from {spec.name}'s features")
+            n = 0
+            try:
+                batches = list(pf.iter_batches(batch_size=64))
+            except Exception as e:
+                report.add(f"{rel}: rows do not read: {e}")
+                continue
+            for batch in batches:
+                for row in batch.to_pylist():
+                    n += 1
+                    rid = row.get("id") or f"{rel}#{n}"
+                    if rid in seen_ids:
+                        report.add(f"{rel}: id {rid} repeats (also in {seen_ids[rid]})")
+                    seen_ids[rid] = rel
+                    for col in spec.required:
+                        if _empty(row.get(col)):
+                            report.add(f"{rel}: {rid}: required field {col!r} is empty")
+                    if decode_media:
+                        for col, kind in spec.media.items():
+                            if row.get(col) is None:
+                                continue
+                            try:
+                                _check_media(kind, row[col], f"{rel}: {rid}: {col}")
+                                report.media_checked += 1
+                            except MediaError as e:
+                                report.add(f"{rel}: {rid}: {col} does not decode ({e.reason}): {e.detail}")
+            report.rows[split] = report.rows.get(split, 0) + n
+    return report

@@ -1,0 +1,47 @@
+"""Annotation stages: one shard of clips in, one shard of annotations out."""
+
+from __future__ import annotations
+
+from annotators.base import Request, get_annotator
+from mumu.config import Config
+from schemas.tables import ANNOTATIONS, table_from_rows
+from tasks.media import MediaError, decode_audio_bytes
+from tasks.store import Store
+
+
+def caption_music_shard(store: Store, cfg: Config, clips_part: str):
+    """Music captions for every clip of a clips shard -> (annotations table, failure rows)."""
+    clips = store.read_table(clips_part, columns=["clip_id", "audio_path", "tags"]).to_pylist()
+    annotator = get_annotator("music_caption", cfg.annotators.music_caption, cfg.generation)
+    rows, failures = [], []
+    size = cfg.annotators.music_caption.batch_size
+    for start in range(0, len(clips), size):
+        batch = []
+        for clip in clips[start:start + size]:
+            try:
+                samples, sr = decode_audio_bytes(store.read_bytes(store.path(clip["audio_path"])))
+            except (MediaError, OSError) as e:
+                failures.append({"item_id": clip["clip_id"], "stage": "annotate/music_caption",
+                                 "reason": getattr(e, "reason", "missing_media"), "detail": str(e)})
+                continue
+            batch.append(Request(clip["clip_id"], "music_caption", audio=(samples.mean(axis=0), sr), tags=clip["tags"]))
+        got_rows, got_failures = annotator.rows(annotator.annotate(batch))
+        rows += got_rows
+        failures += got_failures
+    rows.sort(key=lambda r: (r["clip_id"], r["kind"]))
+    return table_from_rows(rows, ANNOTATIONS), failures
+
+
+def annotator_fingerprint(cfg: Config, role: str) -> dict:
+    spec = getattr(cfg.annotators, role)
+    return get_annotator(role, spec, cfg.generation).identity()
+
+
+def music_captions_shard(store: Store, cfg: Config, clips: "ShardResult") -> "ShardResult":
+    """Run (or skip) the music-caption stage for one clips shard."""
+    from tasks.stage import run_shard
+    from tasks.store import fingerprint_of
+
+    fp = fingerprint_of("annotations/music_caption", clips.fingerprint, annotator_fingerprint(cfg, "music_caption"))
+    return run_shard(store, "annotations/music_caption", clips.shard, fp, clips.ok,
+                     lambda: caption_music_shard(store, cfg, clips.output))

@@ -1,0 +1,93 @@
+"""Source ingestion from a local AudioSet mirror into the clips table.
+
+For each segment the mirror's audio is decoded, normalised (rate, channels) and cut to the
+clip length, then written as FLAC under ``media/audio/<clip_id>.flac``; the mirror's still and
+video, when present, are checked and copied under ``media/image`` and ``media/video``. The
+clips table row references each file by path and sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from mumu.config import Config
+from schemas.tables import CLIPS, table_from_rows
+from tasks.audioset import MirrorIndex, Segment, label_names
+from tasks.media import MediaError, check_image, fit_length, flac_bytes, load_audio, probe_video
+from tasks.store import Store, sha256_bytes
+
+AUDIOSET_LICENCE = "YouTube video (original uploader's terms); AudioSet labels CC BY 4.0"
+
+
+def mirror_index(cfg: Config, media_dir: str) -> MirrorIndex:
+    m = cfg.mirror
+    return MirrorIndex(media_dir, m.filename_patterns, m.audio_extensions, m.video_extensions, m.image_extensions)
+
+
+def ingest_segment(store: Store, cfg: Config, index: MirrorIndex, seg: Segment, ground_truth: dict | None,
+                   licence: str = AUDIOSET_LICENCE) -> dict:
+    """One segment -> one clips row (media written). Raises MediaError with a reason."""
+    found = index.lookup(seg)
+    if found is None:
+        raise MediaError("missing_media", f"no audio for {seg.ytid} at {seg.start_text} s in {index.media_dir}")
+    a = cfg.audio
+    seconds = min(a.clip_seconds, seg.end_s - seg.start_s)
+    offset = seg.start_s if found["whole"] else 0.0
+    audio = load_audio(str(found["audio"]), a.sample_rate, a.channels, offset=offset, duration=seconds + 0.5,
+                       max_bytes=cfg.mirror.max_file_bytes)
+    audio = fit_length(audio, a.sample_rate, seconds, a.min_duration_slack, os.path.basename(str(found["audio"])))
+    if float(abs(audio).max()) < 1e-4:
+        raise MediaError("silent_audio", f"{seg.clip_id}: the clip is digital silence")
+    clip_id = seg.clip_id
+    audio_rel = f"media/audio/{clip_id}.flac"
+    audio_sha = store.write_bytes(store.path(audio_rel), flac_bytes(audio, a.sample_rate))
+
+    image_rel = image_sha = video_rel = video_sha = None
+    if found["image"]:
+        data = open(str(found["image"]), "rb").read()
+        check_image(data, os.path.basename(str(found["image"])))
+        ext = str(found["image"]).rsplit(".", 1)[-1].lower()
+        image_rel = f"media/image/{clip_id}.{ext}"
+        image_sha = store.write_bytes(store.path(image_rel), data)
+    if found["video"] and not found["whole"]:
+        info = probe_video(str(found["video"]))
+        if info["duration_s"] < seconds - 0.5:
+            raise MediaError("too_short", f"{clip_id}: video lasts {info['duration_s']:.2f} s, {seconds:.2f} s expected")
+        data = open(str(found["video"]), "rb").read()
+        ext = str(found["video"]).rsplit(".", 1)[-1].lower()
+        video_rel = f"media/video/{clip_id}.{ext}"
+        video_sha = store.write_bytes(store.path(video_rel), data)
+
+    names = label_names()
+    meta = {"segment": seg.origin, "mirror_file": os.path.basename(str(found["audio"]))}
+    if ground_truth:
+        meta["ground_truth"] = ground_truth
+    return {
+        "clip_id": clip_id, "source": "audioset", "origin": seg.ytid, "group_id": seg.ytid,
+        "start_s": seg.start_s, "end_s": seg.start_s + seconds, "labels": list(seg.labels),
+        "tags": [names.get(m, m) for m in seg.labels], "licence": licence,
+        "audio_path": audio_rel, "audio_sha256": audio_sha, "duration_s": round(seconds, 6),
+        "sample_rate": a.sample_rate, "channels": a.channels,
+        "video_path": video_rel, "video_sha256": video_sha, "image_path": image_rel, "image_sha256": image_sha,
+        "meta": json.dumps(meta, sort_keys=True),
+    }
+
+
+def ingest_audioset_shard(store: Store, cfg: Config, media_dir: str, items: list[dict],
+                          ground_truth: dict[str, dict] | None = None, licence: str = AUDIOSET_LICENCE):
+    """A shard of segments -> (clips table, failure rows). Bad items never stop the shard."""
+    index = mirror_index(cfg, media_dir)
+    rows, failures = [], []
+    for item in items:
+        seg = Segment.from_item(item)
+        try:
+            truth = (ground_truth or {}).get(f"{seg.ytid}_{int(seg.start_s)}")
+            rows.append(ingest_segment(store, cfg, index, seg, truth, licence))
+        except MediaError as e:
+            failures.append({"item_id": seg.clip_id, "stage": "clips", "reason": e.reason, "detail": e.detail})
+        except Exception as e:  # an unexpected bug still must not lose the rest of the shard
+            failures.append({"item_id": seg.clip_id, "stage": "clips", "reason": "internal_error",
+                             "detail": f"{type(e).__name__}: {e}"})
+    rows.sort(key=lambda r: r["clip_id"])
+    return table_from_rows(rows, CLIPS), failures

@@ -1,0 +1,75 @@
+"""The last stage of every dataset: shards, card, stats, the consolidated failures table.
+
+``datasets/<NAME>/stats.json`` is written last and is the dataset's completion marker: it
+holds the fingerprint of every record part that went in, so a rerun with nothing changed
+returns at once without touching a byte.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import Counter
+
+from mumu.config import Config
+from schemas.datasets import DatasetSpec
+from schemas.tables import FAILURES, table_from_rows
+from tasks.cards import licence_text, render_card
+from tasks.shards import assemble
+from tasks.stage import ShardResult
+from tasks.store import Store, fingerprint_of
+
+
+def dataset_dir(store: Store, spec: DatasetSpec) -> str:
+    return store.path("datasets", spec.name)
+
+
+def collect_failures(store: Store, results: list[ShardResult]) -> list[dict]:
+    rows: list[dict] = []
+    for r in results:
+        if r.failed and store.exists(r.failures_path):
+            rows += store.read_table(r.failures_path).to_pylist()
+    return rows
+
+
+def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list[ShardResult],
+                     upstream: list[ShardResult], provenance: dict, extra_failures: list[dict] | None = None) -> dict:
+    """Assemble ``datasets/<NAME>`` from record parts; returns its stats (also in stats.json)."""
+    out = dataset_dir(store, spec)
+    marker = posixpath.join(out, "stats.json")
+    eval_cap = getattr(cfg.eval_sizes, spec.name)
+    failures = sorted(collect_failures(store, [*upstream, *records]) + list(extra_failures or []),
+                      key=lambda r: (r["stage"], r["item_id"], r["reason"]))
+    fp = fingerprint_of("dataset", spec.name, [r.fingerprint for r in records], cfg.shards.max_shard_bytes,
+                        cfg.shards.max_row_group_bytes, eval_cap, provenance, failures)
+    if store.is_done(marker, fp, [posixpath.join(out, "README.md")]):
+        stats = store.read_json(marker)
+        files = [posixpath.join(out, f["path"]) for s in stats["splits"].values() for f in s["files"]]
+        if all(store.exists(f) for f in files):
+            return {**stats, "skipped": True}
+
+    parts = [r.output for r in sorted(records, key=lambda r: r.shard) if r.ok]
+    splits = assemble(store, spec, parts, out, cfg.shards.max_shard_bytes, cfg.shards.max_row_group_bytes, eval_cap)
+    tasks: Counter = Counter()
+    for p in parts:
+        tasks.update(store.read_table(p, columns=["task"]).column("task").to_pylist())
+    stats = {
+        "dataset": spec.name,
+        "splits": splits,
+        "tasks": dict(sorted(tasks.items())),
+        "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items())),
+        "provenance": provenance,
+    }
+    store.write_table(store.path("work", "failures", f"{spec.name}.parquet"), table_from_rows(failures, FAILURES))
+    store.write_bytes(posixpath.join(out, "LICENSE.md"), licence_text(spec, provenance).encode())
+    store.write_bytes(posixpath.join(out, "README.md"), render_card(spec, stats).encode())
+    store.mark_done(marker, fp, stats)
+    return {**stats, "fingerprint": fp, "skipped": False}
+
+
+def summary_rows(stats: dict) -> list[dict]:
+    """One row per split, for the CLI table and the Prefect artifact."""
+    rows = []
+    for name, s in stats["splits"].items():
+        rows.append({"dataset": stats["dataset"], "split": name, "records": s["num_examples"], "clips": s["clips"],
+                     "hours": s["audio_hours"], "files": len(s["files"]), "MB": round(s["num_bytes"] / 2**20, 2)})
+    return rows

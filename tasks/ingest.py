@@ -1,0 +1,85 @@
+"""The source stage for a local AudioSet mirror: segments -> work shards -> clips parts."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from mumu.config import Config
+from tasks.audioset import read_segments
+from tasks.clips import AUDIOSET_LICENCE, ingest_audioset_shard
+from tasks.stage import ShardResult, chunk, run_shard
+from tasks.store import Store, fingerprint_of
+
+SAMPLE_CORPUS_DIR = "corpus/audioset"
+SAMPLE_LICENCE = "synthetic sample corpus (rendered from generated MIDI); AudioSet ontology label ids CC BY-SA 4.0"
+
+
+@dataclass
+class Mirror:
+    segments_csv: list[str]
+    media_dir: str
+    licence: str
+    ground_truth: dict[str, dict] = field(default_factory=dict)
+    is_sample: bool = False
+
+
+def sample_corpus_paths(store: Store) -> tuple[str, str, str]:
+    base = store.path(SAMPLE_CORPUS_DIR)
+    return f"{base}/balanced_train_segments.csv", f"{base}/media", f"{base}/ground_truth.jsonl"
+
+
+def resolve_mirror(cfg: Config, store: Store) -> Mirror:
+    """The mirror named in the config, or the sample corpus inside the store."""
+    if cfg.mirror.segments_csv:
+        if not cfg.mirror.media_dir:
+            raise ValueError("mirror.segments_csv is set but mirror.media_dir is not: say where the media files are")
+        for p in cfg.mirror.segments_csv:
+            if not os.path.exists(p):
+                raise FileNotFoundError(f"segments CSV {p} does not exist")
+        return Mirror(list(cfg.mirror.segments_csv), cfg.mirror.media_dir, AUDIOSET_LICENCE)
+    csv_path, media_dir, gt_path = sample_corpus_paths(store)
+    if not os.path.exists(csv_path):
+        raise FileNotFoundError(f"no sample corpus at {os.path.dirname(csv_path)}: run `mumu sample-corpus` first")
+    truth = {}
+    if os.path.exists(gt_path):
+        for line in open(gt_path, encoding="utf-8"):
+            if line.strip():
+                d = json.loads(line)
+                truth[d["stem"]] = d
+    return Mirror([csv_path], media_dir, SAMPLE_LICENCE, truth, is_sample=True)
+
+
+def plan_segments(mirror: Mirror, limit: int | None = None) -> tuple[list[dict], list[dict]]:
+    """All segments of the mirror's lists, sorted by clip id, as work items; plus parse failures."""
+    items, failures, seen = [], [], set()
+    for path in mirror.segments_csv:
+        segs, fails = read_segments(path)
+        failures += fails
+        for s in segs:
+            if s.clip_id not in seen:
+                seen.add(s.clip_id)
+                items.append(s.to_item())
+    items.sort(key=lambda d: (d["ytid"], d["start_s"]))
+    if limit is not None:
+        items = items[:limit]
+    return items, failures
+
+
+def work_shards(items: list[dict], cfg: Config) -> list[list[dict]]:
+    return chunk(items, cfg.shards.items_per_shard)
+
+
+def clips_fingerprint(cfg: Config, mirror: Mirror, items: list[dict]) -> str:
+    return fingerprint_of("clips/audioset", items, cfg.audio.model_dump(), cfg.mirror.model_dump(),
+                          os.path.abspath(mirror.media_dir), mirror.licence)
+
+
+def clips_shard(store: Store, cfg: Config, mirror: Mirror, shard: int, items: list[dict]) -> ShardResult:
+    def work():
+        table, failures = ingest_audioset_shard(store, cfg, mirror.media_dir, items, mirror.ground_truth, mirror.licence)
+        return table, failures
+
+    return run_shard(store, "clips/audioset", shard, clips_fingerprint(cfg, mirror, items), len(items), work,
+                     audio_seconds_column="duration_s")

@@ -1,0 +1,145 @@
+"""Final dataset shards: ``data/{split}-NNNNN-of-NNNNN.parquet`` as ``datasets`` itself writes them.
+
+Assembly streams the per-work-shard record parts in order (work shards follow sorted clip
+ids, rows inside a part are sorted by record id), so the output is the same whatever order
+the work shards finished in. Two passes: the first measures each row's size and plans the
+shard boundaries (at most ``max_shard_bytes`` per file), the second writes each file in row
+groups of at most ``max_row_group_bytes``. Only one part and one row group are in memory.
+Every file is written atomically; files of an earlier plan that are no longer part of the
+dataset are removed once the new ones are in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from schemas.datasets import DatasetSpec
+from tasks.records import SPLIT_COLUMN
+from tasks.splits import SPLITS
+from tasks.store import Store
+
+
+@dataclass
+class RowRef:
+    part: int
+    row: int
+    nbytes: int
+    rid: str
+    clip: str
+    seconds: float
+
+
+def row_sizes(table: pa.Table, media: list[str]) -> list[int]:
+    """Bytes per row: the media bytes exactly, the other columns by their average share."""
+    n = table.num_rows
+    if n == 0:
+        return []
+    other = [c for c in table.column_names if c not in media]
+    base = table.select(other).nbytes // n
+    sizes = [base] * n
+    for col in media:
+        lengths = pc.binary_length(pc.struct_field(table.column(col), "bytes")).fill_null(0).to_pylist()
+        sizes = [s + int(x) for s, x in zip(sizes, lengths)]
+    return sizes
+
+
+def plan_shards(sizes: list[int], max_bytes: int) -> list[tuple[int, int]]:
+    """Greedy boundaries [start, end) so each shard holds at most ``max_bytes`` (a bigger row stands alone)."""
+    plan, start, acc = [], 0, 0
+    for i, s in enumerate(sizes):
+        if i > start and acc + s > max_bytes:
+            plan.append((start, i))
+            start, acc = i, 0
+        acc += s
+    if start < len(sizes):
+        plan.append((start, len(sizes)))
+    return plan
+
+
+def shard_name(split: str, index: int, total: int) -> str:
+    return f"{split}-{index:05d}-of-{total:05d}.parquet"
+
+
+def _eval_cap(refs: list[RowRef], cap: int | None) -> list[RowRef]:
+    if cap is None or len(refs) <= cap:
+        return refs
+    keep = set(sorted(range(len(refs)), key=lambda i: hashlib.sha256(refs[i].rid.encode()).hexdigest())[:cap])
+    return [r for i, r in enumerate(refs) if i in keep]
+
+
+def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, max_shard_bytes: int,
+             max_row_group_bytes: int, eval_cap: int | None = None) -> dict:
+    """Write the dataset's data files from record parts; returns per-split stats and the file list."""
+    store.makedirs(posixpath.join(out_dir, "data"))
+    store.clean_temporaries(out_dir)
+    schema = spec.features.arrow_schema
+    media = list(spec.media)
+    refs: dict[str, list[RowRef]] = {s: [] for s in SPLITS}
+    for pi, part in enumerate(parts):
+        t = store.read_table(part, columns=["id", SPLIT_COLUMN, "clip_id", "duration_s", *media])
+        sizes = row_sizes(t.select(["id", *media]), media)
+        cols = [t.column(c).to_pylist() for c in ("id", SPLIT_COLUMN, "clip_id", "duration_s")]
+        for ri, (rid, split, clip, seconds) in enumerate(zip(*cols)):
+            refs[split].append(RowRef(pi, ri, sizes[ri], rid, clip, seconds or 0.0))
+    refs["eval"] = _eval_cap(refs["eval"], eval_cap)
+
+    written: list[str] = []
+    splits: dict[str, dict] = {}
+    cache: dict[int, pa.Table] = {}
+
+    def part_table(pi: int) -> pa.Table:
+        if pi not in cache:
+            cache.clear()
+            cache[pi] = store.read_table(parts[pi]).drop_columns([SPLIT_COLUMN]).cast(schema)
+        return cache[pi]
+
+    for split in SPLITS:
+        rows = refs[split]
+        if not rows:
+            continue
+        plan = plan_shards([r.nbytes for r in rows], max_shard_bytes)
+        files = []
+        for si, (a, b) in enumerate(plan):
+            rel = posixpath.join("data", shard_name(split, si, len(plan)))
+            path = posixpath.join(out_dir, rel)
+            with store.open_atomic(path) as f:
+                with pq.ParquetWriter(f.raw, schema) as writer:
+                    group, acc = [], 0
+                    for r in rows[a:b]:
+                        if group and acc + r.nbytes > max_row_group_bytes:
+                            writer.write_table(_take(group, part_table))
+                            group, acc = [], 0
+                        group.append(r)
+                        acc += r.nbytes
+                    if group:
+                        writer.write_table(_take(group, part_table))
+            data = store.read_bytes(path)
+            files.append({"path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "rows": b - a})
+            written.append(path)
+        clips = {r.clip: r.seconds for r in rows}
+        splits[split] = {"num_examples": len(rows), "num_bytes": sum(f["bytes"] for f in files), "files": files,
+                         "clips": len(clips), "audio_hours": round(sum(clips.values()) / 3600, 4)}
+
+    for old in store.glob(posixpath.join(out_dir, "data", "*.parquet")):
+        if old not in written:
+            store.rm(old)
+    return splits
+
+
+def _take(group: list[RowRef], part_table) -> pa.Table:
+    pieces, run_part, run_rows = [], None, []
+    for r in group:
+        if r.part != run_part and run_rows:
+            pieces.append(part_table(run_part).take(run_rows))
+            run_rows = []
+        run_part = r.part
+        run_rows.append(r.row)
+    if run_rows:
+        pieces.append(part_table(run_part).take(run_rows))
+    return pa.concat_tables(pieces).combine_chunks()
