@@ -62,6 +62,25 @@ def plan_shards(sizes: list[int], max_bytes: int) -> list[tuple[int, int]]:
     return plan
 
 
+def statistics_columns(schema: pa.Schema, media: list[str]) -> list[str]:
+    """Leaf columns that get min/max statistics: all but media bytes, whose statistics would copy
+    kilobytes of encoded audio into the footer of every row group and help no query."""
+    leaves: list[str] = []
+
+    def walk(prefix: str, typ: pa.DataType) -> None:
+        if pa.types.is_struct(typ):
+            for f in typ:
+                walk(f"{prefix}.{f.name}", f.type)
+        elif pa.types.is_list(typ) or pa.types.is_large_list(typ):
+            walk(f"{prefix}.list.element", typ.value_type)
+        else:
+            leaves.append(prefix)
+
+    for f in schema:
+        walk(f.name, f.type)
+    return [c for c in leaves if not any(c == f"{m}.bytes" for m in media)]
+
+
 def shard_name(split: str, index: int, total: int) -> str:
     return f"{split}-{index:05d}-of-{total:05d}.parquet"
 
@@ -82,8 +101,8 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
     media = list(spec.media)
     refs: dict[str, list[RowRef]] = {s: [] for s in SPLITS}
     for pi, part in enumerate(parts):
-        t = store.read_table(part, columns=["id", SPLIT_COLUMN, "clip_id", "duration_s", *media])
-        sizes = row_sizes(t.select(["id", *media]), media)
+        t = store.read_table(part)
+        sizes = row_sizes(t.drop_columns([SPLIT_COLUMN]), media)
         cols = [t.column(c).to_pylist() for c in ("id", SPLIT_COLUMN, "clip_id", "duration_s")]
         for ri, (rid, split, clip, seconds) in enumerate(zip(*cols)):
             refs[split].append(RowRef(pi, ri, sizes[ri], rid, clip, seconds or 0.0))
@@ -91,6 +110,7 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
 
     written: list[str] = []
     splits: dict[str, dict] = {}
+    stats_cols = statistics_columns(schema, media)
     cache: dict[int, pa.Table] = {}
 
     def part_table(pi: int) -> pa.Table:
@@ -109,7 +129,7 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
             rel = posixpath.join("data", shard_name(split, si, len(plan)))
             path = posixpath.join(out_dir, rel)
             with store.open_atomic(path) as f:
-                with pq.ParquetWriter(f.raw, schema) as writer:
+                with pq.ParquetWriter(f.raw, schema, write_statistics=stats_cols) as writer:
                     group, acc = [], 0
                     for r in rows[a:b]:
                         if group and acc + r.nbytes > max_row_group_bytes:

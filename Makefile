@@ -1,0 +1,32 @@
+# The two commands: `make demo` (a full sample build) and `make test` (the whole suite).
+# Both install what they need: system tools through apt when run as root, Python packages into .venv.
+SHELL := /bin/bash
+VENV ?= .venv
+STAMP := $(VENV)/.mumu-installed
+DATA_ROOT ?= data/sample
+PROFILE ?= sample
+PYTEST_ARGS ?=
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+
+.PHONY: demo test system-deps venv clean
+
+demo: $(STAMP)
+	$(VENV)/bin/mumu build mucaps --profile $(PROFILE) --data-root $(DATA_ROOT)
+	$(VENV)/bin/mumu validate $(DATA_ROOT)/datasets/MUCaps
+	@echo "datasets are in $(DATA_ROOT)/datasets"
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-python-deps.sh | system-deps
+	bash scripts/install-python-deps.sh $(VENV)
+	touch $@
+
+clean:
+	rm -rf $(DATA_ROOT) .prefect

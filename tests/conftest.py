@@ -1,0 +1,63 @@
+"""Shared fixtures: a small rendered sample corpus, a Prefect test harness, the shared fixtures folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+def shared_fixture(*parts: str) -> Path:
+    """A file from ../shared/fixtures, or a skip that says why (CI has the folder; a bare clone may not)."""
+    path = SHARED_FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared fixture {path} is not present (it lives beside the checkout in CI)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_cfg_overrides() -> dict:
+    return {"corpus.clips": 8, "shards.items_per_shard": 3}
+
+
+@pytest.fixture(scope="session")
+def corpus_template(tmp_path_factory, small_cfg_overrides) -> Path:
+    """A data root holding only a rendered 8-clip sample corpus (made once per session, without Prefect)."""
+    from mumu.config import load_config
+    from tasks.sample_corpus import corpus_shard, plan_corpus, write_corpus_index
+    from tasks.stage import chunk
+    from tasks.store import Store
+
+    root = tmp_path_factory.mktemp("corpus-template")
+    cfg = load_config("sample", small_cfg_overrides, str(root))
+    store = Store(str(root))
+    specs = plan_corpus(cfg.corpus.clips, cfg.corpus.seed, cfg.corpus.real_photo_share)
+    rendered = set()
+    for i, part in enumerate(chunk(specs, cfg.shards.items_per_shard)):
+        r = corpus_shard(store, cfg, i, part)
+        rendered.update(store.read_table(r.output, columns=["stem"]).column("stem").to_pylist())
+    write_corpus_index(store, cfg, specs, rendered)
+    return root
+
+
+@pytest.fixture
+def data_root(tmp_path, corpus_template) -> Path:
+    """A fresh data root with a copy of the rendered corpus."""
+    root = tmp_path / "data"
+    shutil.copytree(corpus_template, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
