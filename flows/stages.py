@@ -17,7 +17,20 @@ from tasks import annotate, finalize, ingest, mucaps, sample_corpus
 from tasks.stage import ShardResult
 from tasks.store import Store
 
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry I/O trouble (a shared bucket, a busy disk); a bug fails at once, it would fail again."""
+    try:
+        state.result()
+    except (OSError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 
 
 @task(name="render-corpus", task_run_name="render-corpus-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -72,8 +72,9 @@ def work_shards(items: list[dict], cfg: Config) -> list[list[dict]]:
 
 
 def clips_fingerprint(cfg: Config, mirror: Mirror, items: list[dict]) -> str:
-    return fingerprint_of("clips/audioset", items, cfg.audio.model_dump(), cfg.mirror.model_dump(),
-                          os.path.abspath(mirror.media_dir), mirror.licence)
+    # the sample corpus is named by its place in the store, so copies of a data root agree
+    where = SAMPLE_CORPUS_DIR if mirror.is_sample else os.path.abspath(mirror.media_dir)
+    return fingerprint_of("clips/audioset", items, cfg.audio.model_dump(), cfg.mirror.model_dump(), where, mirror.licence)
 
 
 def clips_shard(store: Store, cfg: Config, mirror: Mirror, shard: int, items: list[dict]) -> ShardResult:
