@@ -4,7 +4,7 @@ It runs on any CPU with no model weights. What it measures:
 
 * tempo: librosa's beat tracker (onset-strength autocorrelation with a log-normal prior around
   120 BPM); reported in BPM;
-* key: the clip's mean constant-Q chroma correlated with the Krumhansl-Kessler major and minor
+* key: the clip's mean constant-Q chroma correlated with the Albrecht-Shanahan major and minor
   key profiles rotated to all 12 tonics (librosa has no key estimator, so the 24-way argmax is
   the only code written here);
 * loudness: integrated loudness in LUFS (ITU-R BS.1770-4 through pyloudnorm);
@@ -28,9 +28,10 @@ import pyloudnorm
 from annotators.prompts import pick, prompt
 
 PITCH_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-# Krumhansl & Kessler (1982) probe-tone profiles
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# Albrecht & Shanahan (2013) key profiles. On the sample corpus they find the exact key of 60%
+# of the clips against 50% for Krumhansl & Kessler's probe-tone profiles (bench/features_accuracy.py).
+AS_MAJOR = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081])
+AS_MINOR = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
 
 # Tags that say nothing about instrumentation (AudioSet's top-level and genre-free nodes).
 GENERIC_TAGS = {"music", "musical instrument", "bowed string instrument", "brass instrument", "guitar",
@@ -58,7 +59,7 @@ def estimate_key(y: np.ndarray, sr: int) -> tuple[str, float]:
         return "unknown", 0.0
     best, best_r = "unknown", -2.0
     for tonic in range(12):
-        for mode, profile in (("major", KK_MAJOR), ("minor", KK_MINOR)):
+        for mode, profile in (("major", AS_MAJOR), ("minor", AS_MINOR)):
             r = float(np.corrcoef(chroma, np.roll(profile, tonic))[0, 1])
             if r > best_r:
                 best, best_r = f"{PITCH_NAMES[tonic]} {mode}", r

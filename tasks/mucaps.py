@@ -53,5 +53,4 @@ def records_shard(store: Store, cfg: Config, clips: ShardResult, captions: Shard
     fp = fingerprint_of("records/MUCaps", clips.fingerprint, captions.fingerprint, cfg.splits.eval_fraction,
                         cfg.splits.seed, sorted(excluded), prompt_versions())
     return run_shard(store, "records/MUCaps", clips.shard, fp, captions.ok,
-                     lambda: mucaps_records_shard(store, cfg, clips.output, captions.output, excluded),
-                     audio_seconds_column="duration_s")
+                     lambda: mucaps_records_shard(store, cfg, clips.output, captions.output, excluded))
