@@ -126,6 +126,67 @@ class EditSpec(Section):
     pitch_cents: list[int] = [-200, -100, 100, 200]
 
 
+class SelectionSpec(Section):
+    """Which AudioSet segments qualify (``mumu select audioset``)."""
+
+    # a segment needs one of these labels or any of their ontology descendants
+    required_labels: list[str] = ["/m/04rlf"]  # Music
+    # a segment with any of these (or their descendants) is left out, e.g. speech-dominant clips
+    excluded_labels: list[str] = ["/m/09x0r"]  # Speech
+    # instrument classes are the children of this node (AudioSet "Musical instrument")
+    instrument_root: str = "/m/04szw"
+    # at most this many segments per instrument class (None: no cap); balancing is seeded
+    per_class_cap: int | None = None
+    # segment lists feeding each split; the eval list's videos are excluded from train
+    train_lists: list[str] = []
+    eval_lists: list[str] = []
+    seed: int = 0
+
+
+class DownloadSpec(Section):
+    """yt-dlp downloads of AudioSet sections and HTTP downloads (Looperman)."""
+
+    allowed_schemes: list[str] = ["https"]
+    allowed_hosts: list[str] = ["www.youtube.com", "youtube.com", "m.youtube.com", "youtu.be"]
+    url_template: str = "https://www.youtube.com/watch?v={ytid}"
+    retries: int = Field(3, ge=0)
+    backoff_seconds: float = Field(2.0, ge=0)
+    rate_limit_per_minute: int = Field(30, ge=1)
+    video: bool = True
+    video_max_height: int = 360
+    cookies_file: str | None = None
+    proxy: str | None = None
+    socket_timeout: float = 30.0
+
+
+class LoopermanSpec(Section):
+    manifest: str | None = None  # CSV or JSON of loop pages or media URLs with metadata
+    folder: str | None = None  # or a folder of downloaded loops with a metadata file beside each
+    allowed_hosts: list[str] = ["www.looperman.com", "looperman.com"]
+    delay_seconds: float = Field(2.0, ge=0)
+    crawl: bool = False  # the listing crawler, off unless asked for
+    max_pages: int = Field(5, ge=1)
+
+
+class SlakhSpec(Section):
+    root: str | None = None  # a Slakh2100 folder or the release tarball
+    clip_seconds: float = Field(10.0, gt=0)
+    # a segment counts for an edit only when the edited stem is active this share of the time
+    min_active_ratio: float = Field(0.5, ge=0, le=1)
+    render_missing: bool = True  # render stems from MIDI with FluidSynth when the audio is absent
+    max_tracks: int | None = None
+
+
+class QualitySpec(Section):
+    """Quality measures are columns; these thresholds select, nothing is deleted."""
+
+    silence_threshold_db: float = -60.0
+    min_loudness_lufs: float | None = -45.0
+    max_silence_ratio: float | None = 0.5
+    max_clipping_ratio: float | None = 0.01
+    max_speech_ratio: float | None = None
+
+
 class RunnerSpec(Section):
     kind: Literal["thread", "process", "dask"] = "thread"
     max_workers: int = Field(2, ge=1)
@@ -146,6 +207,11 @@ class Config(Section):
     targets: TargetSpec = TargetSpec()
     eval_sizes: EvalSizeSpec = EvalSizeSpec()
     edits: EditSpec = EditSpec()
+    selection: SelectionSpec = SelectionSpec()
+    download: DownloadSpec = DownloadSpec()
+    looperman: LoopermanSpec = LoopermanSpec()
+    slakh: SlakhSpec = SlakhSpec()
+    quality: QualitySpec = QualitySpec()
     runner: RunnerSpec = RunnerSpec()
 
     def fingerprint(self, *sections: str) -> str:
