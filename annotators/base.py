@@ -111,13 +111,32 @@ def teardown_all() -> None:
         _INSTANCES.clear()
 
 
-def _build(role: str, spec: AnnotatorSpec, generation: GenerationSpec) -> Annotator:
-    if spec.backend == "features":
-        if role == "music_caption":
-            from annotators.features_backend import FeaturesMusicCaptioner
+# (backend, role) -> "module:Class"; role "*" serves every role of that backend.
+BACKENDS: dict[tuple[str, str], str] = {
+    ("features", "music_caption"): "annotators.features_backend:FeaturesMusicCaptioner",
+    ("features", "image_caption"): "annotators.visual_features:FeaturesImageCaptioner",
+    ("features", "video_caption"): "annotators.visual_features:FeaturesVideoCaptioner",
+    ("features", "text"): "annotators.pool_writer:PoolTextWriter",
+    ("vllm", "*"): "annotators.vllm_backend:VLLMAnnotator",
+    ("openai", "*"): "annotators.openai_backend:OpenAIAnnotator",
+    ("transformers", "*"): "annotators.transformers_backend:TransformersAnnotator",
+}
 
-            return FeaturesMusicCaptioner(role, spec, generation)
-        raise ValueError(f"the features backend has no {role!r} annotator; it writes music captions only")
-    raise NotImplementedError(
-        f"annotator backend {spec.backend!r} for role {role!r} is not available in this build yet; "
-        f"use backend 'features' (CPU) for {role}")
+
+def _build(role: str, spec: AnnotatorSpec, generation: GenerationSpec) -> Annotator:
+    import importlib
+
+    target = BACKENDS.get((spec.backend, role)) or BACKENDS.get((spec.backend, "*"))
+    if target is None:
+        roles = sorted(r for b, r in BACKENDS if b == spec.backend)
+        raise ValueError(f"the {spec.backend!r} backend has no {role!r} annotator (it serves: {', '.join(roles) or 'nothing'})")
+    module, cls = target.split(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise  # a dependency of the backend is missing: say which
+        raise NotImplementedError(
+            f"annotator backend {spec.backend!r} for role {role!r} is not available in this build yet; "
+            f"use backend 'features' (CPU) for {role}") from e
+    return getattr(mod, cls)(role, spec, generation)
