@@ -135,6 +135,7 @@ class SelectionSpec(Section):
     excluded_labels: list[str] = ["/m/09x0r"]  # Speech
     # instrument classes are the children of this node (AudioSet "Musical instrument")
     instrument_root: str = "/m/04szw"
+    instrument_depth: int = Field(2, ge=1)  # 1: families (Keyboard...), 2: instruments (Piano, Organ...)
     # at most this many segments per instrument class (None: no cap); balancing is seeded
     per_class_cap: int | None = None
     # segment lists feeding each split; the eval list's videos are excluded from train

@@ -1,0 +1,184 @@
+"""AudioSet selection: which segments become music clips, and in which split.
+
+The rules, all from ``selection`` in the config:
+
+1. blacklisted labels (ontology restriction) are ignored;
+2. a segment qualifies when one of its labels is a required label or a descendant of one
+   (Music, ``/m/04rlf``, by default) and none is an excluded label or a descendant of one
+   (Speech by default, so speech-dominant clips stay out);
+3. ids on the decontamination list (e.g. MusicCaps) never qualify;
+4. a segment's instrument classes are the classes (``instrument_depth`` below "Musical
+   instrument") of its labels; a segment with none is ``unspecified``;
+5. split: segments from ``eval_lists`` are eval, from ``train_lists`` train (a video that is on an
+   eval list is dropped from train); with no lists configured the split is left to the build
+   (``auto``: the hash of the video id);
+6. balancing: with ``per_class_cap`` set, segments are visited in a seeded shuffled order and one
+   is kept while the rarest of its classes is still under the cap, which flattens the head of
+   the distribution (the paper's Figure 3 shows balanced instrument counts).
+
+The same seed and lists give the same selection.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from mumu.config import SelectionSpec
+from tasks.audioset import Segment
+from tasks.ontology import Ontology
+
+UNSPECIFIED = "unspecified"
+
+SELECTION_SCHEMA = pa.schema([
+    ("clip_id", pa.string()), ("ytid", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
+    ("labels", pa.list_(pa.string())), ("tags", pa.list_(pa.string())),
+    ("instrument_classes", pa.list_(pa.string())), ("split", pa.string()), ("list", pa.string()),
+])
+
+
+@dataclass
+class SelectionReport:
+    segments: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # step -> segments left after it
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> segments
+    classes_before_cap: dict[str, int] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+    splits: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: SelectionSpec,
+                    excluded_ids: frozenset[str] = frozenset()) -> tuple[list[dict], SelectionReport]:
+    """Apply the rules to segments grouped by the list (file name) they came from."""
+    onto.check(rules.required_labels, "selection.required_labels")
+    onto.check(rules.excluded_labels, "selection.excluded_labels")
+    onto.check([rules.instrument_root], "selection.instrument_root")
+    required = frozenset().union(*(onto.descendants(m) for m in rules.required_labels)) if rules.required_labels else None
+    excluded = frozenset().union(*(onto.descendants(m) for m in rules.excluded_labels)) if rules.excluded_labels else frozenset()
+    owner = onto.classes_under(rules.instrument_root, rules.instrument_depth)
+    eval_lists = {os.path.basename(p) for p in rules.eval_lists}
+    train_lists = {os.path.basename(p) for p in rules.train_lists}
+    eval_videos = {s.ytid for name, segs in lists.items() if name in eval_lists for s in segs}
+
+    report = SelectionReport(segments=sum(len(v) for v in lists.values()))
+    dropped: Counter = Counter()
+    kept: list[dict] = []
+    for name, segs in sorted(lists.items()):
+        for s in segs:
+            labels = [m for m in s.labels if "blacklist" not in onto.restrictions(m)]
+            if required is not None and not any(m in required for m in labels):
+                dropped["no_required_label"] += 1
+                continue
+            if any(m in excluded for m in labels):
+                dropped["excluded_label"] += 1
+                continue
+            if s.ytid in excluded_ids or s.clip_id in excluded_ids:
+                dropped["decontaminated"] += 1
+                continue
+            if name in eval_lists:
+                split = "eval"
+            elif name in train_lists or not eval_lists:
+                if s.ytid in eval_videos:
+                    dropped["video_in_eval_list"] += 1
+                    continue
+                split = "train" if train_lists or eval_lists else "auto"
+            else:
+                dropped["list_not_used"] += 1
+                continue
+            classes = sorted({owner[m] for m in labels if m in owner}) or [UNSPECIFIED]
+            kept.append({"clip_id": s.clip_id, "ytid": s.ytid, "start_s": s.start_s, "end_s": s.end_s,
+                         "labels": labels, "tags": [onto.name(m) for m in labels],
+                         "instrument_classes": [onto.name(c) if c != UNSPECIFIED else c for c in classes],
+                         "split": split, "list": name})
+    report.counts["qualifying"] = len(kept)
+    report.classes_before_cap = _class_counts(kept)
+    if rules.per_class_cap is not None:
+        kept, capped = _balance(kept, rules.per_class_cap, rules.seed)
+        dropped["over_class_cap"] += capped
+    kept.sort(key=lambda r: r["clip_id"])
+    report.counts["selected"] = len(kept)
+    report.dropped = dict(sorted(dropped.items()))
+    report.classes = _class_counts(kept)
+    report.splits = dict(sorted(Counter(r["split"] for r in kept).items()))
+    return kept, report
+
+
+def _class_counts(rows: list[dict]) -> dict[str, int]:
+    c: Counter = Counter(cls for r in rows for cls in r["instrument_classes"])
+    return dict(sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _balance(rows: list[dict], cap: int, seed: int) -> tuple[list[dict], int]:
+    totals = Counter(cls for r in rows for cls in r["instrument_classes"])
+    order = np.random.default_rng(seed).permutation(len(rows))
+    taken: Counter = Counter()
+    out = []
+    for i in order:
+        r = rows[int(i)]
+        rarest = min(r["instrument_classes"], key=lambda c: (totals[c], c))
+        if taken[rarest] < cap:
+            out.append(r)
+            taken.update(r["instrument_classes"])
+    return out, len(rows) - len(out)
+
+
+def selection_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=SELECTION_SCHEMA)
+
+
+def write_report(out_dir: str, report: SelectionReport, rows: list[dict]) -> dict[str, str]:
+    """selection.parquet, report.json, instrument_classes.csv and a bar chart PNG (atomically)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pyarrow.parquet as pq
+
+    from tasks.store import Store
+
+    store = Store(out_dir)
+    paths = {k: store.path(v) for k, v in {"table": "selection.parquet", "report": "report.json",
+                                            "classes": "instrument_classes.csv", "chart": "instrument_classes.png"}.items()}
+    buf = io.BytesIO()
+    pq.write_table(selection_table(rows), buf)
+    store.write_bytes(paths["table"], buf.getvalue())
+    store.write_json(paths["report"], report.to_dict())
+    lines = ["instrument_class,segments_selected,segments_before_cap"]
+    for cls, n in report.classes.items():
+        lines.append(f'"{cls}",{n},{report.classes_before_cap.get(cls, 0)}')
+    store.write_bytes(paths["classes"], ("\n".join(lines) + "\n").encode())
+
+    items = list(report.classes.items())[:40]
+    fig, ax = plt.subplots(figsize=(10, max(3, 0.28 * len(items) + 1)))
+    ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#4c72b0")
+    ax.set_xlabel("segments")
+    ax.set_title(f"Instrument classes of the {report.counts.get('selected', 0)} selected segments")
+    fig.tight_layout()
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    store.write_bytes(paths["chart"], png.getvalue())
+    return paths
+
+
+def report_markdown(report: SelectionReport, top: int = 25) -> str:
+    lines = [f"{report.segments} segments read; {report.counts.get('qualifying', 0)} qualify; "
+             f"{report.counts.get('selected', 0)} selected.", "", "| dropped because | segments |", "| --- | ---: |"]
+    lines += [f"| {k} | {v} |" for k, v in report.dropped.items()] or ["| (nothing) | 0 |"]
+    lines += ["", "| instrument class | selected | before cap |", "| --- | ---: | ---: |"]
+    lines += [f"| {k} | {v} | {report.classes_before_cap.get(k, 0)} |" for k, v in list(report.classes.items())[:top]]
+    return "\n".join(lines)
+
+
+def dumps(report: SelectionReport) -> str:
+    return json.dumps(report.to_dict(), indent=2)
