@@ -29,10 +29,11 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
         log.info("no sample corpus under %s yet: rendering it first", cfg.data_root)
         make_sample_corpus(cfg)
     mirror = ingest.resolve_mirror(cfg, store)
-    items, segment_failures = ingest.plan_segments(mirror, limit=cfg.targets.MUCaps)
-    shards = ingest.work_shards(items, cfg)
-    log.info("%d segments in %d shards (%d rows of the lists left out)", len(items), len(shards), len(segment_failures))
     excluded = decontamination_ids(cfg)
+    items, segment_failures, selection = ingest.plan_segments(mirror, cfg, excluded, limit=cfg.targets.MUCaps)
+    shards = ingest.work_shards(items, cfg)
+    log.info("%d of %d segments selected, in %d shards (%d unreadable rows of the lists)", len(items),
+             selection.segments, len(shards), len(segment_failures))
 
     clips_f = [ingest_clips.submit(cfg, mirror, i, part) for i, part in enumerate(shards)]
     captions_f = [caption_music.submit(cfg, c) for c in clips_f]

@@ -22,6 +22,10 @@ app = typer.Typer(help="Build the MuMu-LLaMA music instruction datasets.", no_ar
                   pretty_exceptions_show_locals=False)
 build_app = typer.Typer(help="Build one dataset (or all of them).", no_args_is_help=True)
 app.add_typer(build_app, name="build")
+select_app = typer.Typer(help="Select source segments.", no_args_is_help=True)
+app.add_typer(select_app, name="select")
+download_app = typer.Typer(help="Download selected sources into a local mirror.", no_args_is_help=True)
+app.add_typer(download_app, name="download")
 console = Console()
 
 ProfileOpt = typer.Option("sample", "--profile", "-p", help="Profile name (sample, paper) or a YAML file.")
@@ -121,6 +125,57 @@ def build_mucaps_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootO
     _print_stages(out["stages"])
     _print_splits(out["stats"])
     console.print(f"[bold green]MUCaps[/bold green] is in {out['dir']}")
+
+
+@select_app.command("audioset")
+def select_audioset_cmd(
+    segments: list[Path] = typer.Option(..., "--segments", help="AudioSet segment CSVs (either variant); repeat the option for several."),
+    out: Path = typer.Option(..., "--out", help="Folder for selection.parquet, report.json, instrument_classes.{csv,png}."),
+    ontology_path: Optional[Path] = typer.Option(None, "--ontology", help="ontology.json (default: the bundled copy)."),
+    cap: Optional[int] = typer.Option(None, "--cap", help="At most this many segments per instrument class."),
+    train_list: Optional[list[str]] = typer.Option(None, "--train-list", help="List file names feeding train."),
+    eval_list: Optional[list[str]] = typer.Option(None, "--eval-list", help="List file names feeding eval."),
+    seed: int = typer.Option(0, "--seed"),
+    profile: str = ProfileOpt, set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt,
+) -> None:
+    """Select music segments from AudioSet lists by the ontology; report the instrument distribution."""
+    _prefect_env(verbose)
+    from flows.sources import select_audioset
+    from tasks.selection import SelectionReport, report_markdown
+
+    overrides = _overrides(set_)
+    overrides["selection.seed"] = seed
+    if cap is not None:
+        overrides["selection.per_class_cap"] = cap
+    if train_list:
+        overrides["selection.train_lists"] = train_list
+    if eval_list:
+        overrides["selection.eval_lists"] = eval_list
+    res = select_audioset(segments=[str(p) for p in segments], out=str(out),
+                          ontology_path=str(ontology_path) if ontology_path else None, profile=profile, overrides=overrides)
+    console.print(report_markdown(SelectionReport(**res["report"]), top=30), markup=False, highlight=False)
+    console.print(f"[bold green]selection[/bold green]: {res['selected']} segments -> {out} (chart: {res['paths']['chart']})")
+
+
+@download_app.command("audioset")
+def download_audioset_cmd(
+    selection: Path = typer.Option(..., "--selection", help="A folder made by `mumu select audioset` (or its selection.parquet)."),
+    out: Path = typer.Option(..., "--out", help="The mirror folder to fill: <ytid>_<start>.{flac,mp4,jpg,json} and segments.csv."),
+    profile: str = ProfileOpt, set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt,
+) -> None:
+    """Download the selected sections with yt-dlp (exact cuts, verified, resumable)."""
+    _prefect_env(verbose)
+    from flows.sources import download_audioset
+
+    res = _run(download_audioset, selection=str(selection), out=str(out), profile=profile, overrides=_overrides(set_))
+    t = Table(title="download")
+    for c in ("segments", "downloaded", "already_verified", "failed"):
+        t.add_column(c, justify="right")
+    t.add_row(*[str(res[c]) for c in ("segments", "downloaded", "already_verified", "failed")])
+    console.print(t)
+    for reason, n in res["failures_by_reason"].items():
+        console.print(f"  failed: {reason}: {n}")
+    console.print(f"mirror ready: --set mirror.segments_csv=[{res['segments_csv']}] --set mirror.media_dir={res['mirror']}")
 
 
 @app.command("validate")

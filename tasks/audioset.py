@@ -42,6 +42,7 @@ class Segment:
 
     @classmethod
     def from_item(cls, d: dict) -> "Segment":
+        """From a work item (which may carry more keys, such as clip_id and split)."""
         return cls(d["ytid"], float(d["start_s"]), float(d["end_s"]), tuple(d["labels"]), d["start_text"], d["origin"])
 
 

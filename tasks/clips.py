@@ -26,7 +26,7 @@ def mirror_index(cfg: Config, media_dir: str) -> MirrorIndex:
 
 
 def ingest_segment(store: Store, cfg: Config, index: MirrorIndex, seg: Segment, ground_truth: dict | None,
-                   licence: str = AUDIOSET_LICENCE) -> dict:
+                   licence: str = AUDIOSET_LICENCE, split: str = "auto") -> dict:
     """One segment -> one clips row (media written). Raises MediaError with a reason."""
     found = index.lookup(seg)
     if found is None:
@@ -60,7 +60,7 @@ def ingest_segment(store: Store, cfg: Config, index: MirrorIndex, seg: Segment, 
         video_sha = store.write_bytes(store.path(video_rel), data)
 
     names = label_names()
-    meta = {"segment": seg.origin, "mirror_file": os.path.basename(str(found["audio"]))}
+    meta = {"segment": seg.origin, "mirror_file": os.path.basename(str(found["audio"])), "split": split}
     if ground_truth:
         meta["ground_truth"] = ground_truth
     return {
@@ -83,7 +83,7 @@ def ingest_audioset_shard(store: Store, cfg: Config, media_dir: str, items: list
         seg = Segment.from_item(item)
         try:
             truth = (ground_truth or {}).get(f"{seg.ytid}_{int(seg.start_s)}")
-            rows.append(ingest_segment(store, cfg, index, seg, truth, licence))
+            rows.append(ingest_segment(store, cfg, index, seg, truth, licence, item.get("split", "auto")))
         except MediaError as e:
             failures.append({"item_id": seg.clip_id, "stage": "clips", "reason": e.reason, "detail": e.detail})
         except Exception as e:  # an unexpected bug still must not lose the rest of the shard

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from mumu.config import Config
 from tasks.audioset import read_segments
+from tasks.ontology import ontology
+from tasks.selection import SelectionReport, select_segments
 from tasks.clips import AUDIOSET_LICENCE, ingest_audioset_shard
 from tasks.stage import ShardResult, chunk, run_shard
 from tasks.store import Store, fingerprint_of
@@ -51,20 +53,25 @@ def resolve_mirror(cfg: Config, store: Store) -> Mirror:
     return Mirror([csv_path], media_dir, SAMPLE_LICENCE, truth, is_sample=True)
 
 
-def plan_segments(mirror: Mirror, limit: int | None = None) -> tuple[list[dict], list[dict]]:
-    """All segments of the mirror's lists, sorted by clip id, as work items; plus parse failures."""
-    items, failures, seen = [], [], set()
+def plan_segments(mirror: Mirror, cfg: Config, excluded: frozenset[str] = frozenset(),
+                  limit: int | None = None) -> tuple[list[dict], list[dict], SelectionReport]:
+    """The mirror's segments that pass the selection rules, sorted by clip id, as work items;
+    plus the rows of the lists that could not be read, and the selection report."""
+    lists, failures = {}, []
     for path in mirror.segments_csv:
         segs, fails = read_segments(path)
         failures += fails
-        for s in segs:
-            if s.clip_id not in seen:
-                seen.add(s.clip_id)
-                items.append(s.to_item())
-    items.sort(key=lambda d: (d["ytid"], d["start_s"]))
+        lists[os.path.basename(path)] = segs
+    rows, report = select_segments(lists, ontology(), cfg.selection, excluded)
+    by_id = {s.clip_id: s for segs in lists.values() for s in segs}
+    items = []
+    for r in rows:  # sorted by clip id; a segment listed twice is taken once
+        if items and items[-1]["clip_id"] == r["clip_id"]:
+            continue
+        items.append({**by_id[r["clip_id"]].to_item(), "clip_id": r["clip_id"], "split": r["split"]})
     if limit is not None:
         items = items[:limit]
-    return items, failures
+    return items, failures, report
 
 
 def work_shards(items: list[dict], cfg: Config) -> list[list[dict]]:

@@ -33,7 +33,7 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
             failures.append({"item_id": ann["clip_id"], "stage": "records/MUCaps", "reason": "orphan_annotation",
                              "detail": "a caption whose clip is not in the clips shard"})
             continue
-        split = assign(clip["group_id"], clip["clip_id"], cfg.splits.eval_fraction, cfg.splits.seed, excluded)
+        split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
         if split is None:
             failures.append({"item_id": clip["clip_id"], "stage": "records/MUCaps", "reason": "decontaminated",
                              "detail": f"{clip['group_id']} is on the decontamination list"})

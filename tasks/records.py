@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 from schemas.datasets import HUMAN, MODEL, DatasetSpec
@@ -40,8 +42,14 @@ def records_table(spec: DatasetSpec, rows: list[dict]) -> pa.Table:
     return pa.Table.from_pydict({name: [r.get(name) for r in rows] for name in schema.names}, schema=schema)
 
 
-def assign(group_id: str, clip_id: str, eval_fraction: float, seed: int, excluded: frozenset[str]) -> str | None:
-    """The clip's split, or None when its video or clip is on the decontamination list."""
-    if group_id in excluded or clip_id in excluded:
+def assign(clip: dict, eval_fraction: float, seed: int, excluded: frozenset[str]) -> str | None:
+    """The clip's split, or None when its video or clip is on the decontamination list.
+
+    A split fixed by the selection (a clip from an eval list) stands; otherwise the hash of the
+    group key decides."""
+    if clip["group_id"] in excluded or clip["clip_id"] in excluded:
         return None
-    return split_of(group_id, eval_fraction, seed)
+    hint = json.loads(clip.get("meta") or "{}").get("split", "auto")
+    if hint in ("train", "eval"):
+        return hint
+    return split_of(clip["group_id"], eval_fraction, seed)

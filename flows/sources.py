@@ -1,0 +1,91 @@
+"""Source flows: select AudioSet segments, download them into a local mirror."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.report import track
+from mumu.config import Config, load_config
+from schemas.tables import FAILURES, table_from_rows
+from tasks import download as dl
+from tasks.audioset import read_segments
+from tasks.ontology import ontology
+from tasks.selection import report_markdown, select_segments, write_report
+from tasks.splits import decontamination_ids
+from tasks.stage import chunk
+from tasks.store import Store
+
+
+@flow(name="select-audioset", log_prints=True)
+def select_audioset(segments: list[str], out: str, ontology_path: str | None = None, profile: str = "sample",
+                    overrides: dict[str, Any] | None = None) -> dict:
+    """Select music segments from AudioSet lists; write the selection table, a report and a chart."""
+    cfg = load_config(profile, overrides)
+    lists, unreadable = {}, []
+    for path in segments:
+        segs, fails = read_segments(path)
+        lists[os.path.basename(path)] = segs
+        unreadable += fails
+    rows, report = select_segments(lists, ontology(ontology_path), cfg.selection, decontamination_ids(cfg))
+    paths = write_report(out, report, rows)
+    Store(out).write_table(Store(out).path("unreadable_rows.parquet"), table_from_rows(unreadable, FAILURES))
+    md = report_markdown(report)
+    if unreadable:
+        md += f"\n\n{len(unreadable)} rows of the lists could not be read (see unreadable_rows.parquet)."
+    create_markdown_artifact(md, key="audioset-selection", description="AudioSet selection: counts and instrument classes")
+    get_run_logger().info("selected %d of %d segments into %s", len(rows), report.segments, out)
+    return {"selected": len(rows), "segments": report.segments, "unreadable": len(unreadable), "paths": paths,
+            "report": report.to_dict()}
+
+
+@task(name="download-clips", task_run_name="download-clips-{shard:05d}", cache_policy=NO_CACHE)
+def download_clips(cfg: Config, out: str, shard: int, items: list[dict]) -> dict:
+    stats, failures = dl.download_shard(out, cfg, items)
+    store = Store(out)
+    store.write_table(store.path("_failures", f"failures-{shard:05d}.parquet"), table_from_rows(failures, FAILURES))
+    return {**stats, "shard": shard, "failures": failures}
+
+
+def _segments_csv(rows: list[dict], out: str) -> str:
+    """A Google-format segment list of the verified clips, so the folder is a ready mirror."""
+    lines = ["# Segments downloaded by mumu download audioset", f"# num_segs={len(rows)}",
+             "# YTID, start_seconds, end_seconds, positive_labels"]
+    lines += [f'{r["ytid"]}, {r["start_s"]:.3f}, {r["end_s"]:.3f}, "{",".join(r["labels"])}"' for r in rows]
+    path = os.path.join(out, "segments.csv")
+    Store(out).write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path
+
+
+@flow(name="download-audioset", log_prints=True)
+def download_audioset(selection: str, out: str, profile: str = "sample", overrides: dict[str, Any] | None = None) -> dict:
+    """Download the selected sections with yt-dlp into a local mirror folder (resumable)."""
+    import pyarrow.parquet as pq
+
+    cfg = load_config(profile, overrides)
+    table_path = selection if selection.endswith(".parquet") else os.path.join(selection, "selection.parquet")
+    rows = pq.read_table(table_path).to_pylist()
+    items = [{"ytid": r["ytid"], "start_s": r["start_s"], "end_s": r["end_s"], "labels": r["labels"],
+              "start_text": f"{r['start_s']:.3f}", "origin": r["list"], "clip_id": r["clip_id"]} for r in rows]
+    os.makedirs(out, exist_ok=True)
+    Store(out).clean_temporaries(out)
+    futures = [download_clips.submit(cfg, out, i, part) for i, part in enumerate(chunk(items, cfg.shards.items_per_shard))]
+    results = track(futures, "downloads")
+    verified = [r for r in rows if os.path.exists(os.path.join(out, f"{r['ytid']}_{int(r['start_s'])}.json"))]
+    csv_path = _segments_csv(verified, out)
+    reasons: dict[str, int] = {}
+    for r in results:
+        for f in r["failures"]:
+            reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
+    summary = {"segments": len(items), "downloaded": sum(r["downloaded"] for r in results),
+               "already_verified": sum(r["already_verified"] for r in results), "failed": sum(r["failed"] for r in results),
+               "failures_by_reason": dict(sorted(reasons.items())), "segments_csv": csv_path, "mirror": out}
+    create_table_artifact([{k: v for k, v in summary.items() if k != "failures_by_reason"}], key="audioset-download",
+                          description="AudioSet download: counts")
+    create_table_artifact([{"reason": k, "clips": v} for k, v in summary["failures_by_reason"].items()] or [{"reason": "-", "clips": 0}],
+                          key="audioset-download-failures", description="AudioSet download: failures by reason")
+    return summary
