@@ -103,12 +103,18 @@ class RateLimiter:
             self.next = max(now, self.next) + self.interval
         if delay:
             time.sleep(delay)
-        try:
-            from prefect.concurrency.sync import rate_limit
+        from prefect.context import TaskRunContext
 
-            rate_limit("mumu-downloads", strict=False)
-        except Exception:  # outside a Prefect run, or no such limit: the local bound still holds
-            pass
+        if TaskRunContext.get() is None:
+            return  # not in a Prefect task run (a plain call): the local bound is the only one
+        from prefect.concurrency.sync import rate_limit
+
+        try:
+            rate_limit("mumu-downloads", strict=False)  # a no-op where no such limit was created
+        except Exception as e:  # the API is unreachable: the local bound still holds
+            import logging
+
+            logging.getLogger(__name__).warning("global download rate limit unavailable: %s", e)
 
 
 _LIMITERS: dict[int, RateLimiter] = {}
