@@ -37,6 +37,8 @@ class Result:
     facts: dict[str, Any] = field(default_factory=dict)
     error_reason: str | None = None
     error_detail: str | None = None
+    # the prompt version this result was made with, where it differs per request (LLM backends)
+    prompt_version: str | None = None
 
 
 class Annotator(ABC):

@@ -25,7 +25,7 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
     store = Store(cfg.data_root)
     for folder in ("work", "media", "datasets"):
         store.clean_temporaries(store.path(folder))
-    if not cfg.mirror.segments_csv and not store.exists(ingest.sample_corpus_paths(store)[0]):
+    if not (cfg.mirror.segments_csv or cfg.mirror.parquet) and not store.exists(ingest.sample_corpus_paths(store)[0]):
         log.info("no sample corpus under %s yet: rendering it first", cfg.data_root)
         make_sample_corpus(cfg)
     mirror = ingest.resolve_mirror(cfg, store)

@@ -49,6 +49,16 @@ class CorpusSpec(Section):
     eval_segments_share: float = Field(0.2, ge=0, le=1)
 
 
+class ParquetColumns(Section):
+    """Column names in a Parquet / HF dataset mirror."""
+
+    ytid: str = "ytid"
+    start: str = "start_s"
+    end: str | None = "end_s"
+    labels: str | None = "labels"
+    audio: str = "audio"
+
+
 class MirrorSpec(Section):
     """A local AudioSet-style mirror: a segments CSV plus media files named after the segment."""
 
@@ -61,6 +71,10 @@ class MirrorSpec(Section):
     video_extensions: list[str] = ["mp4", "webm", "mkv"]
     image_extensions: list[str] = ["jpg", "jpeg", "png"]
     max_file_bytes: int = Field(2_000_000_000, gt=0)
+    # or a Parquet / Hugging Face dataset mirror: files, globs or folders (Parquet or save_to_disk Arrow)
+    parquet: list[str] | None = None
+    parquet_columns: ParquetColumns = ParquetColumns()
+    licence: str | None = None  # licence text for the clips; None: AudioSet's (YouTube uploader's terms)
 
 
 class ShardSpec(Section):

@@ -36,6 +36,13 @@ CLIPS = datasets.Features(
         "image_path": S,
         "image_sha256": S,
         "meta": S,  # JSON: source-specific metadata and ground truth
+        # quality measures (tasks/quality.py): columns, never deletions; builds select by thresholds
+        "loudness_lufs": F64,  # ITU-R BS.1770 integrated loudness; null when unmeasurable
+        "silence_ratio": F64,
+        "clipping_ratio": F64,
+        "speech_ratio": F64,  # Silero VAD; null when the detector is unavailable
+        "quality_ok": datasets.Value("bool"),
+        "quality_reasons": datasets.List(S),
     }
 )
 

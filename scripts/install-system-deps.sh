@@ -2,9 +2,9 @@
 # System tools the pipeline runs: sox (+ formats), ffmpeg, Rubber Band, FluidSynth and a GM soundfont.
 # As root on Debian/Ubuntu they are installed with apt; otherwise we say exactly what is missing.
 set -euo pipefail
-PKGS=(sox libsox-fmt-all ffmpeg rubberband-cli fluidsynth fluid-soundfont-gm)
+PKGS=(sox libsox-fmt-all ffmpeg rubberband-cli fluidsynth fluid-soundfont-gm espeak-ng)
 missing=()
-for tool in sox ffmpeg ffprobe rubberband fluidsynth; do
+for tool in sox ffmpeg ffprobe rubberband fluidsynth espeak-ng; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=("FluidR3_GM.sf2")

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 
+import pyarrow as pa
+
 from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
 from tasks.audioset import MirrorIndex, Segment, label_names
-from tasks.media import MediaError, check_image, fit_length, flac_bytes, load_audio, probe_video
+from tasks.media import MediaError, check_image, decode_audio_bytes, fit_length, flac_bytes, load_audio, probe_video
+from tasks.quality import measure_quality, quality_verdict
 from tasks.store import Store, sha256_bytes
 
 AUDIOSET_LICENCE = "YouTube video (original uploader's terms); AudioSet labels CC BY 4.0"
@@ -59,19 +62,38 @@ def ingest_segment(store: Store, cfg: Config, index: MirrorIndex, seg: Segment, 
         video_rel = f"media/video/{clip_id}.{ext}"
         video_sha = store.write_bytes(store.path(video_rel), data)
 
-    names = label_names()
     meta = {"segment": seg.origin, "mirror_file": os.path.basename(str(found["audio"])), "split": split}
     if ground_truth:
         meta["ground_truth"] = ground_truth
+    return clip_row(seg, seconds, audio_rel, audio_sha, cfg, licence, json.dumps(meta, sort_keys=True),
+                    image=(image_rel, image_sha), video=(video_rel, video_sha))
+
+
+def clip_row(seg: Segment, seconds: float, audio_rel: str, audio_sha: str, cfg: Config, licence: str, meta: str,
+             image: tuple = (None, None), video: tuple = (None, None)) -> dict:
+    """The clips-table row of an AudioSet segment, whatever kind of mirror it came from."""
+    names = label_names()
     return {
-        "clip_id": clip_id, "source": "audioset", "origin": seg.ytid, "group_id": seg.ytid,
+        "clip_id": seg.clip_id, "source": "audioset", "origin": seg.ytid, "group_id": seg.ytid,
         "start_s": seg.start_s, "end_s": seg.start_s + seconds, "labels": list(seg.labels),
         "tags": [names.get(m, m) for m in seg.labels], "licence": licence,
         "audio_path": audio_rel, "audio_sha256": audio_sha, "duration_s": round(seconds, 6),
-        "sample_rate": a.sample_rate, "channels": a.channels,
-        "video_path": video_rel, "video_sha256": video_sha, "image_path": image_rel, "image_sha256": image_sha,
-        "meta": json.dumps(meta, sort_keys=True),
+        "sample_rate": cfg.audio.sample_rate, "channels": cfg.audio.channels,
+        "video_path": video[0], "video_sha256": video[1], "image_path": image[0], "image_sha256": image[1],
+        "meta": meta,
     }
+
+
+def with_quality(store: Store, table: pa.Table, cfg: Config) -> pa.Table:
+    """Fill the quality columns of a clips table from the clips' audio (whatever the source)."""
+    rows = table.to_pylist()
+    for row in rows:
+        samples, sr = decode_audio_bytes(store.read_bytes(store.path(row["audio_path"])))
+        q = measure_quality(samples, sr, cfg.quality)
+        ok, reasons = quality_verdict(q, cfg.quality)
+        row.update({k: q[k] for k in ("loudness_lufs", "silence_ratio", "clipping_ratio", "speech_ratio")})
+        row.update(quality_ok=ok, quality_reasons=reasons)
+    return table_from_rows(rows, CLIPS)
 
 
 def ingest_audioset_shard(store: Store, cfg: Config, media_dir: str, items: list[dict],

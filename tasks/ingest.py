@@ -7,10 +7,11 @@ import os
 from dataclasses import dataclass, field
 
 from mumu.config import Config
-from tasks.audioset import read_segments
+from tasks.audioset import Segment, read_segments
 from tasks.ontology import ontology
+from tasks.parquet_mirror import ingest_parquet_shard, plan_parquet_mirror
 from tasks.selection import SelectionReport, select_segments
-from tasks.clips import AUDIOSET_LICENCE, ingest_audioset_shard
+from tasks.clips import AUDIOSET_LICENCE, ingest_audioset_shard, with_quality
 from tasks.stage import ShardResult, chunk, run_shard
 from tasks.store import Store, fingerprint_of
 
@@ -21,10 +22,11 @@ SAMPLE_LICENCE = "synthetic sample corpus (rendered from generated MIDI); AudioS
 @dataclass
 class Mirror:
     segments_csv: list[str]
-    media_dir: str
+    media_dir: str | None
     licence: str
     ground_truth: dict[str, dict] = field(default_factory=dict)
     is_sample: bool = False
+    parquet: list[str] = field(default_factory=list)  # a Parquet / HF dataset mirror instead of a folder
 
 
 def sample_corpus_paths(store: Store) -> tuple[str, str, str]:
@@ -34,13 +36,16 @@ def sample_corpus_paths(store: Store) -> tuple[str, str, str]:
 
 def resolve_mirror(cfg: Config, store: Store) -> Mirror:
     """The mirror named in the config, or the sample corpus inside the store."""
+    licence = cfg.mirror.licence or AUDIOSET_LICENCE
+    if cfg.mirror.parquet:
+        return Mirror([], None, licence, parquet=list(cfg.mirror.parquet))
     if cfg.mirror.segments_csv:
         if not cfg.mirror.media_dir:
             raise ValueError("mirror.segments_csv is set but mirror.media_dir is not: say where the media files are")
         for p in cfg.mirror.segments_csv:
             if not os.path.exists(p):
                 raise FileNotFoundError(f"segments CSV {p} does not exist")
-        return Mirror(list(cfg.mirror.segments_csv), cfg.mirror.media_dir, AUDIOSET_LICENCE)
+        return Mirror(list(cfg.mirror.segments_csv), cfg.mirror.media_dir, licence)
     csv_path, media_dir, gt_path = sample_corpus_paths(store)
     if not os.path.exists(csv_path):
         raise FileNotFoundError(f"no sample corpus at {os.path.dirname(csv_path)}: run `mumu sample-corpus` first")
@@ -57,7 +62,11 @@ def plan_segments(mirror: Mirror, cfg: Config, excluded: frozenset[str] = frozen
                   limit: int | None = None) -> tuple[list[dict], list[dict], SelectionReport]:
     """The mirror's segments that pass the selection rules, sorted by clip id, as work items;
     plus the rows of the lists that could not be read, and the selection report."""
-    lists, failures = {}, []
+    lists, failures, extra = {}, [], {}
+    if mirror.parquet:
+        planned, failures = plan_parquet_mirror(cfg)
+        lists["parquet"] = [Segment.from_item(it) for it in planned]
+        extra = {it["clip_id"]: {"file": it["file"], "row": it["row"]} for it in planned}
     for path in mirror.segments_csv:
         segs, fails = read_segments(path)
         failures += fails
@@ -68,7 +77,8 @@ def plan_segments(mirror: Mirror, cfg: Config, excluded: frozenset[str] = frozen
     for r in rows:  # sorted by clip id; a segment listed twice is taken once
         if items and items[-1]["clip_id"] == r["clip_id"]:
             continue
-        items.append({**by_id[r["clip_id"]].to_item(), "clip_id": r["clip_id"], "split": r["split"]})
+        items.append({**by_id[r["clip_id"]].to_item(), "clip_id": r["clip_id"], "split": r["split"],
+                      **extra.get(r["clip_id"], {})})
     if limit is not None:
         items = items[:limit]
     return items, failures, report
@@ -80,14 +90,21 @@ def work_shards(items: list[dict], cfg: Config) -> list[list[dict]]:
 
 def clips_fingerprint(cfg: Config, mirror: Mirror, items: list[dict]) -> str:
     # the sample corpus is named by its place in the store, so copies of a data root agree
-    where = SAMPLE_CORPUS_DIR if mirror.is_sample else os.path.abspath(mirror.media_dir)
-    return fingerprint_of("clips/audioset", items, cfg.audio.model_dump(), cfg.mirror.model_dump(), where, mirror.licence)
+    if mirror.is_sample:
+        where = SAMPLE_CORPUS_DIR
+    else:
+        where = [os.path.abspath(p) for p in mirror.parquet] or os.path.abspath(str(mirror.media_dir))
+    return fingerprint_of("clips/audioset", items, cfg.audio.model_dump(), cfg.mirror.model_dump(), cfg.quality.model_dump(),
+                          where, mirror.licence)
 
 
 def clips_shard(store: Store, cfg: Config, mirror: Mirror, shard: int, items: list[dict]) -> ShardResult:
     def work():
-        table, failures = ingest_audioset_shard(store, cfg, mirror.media_dir, items, mirror.ground_truth, mirror.licence)
-        return table, failures
+        if mirror.parquet:
+            table, failures = ingest_parquet_shard(store, cfg, items, mirror.licence)
+        else:
+            table, failures = ingest_audioset_shard(store, cfg, mirror.media_dir, items, mirror.ground_truth, mirror.licence)
+        return with_quality(store, table, cfg), failures
 
     return run_shard(store, "clips/audioset", shard, clips_fingerprint(cfg, mirror, items), len(items), work,
                      audio_seconds_column="duration_s")

@@ -33,6 +33,10 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
             failures.append({"item_id": ann["clip_id"], "stage": "records/MUCaps", "reason": "orphan_annotation",
                              "detail": "a caption whose clip is not in the clips shard"})
             continue
+        if clip.get("quality_ok") is False:
+            failures.append({"item_id": clip["clip_id"], "stage": "records/MUCaps", "reason": "below_quality",
+                             "detail": "; ".join(clip["quality_reasons"])})
+            continue
         split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
         if split is None:
             failures.append({"item_id": clip["clip_id"], "stage": "records/MUCaps", "reason": "decontaminated",

