@@ -24,13 +24,15 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import datasets
 
 from annotators.base import Request
-from annotators.requests import ChatAnnotator, InvalidOutput, OutputSpec, check_text, instructions_schema
+from annotators.requests import (ChatAnnotator, InvalidOutput, OutputSpec, check_text, forbidden_chars,
+                                 instructions_schema)
 from schemas.tables import table_from_rows
 from tasks.store import Store, fingerprint_of
 
@@ -51,8 +53,6 @@ POOL_REJECTS = datasets.Features({
     "pool": S, "request": datasets.Value("int32"), "candidate": S, "reason": S, "detail": S,
 })
 
-GENERATE_PATTERN = "^Generate [^\\u0000-\\u001f0-9\\[\\](){}<>]{8,160}$"
-NO_CONTROL_ITEM = "^[^\\u0000-\\u001f0-9]{8,200}$"
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,22 @@ class PoolSpec:
     min_words: int = 3
     min_chars: int = 12
     max_chars: int = 160
-    pattern: str | None = GENERATE_PATTERN  # enforced while decoding where the backend can
+    constrain: bool = True  # ask the backend to enforce decode_pattern() while decoding (vLLM does)
+
+    def decode_pattern(self) -> str | None:
+        """A regular expression for one instruction that follows the rules (as far as a regex can)."""
+        if not self.constrain:
+            return None
+        excluded = "\\u0000-\\u001f"
+        classes = forbidden_chars(self.forbid)
+        if self.required_tokens:
+            classes -= set("{}")  # placeholders need their braces
+        if classes & set(string.digits):
+            excluded += "0-9"
+        excluded += "".join("\\" + c for c in sorted(classes - set(string.digits)))
+        prefix = re.escape(self.must_start_with + " ") if self.must_start_with else ""
+        head = len(self.must_start_with) + 1 if self.must_start_with else 0
+        return f"^{prefix}[^{excluded}]{{{max(1, self.min_chars - head)},{max(1, self.max_chars - head)}}}$"
 
     def check(self, candidate: Any) -> str:
         """The cleaned instruction, or InvalidOutput with a reason code."""
@@ -105,32 +120,31 @@ POOLS: dict[str, PoolSpec] = {
         {"operation": "change the speed of the music (make it faster or slower) by a stated amount",
          "placeholder_rule": _EDIT_RULE.format(tok="{speed}", what="amount and direction",
                                                example="Make this music {speed}.")},
-        must_start_with=None, forbid="digits", required_tokens=("{speed}",), pattern=NO_CONTROL_ITEM),
+        must_start_with=None, forbid="digits", required_tokens=("{speed}",)),
     "edit_pitch": PoolSpec(
         "edit_pitch", "instruction_pool_edit",
         {"operation": "shift the pitch of the music up or down by a stated interval",
          "placeholder_rule": _EDIT_RULE.format(tok="{pitch}", what="interval and direction",
                                                example="Transpose this piece {pitch}.")},
-        must_start_with=None, forbid="digits", required_tokens=("{pitch}",), pattern=NO_CONTROL_ITEM),
+        must_start_with=None, forbid="digits", required_tokens=("{pitch}",)),
     "edit_add": PoolSpec(
         "edit_add", "instruction_pool_edit",
         {"operation": "add an instrument track to the music",
          "placeholder_rule": _EDIT_RULE.format(tok="{instrument}", what="instrument",
                                                example="Add a {instrument} part to this track.")},
-        must_start_with=None, forbid="digits", required_tokens=("{instrument}",), pattern=NO_CONTROL_ITEM),
+        must_start_with=None, forbid="digits", required_tokens=("{instrument}",)),
     "edit_delete": PoolSpec(
         "edit_delete", "instruction_pool_edit",
         {"operation": "remove an instrument track from the music",
          "placeholder_rule": _EDIT_RULE.format(tok="{instrument}", what="instrument",
                                                example="Remove the {instrument} from this music.")},
-        must_start_with=None, forbid="digits", required_tokens=("{instrument}",), pattern=NO_CONTROL_ITEM),
+        must_start_with=None, forbid="digits", required_tokens=("{instrument}",)),
     "edit_replace": PoolSpec(
         "edit_replace", "instruction_pool_edit",
         {"operation": "replace one instrument of the music by another",
          "placeholder_rule": ('Write the tokens {instrument} and {new_instrument} exactly once each, '
                               'e.g. "Replace the {instrument} with a {new_instrument}."')},
-        must_start_with=None, forbid="digits", required_tokens=("{instrument}", "{new_instrument}"),
-        pattern=NO_CONTROL_ITEM),
+        must_start_with=None, forbid="digits", required_tokens=("{instrument}", "{new_instrument}")),
 }
 
 
@@ -179,7 +193,11 @@ def generate_pool(annotator: ChatAnnotator, spec: PoolSpec | str, target: int = 
                     int(stats.get("requests", 0)), reused=True)
 
     ident = annotator.identity()
-    output = OutputSpec(schema=instructions_schema(per_request, spec.pattern, spec.max_chars + 40))
+    # asked for (and enforced while decoding where the backend can): the pool's pattern on every item
+    output = OutputSpec(schema=instructions_schema(per_request, spec.decode_pattern(), spec.max_chars))
+    # checked on the answer: a list of strings; every item is then judged on its own by the rules
+    loose = OutputSpec(schema={"type": "object", "properties": {"instructions": {"type": "array"}},
+                               "required": ["instructions"]})
     rows: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -197,7 +215,7 @@ def generate_pool(annotator: ChatAnnotator, spec: PoolSpec | str, target: int = 
                                 "detail": (gen.error or "no output")[:500]})
                 continue
             try:
-                items = output.parse(gen.text)["instructions"]
+                items = loose.parse(gen.text)["instructions"]
             except InvalidOutput as e:
                 rejects.append({"pool": spec.name, "request": index, "candidate": gen.text[:500],
                                 "reason": e.reason, "detail": e.detail[:500]})

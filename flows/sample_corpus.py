@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.report import stage_table, track
-from flows.stages import render_corpus
+from flows.stages import render_corpus, render_edit_sources
 from mumu.config import Config, load_config
 from tasks.sample_corpus import plan_corpus, write_corpus_index
 from tasks.stage import chunk
@@ -24,7 +24,8 @@ def make_sample_corpus(cfg: Config) -> dict:
     for r in results:
         rendered.update(store.read_table(r.output, columns=["stem"]).column("stem").to_pylist())
     index = write_corpus_index(store, cfg, specs, rendered)
-    return {**index, **stage_table(results)}
+    edit = render_edit_sources.submit(cfg).result()
+    return {**index, **stage_table(results), "edit_sources": edit.ok}
 
 
 @flow(name="sample-corpus", log_prints=True)

@@ -38,6 +38,11 @@ def render_corpus(cfg: Config, shard: int, specs: list) -> ShardResult:
     return sample_corpus.corpus_shard(Store(cfg.data_root), cfg, shard, specs)
 
 
+@task(name="render-edit-sources", cache_policy=NO_CACHE, **IO_RETRIES)
+def render_edit_sources(cfg: Config) -> ShardResult:
+    return sample_corpus.edit_sources_shard(Store(cfg.data_root), cfg)
+
+
 @task(name="ingest-clips", task_run_name="ingest-clips-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def ingest_clips(cfg: Config, mirror: ingest.Mirror, shard: int, items: list[dict]) -> ShardResult:
     return ingest.clips_shard(Store(cfg.data_root), cfg, mirror, shard, items)

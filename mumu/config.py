@@ -46,7 +46,10 @@ class CorpusSpec(Section):
     video_size: int = 160
     video_fps: int = 8
     real_photo_share: float = Field(0.5, ge=0, le=1)
-    eval_segments_share: float = Field(0.2, ge=0, le=1)
+    # MUEdit sources: Slakh-style multitracks (per-stem MIDI + metadata.yaml) and Looperman-style loops
+    slakh_tracks: int = Field(4, ge=0)
+    slakh_seconds: float = Field(20.0, gt=0)
+    loops: int = Field(12, ge=0)
 
 
 class ParquetColumns(Section):

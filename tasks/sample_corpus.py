@@ -376,3 +376,79 @@ def write_corpus_index(store: Store, cfg, specs: list[ClipSpec], rendered: set[s
     store.write_bytes(f"{base}/ground_truth.jsonl", ground_truth_jsonl(kept).encode())
     store.write_bytes(f"{base}/balanced_train_segments.csv", segments_csv(kept, cfg.audio.clip_seconds).encode())
     return {"clips": len(kept), "dir": base}
+
+
+# --- Slakh-style multitracks and Looperman-style loops for MUEdit ---------------------------------
+
+SLAKH_CLASS = {"keyboard": "Piano", "guitar": "Guitar", "bass": "Bass", "strings": "Strings", "brass": "Brass",
+               "reed": "Reed", "pipe": "Pipe", "organ": "Organ", "mallet": "Chromatic Percussion", "drums": "Drums"}
+SLAKH_DIR = "corpus/slakh"
+LOOPS_DIR = "corpus/looperman"
+
+
+def slakh_class(inst: Instrument) -> str:
+    if inst.family == "synth":
+        return "Synth Pad" if "pad" in inst.name else "Synth Lead"
+    return SLAKH_CLASS[inst.family]
+
+
+def write_slakh_track(store: Store, spec: ClipSpec, seconds: float) -> str:
+    """A track in Slakh2100's layout: metadata.yaml and one MIDI file per stem (audio is rendered at
+    ingest, as for Slakh's MIDI-only releases). Stems are the arrangement's instruments."""
+    import yaml
+
+    name = f"Track{90000 + spec.index:05d}"
+    pm = compose(spec, seconds)
+    stems = {}
+    for k, inst in enumerate(pm.instruments):
+        sid = f"S{k:02d}"
+        known = DRUMS if inst.is_drum else next(i for i in INSTRUMENTS.values() if i.name == inst.name)
+        one = pretty_midi.PrettyMIDI(initial_tempo=spec.tempo_bpm)
+        one.instruments.append(inst)
+        buf = io.BytesIO()
+        one.write(buf)
+        store.write_bytes(store.path(SLAKH_DIR, name, "MIDI", f"{sid}.mid"), buf.getvalue())
+        stems[sid] = {"audio_rendered": False, "inst_class": slakh_class(known), "is_drum": bool(inst.is_drum),
+                      "midi_program_name": "Drums" if inst.is_drum else pretty_midi.program_to_instrument_name(inst.program),
+                      "midi_saved": True, "plugin_name": "FluidR3_GM.sf2", "program_num": 128 if inst.is_drum else inst.program}
+    meta = {"UUID": hashlib.sha256(name.encode()).hexdigest()[:32], "audio_dir": "stems", "midi_dir": "MIDI",
+            "normalized": False, "stems": stems}
+    store.write_bytes(store.path(SLAKH_DIR, name, "metadata.yaml"), yaml.safe_dump(meta, sort_keys=True).encode())
+    return name
+
+
+def write_loop(store: Store, spec: ClipSpec, cfg) -> dict:
+    """A Looperman-style loop: two bars of the arrangement, with the page metadata beside it."""
+    bars = 2
+    seconds = bars * 4 * 60.0 / spec.tempo_bpm
+    audio = render(spec, seconds, cfg.render_sample_rate, cfg.soundfont)
+    buf = io.BytesIO()
+    sf.write(buf, audio, cfg.render_sample_rate, format="WAV", subtype="PCM_16")
+    loop_id = f"sample{spec.index:04d}"
+    store.write_bytes(store.path(LOOPS_DIR, f"{loop_id}.wav"), buf.getvalue())
+    lead = INSTRUMENTS[spec.lead]
+    return {"file": f"{loop_id}.wav", "loop_id": loop_id, "title": f"{spec.lead.title()} loop in {spec.key}",
+            "bpm": spec.tempo_bpm, "key": spec.key, "genre": "Sample", "category": lead.family.title(),
+            "author": "mumu sample-corpus", "licence": "CC0-1.0 (synthetic sample)"}
+
+
+def edit_sources_shard(store: Store, cfg):
+    """The sample corpus's MUEdit sources (Slakh-style tracks, loops) under the stage protocol."""
+    import pyarrow as pa
+
+    from tasks.stage import run_shard
+    from tasks.store import fingerprint_of
+
+    c = cfg.corpus
+    tracks = plan_corpus(c.slakh_tracks, c.seed + 101, 0.0)
+    loops = plan_corpus(c.loops, c.seed + 202, 0.0)
+    fp = fingerprint_of("corpus-edit", [asdict(s) for s in tracks + loops], c.model_dump())
+
+    def work():
+        names = [write_slakh_track(store, s, c.slakh_seconds) for s in tracks]
+        meta = [write_loop(store, s, c) for s in loops]
+        store.write_json(store.path(LOOPS_DIR, "metadata.json"), meta)
+        return pa.table({"kind": ["slakh"] * len(names) + ["loop"] * len(meta),
+                         "name": names + [m["loop_id"] for m in meta]}), []
+
+    return run_shard(store, "corpus-edit", 0, fp, len(tracks) + len(loops), work)

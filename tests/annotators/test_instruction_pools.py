@@ -1,5 +1,6 @@
 """Instruction pools: generated once, filtered by rules, deduplicated, stored with provenance."""
 
+import dataclasses
 import json
 
 import pytest
@@ -18,7 +19,7 @@ CANDIDATES = [
     "Generate music for [image].",  # brackets
     "Generate music\nfor the image.",  # two lines
     "Create music for the image.",  # does not begin with Generate
-    "Generate it.",  # too short
+    "Generate it.",  # too few words
     "Generate a calm tune that fits the scene",  # no final period: one is added
 ]
 
@@ -39,7 +40,7 @@ def test_rules_and_dedup(tmp_path):
                                  "Generate a calm tune that fits the scene.",
                                  "Generate music to match the image very."]
     reasons = sorted({r["reason"] for r in pool.rejects})
-    assert reasons == ["bad_start", "duplicate", "forbidden_characters", "not_one_line", "too_short"]
+    assert reasons == ["bad_start", "duplicate", "forbidden_characters", "not_one_line", "too_few_words"]
     # provenance on every row
     row = pool.rows[0]
     assert row["model"] == "scripted-model" and row["annotator"] == "scripted"
@@ -47,7 +48,7 @@ def test_rules_and_dedup(tmp_path):
     assert json.loads(row["params"])["temperature"] == 0.6 and row["seed"] >= 0 and row["request"] == 0
     # the requests asked for JSON with a per-item pattern (enforced while decoding by vLLM)
     chat = ann.batches[0][0]
-    assert chat.schema["properties"]["instructions"]["items"]["pattern"].startswith("^Generate ")
+    assert chat.schema["properties"]["instructions"]["items"]["pattern"].startswith("^Generate\\ ")
     assert "10 different instructions" in chat.messages[-1]["content"][-1]["text"]
 
 
@@ -86,8 +87,21 @@ def test_edit_templates_need_their_placeholders():
     assert normalise("  Generate  Music. ") == "generate music"
 
 
+def test_decode_patterns_follow_the_rules():
+    import re
+
+    image = re.compile(POOLS["image"].decode_pattern())
+    assert image.match("Generate music to match the image.")
+    for bad in ["Create music for the image.", "Generate 2 songs now.", "Generate [music] now.", "Generate a\nb c d e f"]:
+        assert not image.match(bad), bad
+    edit = re.compile(POOLS["edit_add"].decode_pattern())
+    assert edit.match("Add a {instrument} part to this track.") and not edit.match("Add 2 {instrument} parts.")
+
+
 def test_pool_from_the_tiny_model(vllm_text, tmp_path):
-    pool = generate_pool(vllm_text, "image", target=8, per_request=4, store=Store(str(tmp_path)))
+    # vLLM enforces the pool's pattern while decoding, so even a random model writes rule-abiding lines
+    spec = dataclasses.replace(POOLS["image"], max_chars=50)
+    pool = generate_pool(vllm_text, spec, target=8, per_request=2, store=Store(str(tmp_path)))
     assert len(pool.instructions) == 8
     for text in pool.instructions:
         assert text.startswith("Generate ") and "\n" not in text and not any(ch.isdigit() for ch in text)

@@ -182,3 +182,15 @@ def test_the_text_annotator():
     rows, failures = ann.rows(results)
     assert [r["clip_id"] for r in rows] == ["a", "a", "b"] and rows[0]["annotator"] == "features"
     assert rows[0]["model"] == "bundled-pools" and [f["item_id"] for f in failures] == ["c", "d", "e", "f"]
+
+
+def test_bundled_pools_pass_the_rules_generated_pools_must_pass():
+    """The LLM-generated pools (annotators.instruction_pools) accept an instruction only under rules; the
+    bundled ones meet the same rules, so either source gives interchangeable records."""
+    instruction_pools = pytest.importorskip("annotators.instruction_pools")
+    for kind, name in (("image", "muimage_generate"), ("video", "muvideo_generate")):
+        spec = instruction_pools.POOLS[kind]
+        for ln in lines_of(name):
+            assert spec.check(ln) == ln
+        keys = [instruction_pools.normalise(ln) for ln in lines_of(name)]
+        assert len(set(keys)) == len(keys)
