@@ -80,8 +80,9 @@ class PoolSpec:
             classes -= set("{}")  # placeholders need their braces
         if classes & set(string.digits):
             excluded += "0-9"
-        excluded += "".join("\\" + c for c in sorted(classes - set(string.digits)))
-        prefix = re.escape(self.must_start_with + " ") if self.must_start_with else ""
+        # in a class escape what a class may treat specially (Rust-style regexes nest "[" and know && ~~)
+        excluded += "".join("\\" + c if c in "[]\\^-&~" else c for c in sorted(classes - set(string.digits)))
+        prefix = re.escape(self.must_start_with).replace("\\ ", " ") + " " if self.must_start_with else ""
         head = len(self.must_start_with) + 1 if self.must_start_with else 0
         return f"^{prefix}[^{excluded}]{{{max(1, self.min_chars - head)},{max(1, self.max_chars - head)}}}$"
 

@@ -19,7 +19,7 @@ Image measures (``measure_image``), on a copy scaled to at most 256 px on the lo
 * edge density: the share of Canny edge pixels; texture: mean Sobel gradient magnitude;
   flatness: the share of pixels with almost no local gradient;
 * scene cues, each a measured condition (``_cues``): a smooth blue top band, a smooth vertical
-  colour gradient, small bright specks on a dark field, mostly dark or mostly near-white frames,
+  colour gradient, small bright specks on a dark field, mostly dark, near-white or bright frames,
   detail concentrated in the centre, flat areas of solid colour, near-greyscale.
 
 Video measures (``measure_video``): ffprobe gives duration and frame rate; ffmpeg decodes frames
@@ -239,7 +239,9 @@ def _cues(arr, luma, idx, edges, grad, colourful) -> tuple[str, ...]:
                 cues.append("bright_specks")
     if dark > 0.6 and "bright_specks" not in cues:
         cues.append("mostly_dark")
-    if float(np.mean(luma > 0.8)) > 0.5:
+    if float(np.mean(idx == _C["white"])) > 0.5:
+        cues.append("mostly_white")
+    elif float(np.mean(luma > 0.8)) > 0.5:
         cues.append("mostly_bright")
     cy, cx = slice(h // 4, h - h // 4), slice(w // 4, w - w // 4)
     centre = float(edges[cy, cx].mean())
@@ -379,7 +381,7 @@ def probe(path: str) -> dict:
 
 def decode_frames(path: str, fps: float, side: int = FRAME_SIDE) -> tuple[np.ndarray, bool]:
     """(frames, clean): frames at ``fps`` as float RGB (n, side, side, 3) in 0..1, area-averaged; clean is
-    False when ffmpeg stopped with an error after some frames."""
+    False when ffmpeg reported errors (a damaged or truncated stream) but some frames decoded."""
     vf = f"fps={fps:.6f},scale={side}:{side}:flags=area,format=rgb24"
     try:
         proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-map", "0:v:0", "-an", "-vf", vf,
@@ -392,7 +394,7 @@ def decode_frames(path: str, fps: float, side: int = FRAME_SIDE) -> tuple[np.nda
         detail = proc.stderr.decode(errors="replace").strip()[:300] or "no frames decode"
         raise VideoError("undecodable_video", f"{os.path.basename(path)}: {detail}")
     arr = np.frombuffer(proc.stdout[: n * frame_bytes], dtype=np.uint8).reshape(n, side, side, 3)
-    return arr.astype(np.float32) / 255.0, proc.returncode == 0
+    return arr.astype(np.float32) / 255.0, proc.returncode == 0 and not proc.stderr.strip()
 
 
 def _scale_error(a: np.ndarray, b: np.ndarray, s: float) -> float:
@@ -659,7 +661,8 @@ CUE_PHRASES = {
     "vertical_gradient": "The background shifts smoothly from {top} at the top to {bottom} at the bottom.",
     "bright_specks": "Small bright points are scattered across a dark field.",
     "mostly_dark": "Most of the frame sits in deep shadow.",
-    "mostly_bright": "Most of the frame is close to white.",
+    "mostly_white": "Most of the frame is close to white.",
+    "mostly_bright": "Most of the frame is brightly lit.",
     "central_detail": "The detail is concentrated in the centre, against a plainer surround.",
     "flat_colour_areas": "It is built from flat areas of solid colour with crisp edges.",
     "greyscale": "It is almost black and white.",

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mumu.config import Config
 from schemas.datasets import spec_for
-from tasks import annotate, finalize, ingest, mucaps, sample_corpus
+from tasks import annotate, finalize, ingest, mucaps, muedit, sample_corpus
 from tasks.stage import ShardResult
 from tasks.store import Store
 
@@ -56,6 +56,21 @@ def caption_music(cfg: Config, clips: ShardResult) -> ShardResult:
 @task(name="mucaps-records", task_run_name="mucaps-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def mucaps_records(cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset) -> ShardResult:
     return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded)
+
+
+@task(name="ingest-loops", task_run_name="ingest-loops-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def ingest_loops(cfg: Config, shard: int, items: list[dict]) -> ShardResult:
+    return ingest.loop_clips_shard(Store(cfg.data_root), cfg, shard, items)
+
+
+@task(name="ingest-slakh", task_run_name="ingest-slakh-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def ingest_slakh(cfg: Config, shard: int, track_dirs: list[str]) -> ShardResult:
+    return ingest.slakh_clips_shard(Store(cfg.data_root), cfg, shard, track_dirs)
+
+
+@task(name="muedit-records", task_run_name="muedit-{kind}-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def muedit_records(cfg: Config, clips: ShardResult, kind: str, excluded: frozenset) -> ShardResult:
+    return muedit.edit_records_shard(Store(cfg.data_root), cfg, clips, kind, excluded)
 
 
 @task(name="finalize-dataset", task_run_name="finalize-{dataset}", cache_policy=NO_CACHE, **IO_RETRIES)

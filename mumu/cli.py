@@ -178,6 +178,19 @@ def download_audioset_cmd(
     console.print(f"mirror ready: --set mirror.segments_csv=[{res['segments_csv']}] --set mirror.media_dir={res['mirror']}")
 
 
+@build_app.command("muedit")
+def build_muedit_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
+                     set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
+    """Build MUEdit: speed and pitch pairs from loops, add/delete/replace pairs from Slakh stems."""
+    _prefect_env(verbose)
+    from flows.muedit import build_muedit
+
+    out = _run(build_muedit, profile=profile, data_root=data_root, overrides=_overrides(set_))
+    _print_stages(out["stages"])
+    _print_splits(out["stats"])
+    console.print(f"[bold green]MUEdit[/bold green] is in {out['dir']}")
+
+
 @app.command("validate")
 def validate_cmd(directory: Path = typer.Argument(..., help="A dataset folder, e.g. data/sample/datasets/MUCaps."),
                  media: bool = typer.Option(True, "--media/--no-media", help="Decode every media cell.")) -> None:

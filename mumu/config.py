@@ -141,6 +141,7 @@ class EditSpec(Section):
     # duration ratios: output duration = factor x input duration (1.5 = 1.5 times longer = slower)
     speed_factors: list[float] = [0.5, 0.7, 1.3, 1.5]
     pitch_cents: list[int] = [-200, -100, 100, 200]
+    stem_edits_per_segment: int = Field(3, ge=1)  # add/delete/replace pairs per Slakh segment
 
 
 class SelectionSpec(Section):

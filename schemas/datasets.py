@@ -48,6 +48,7 @@ class DatasetSpec:
     task_categories: tuple[str, ...]
     description: str
     sources: tuple[str, ...] = field(default=("audioset",))
+    seconds_column: str = "duration_s"  # the clip length a record's audio hours are counted from
 
 
 def _features(**extra) -> datasets.Features:
@@ -88,6 +89,10 @@ EDIT_PARAMS = {
     "instrument_out": S,
 }
 
+# In MUEdit the output's length differs from the input's (speed edits), so the length column
+# names what it measures: the input's seconds.
+EDIT_PROVENANCE = {("input_seconds" if k == "duration_s" else k): v for k, v in PROVENANCE.items()}
+
 MUEDIT = DatasetSpec(
     name="MUEdit",
     features=datasets.Features(
@@ -97,7 +102,7 @@ MUEDIT = DatasetSpec(
             "params": EDIT_PARAMS,
             "input_audio": datasets.Audio(),
             "output_audio": datasets.Audio(),
-            **PROVENANCE,
+            **EDIT_PROVENANCE,
         }
     ),
     media={"input_audio": "audio", "output_audio": "audio"},
@@ -105,6 +110,7 @@ MUEDIT = DatasetSpec(
     task_categories=("audio-to-audio",),
     description="Music editing instructions: speed, pitch, and adding, deleting or replacing instrument tracks.",
     sources=("looperman", "slakh"),
+    seconds_column="input_seconds",
 )
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (MUCAPS, MUIMAGE, MUVIDEO, MUEDIT)}

@@ -47,7 +47,7 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
         if all(store.exists(f) for f in files):
             return {**stats, "skipped": True}
 
-    parts = [r.output for r in sorted(records, key=lambda r: r.shard) if r.ok]
+    parts = [r.output for r in sorted(records, key=lambda r: (r.stage, r.shard)) if r.ok]
     splits = assemble(store, spec, parts, out, cfg.shards.max_shard_bytes, cfg.shards.max_row_group_bytes, eval_cap)
     tasks: Counter = Counter()
     for p in parts:

@@ -108,3 +108,62 @@ def clips_shard(store: Store, cfg: Config, mirror: Mirror, shard: int, items: li
 
     return run_shard(store, "clips/audioset", shard, clips_fingerprint(cfg, mirror, items), len(items), work,
                      audio_seconds_column="duration_s")
+
+
+# --- MUEdit sources: Looperman loops and Slakh tracks ---------------------------------------------
+
+def edit_source_paths(cfg: Config, store: Store) -> tuple[str | None, str | None, bool]:
+    """(Looperman manifest-or-folder, Slakh root, is_sample): the config's, else the sample corpus's."""
+    from tasks.sample_corpus import LOOPS_DIR, SLAKH_DIR
+
+    loops = cfg.looperman.manifest or cfg.looperman.folder
+    slakh = cfg.slakh.root
+    if loops or slakh:
+        return loops, slakh, False
+    return store.path(LOOPS_DIR), store.path(SLAKH_DIR), True
+
+
+def plan_loops(cfg: Config, store: Store) -> tuple[list[dict], list[dict]]:
+    from tasks.looperman import list_loops
+
+    loops, _, sample = edit_source_paths(cfg, store)
+    if loops is None:
+        return [], []
+    if sample:
+        cfg = cfg.model_copy(update={"looperman": cfg.looperman.model_copy(update={"folder": loops})})
+    items, failures = list_loops(cfg)
+    return sorted(items, key=lambda d: str(d["loop_id"])), failures
+
+
+def plan_tracks(cfg: Config, store: Store) -> list[str]:
+    from tasks.slakh import find_tracks
+
+    _, root, _ = edit_source_paths(cfg, store)
+    if root is None:
+        return []
+    return sorted(find_tracks(root, store.path("work", "slakh-extracted")))
+
+
+def loop_clips_shard(store: Store, cfg: Config, shard: int, items: list[dict]) -> ShardResult:
+    from tasks.looperman import ingest_looperman_shard
+
+    fp = fingerprint_of("clips/looperman", items, cfg.audio.model_dump(), cfg.looperman.model_dump(),
+                        cfg.quality.model_dump())
+
+    def work():
+        table, failures = ingest_looperman_shard(store, cfg, items)
+        return with_quality(store, table, cfg), failures
+
+    return run_shard(store, "clips/looperman", shard, fp, len(items), work, audio_seconds_column="duration_s")
+
+
+def slakh_clips_shard(store: Store, cfg: Config, shard: int, track_dirs: list[str]) -> ShardResult:
+    from tasks.slakh import ingest_slakh_shard
+
+    digest = [(os.path.basename(t), sorted(os.listdir(t))) for t in track_dirs]
+    fp = fingerprint_of("clips/slakh", digest, cfg.audio.model_dump(), cfg.slakh.model_dump(), cfg.corpus.soundfont)
+
+    def work():
+        return ingest_slakh_shard(store, cfg, track_dirs)
+
+    return run_shard(store, "clips/slakh", shard, fp, len(track_dirs), work, audio_seconds_column="duration_s")

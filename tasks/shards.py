@@ -103,7 +103,7 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
     for pi, part in enumerate(parts):
         t = store.read_table(part)
         sizes = row_sizes(t.drop_columns([SPLIT_COLUMN]), media)
-        cols = [t.column(c).to_pylist() for c in ("id", SPLIT_COLUMN, "clip_id", "duration_s")]
+        cols = [t.column(c).to_pylist() for c in ("id", SPLIT_COLUMN, "clip_id", spec.seconds_column)]
         for ri, (rid, split, clip, seconds) in enumerate(zip(*cols)):
             refs[split].append(RowRef(pi, ri, sizes[ri], rid, clip, seconds or 0.0))
     refs["eval"] = _eval_cap(refs["eval"], eval_cap)

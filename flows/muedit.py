@@ -1,0 +1,56 @@
+"""build-muedit: loops -> speed and pitch pairs; Slakh tracks -> add / delete / replace pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from flows.report import publish_summary, track
+from flows.sample_corpus import make_sample_corpus
+from flows.stages import finalize_dataset, ingest_loops, ingest_slakh, muedit_records
+from mumu.config import load_config
+from schemas.datasets import MUEDIT
+from tasks import finalize, ingest
+from tasks.cards import provenance_block
+from tasks.edit_text import template_version
+from tasks.splits import decontamination_ids
+from tasks.stage import chunk
+from tasks.store import Store
+
+
+@flow(name="build-muedit", log_prints=True)
+def build_muedit(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
+    """Build MUEdit from Looperman loops and Slakh2100 tracks (the sample corpus's unless configured)."""
+    log = get_run_logger()
+    cfg = load_config(profile, overrides, data_root)
+    store = Store(cfg.data_root)
+    for folder in ("work", "media", "datasets"):
+        store.clean_temporaries(store.path(folder))
+    loops_src, slakh_src, sample = ingest.edit_source_paths(cfg, store)
+    if sample and not store.exists(loops_src):
+        log.info("no sample corpus under %s yet: rendering it first", cfg.data_root)
+        make_sample_corpus(cfg)
+    excluded = decontamination_ids(cfg)
+    loops, loop_failures = ingest.plan_loops(cfg, store)
+    tracks = ingest.plan_tracks(cfg, store)
+    log.info("%d loops and %d Slakh tracks", len(loops), len(tracks))
+
+    loop_f = [ingest_loops.submit(cfg, i, part) for i, part in enumerate(chunk(loops, cfg.shards.items_per_shard))]
+    # a Slakh track yields a mix and a file per stem: a few tracks per shard
+    track_f = [ingest_slakh.submit(cfg, i, part) for i, part in enumerate(chunk(tracks, max(1, cfg.shards.items_per_shard // 4)))]
+    loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded) for c in loop_f]
+    track_rec_f = [muedit_records.submit(cfg, c, "slakh", excluded) for c in track_f]
+    loop_clips, slakh_clips = track(loop_f, "loops"), track(track_f, "Slakh tracks")
+    loop_records, slakh_records = track(loop_rec_f, "loop edits"), track(track_rec_f, "stem edits")
+
+    sources = ["sample"] if sample else [s for s, on in (("looperman", loops_src), ("slakh", slakh_src)) if on]
+    prov = provenance_block(cfg.profile, cfg.fingerprint(), {"edit_text": {"annotator": "templates", "model": "bundled-pools"}},
+                            {f"edit_{op}": template_version(op) for op in ("speed", "pitch", "add", "delete", "replace")},
+                            sources)
+    records = [*loop_records, *slakh_records]
+    stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips], prov, loop_failures).result()
+    out_dir = finalize.dataset_dir(store, MUEDIT)
+    stages = {"loops": loop_clips, "Slakh tracks": slakh_clips, "loop edits": loop_records, "stem edits": slakh_records}
+    publish_summary("MUEdit", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"])
+    return {"dataset": "MUEdit", "dir": out_dir, "stats": stats, "stages": stages}

@@ -1,0 +1,97 @@
+"""Which Prefect task runner a flow's shard tasks run on, chosen by the ``runner`` config section.
+
+``runner.kind``:
+
+- ``thread`` (default): a thread pool of ``runner.max_workers`` in the flow's own process;
+- ``process``: a process pool of ``runner.max_workers`` on this machine;
+- ``dask``: ``prefect-dask``'s ``DaskTaskRunner``, connected to ``runner.dask_address`` (an
+  existing cluster, e.g. ``tcp://scheduler:8786``) or, without one, a ``distributed.LocalCluster``
+  of ``runner.max_workers`` worker processes (one thread each) started for the run.
+
+The flows are the same whichever runner runs them: tasks receive the pydantic ``Config``,
+dataclasses and plain lists (all picklable) and write through the store, so the output is
+byte-identical (tested in ``tests/flows/test_dask.py``). With Dask or a process pool every
+worker must see ``data_root``: the local disk on one machine, a shared bucket (``s3://...``)
+across machines.
+
+Two ways to use it:
+
+- from outside a flow (the CLI, a script): ``run_with_runner(build_mucaps, cfg, profile=...,
+  data_root=..., overrides=...)`` runs the flow with the configured runner;
+- from inside a flow (deployments, whose flow run starts with the flow's default runner):
+  ``if needs_runner(cfg): return run_with_runner(<this flow>, cfg, **params)`` as the flow's
+  first step re-runs it as a subflow on the configured runner; with the default ``thread`` kind
+  nothing changes and there is no subflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+from mumu.config import Config, RunnerSpec
+
+
+def _spec(cfg: Config | RunnerSpec) -> RunnerSpec:
+    return cfg.runner if isinstance(cfg, Config) else cfg
+
+
+def dask_runner(spec: RunnerSpec) -> TaskRunner:
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise RuntimeError("runner.kind: dask needs prefect-dask (pip install prefect-dask)") from e
+    if spec.dask_address:
+        return DaskTaskRunner(address=spec.dask_address)
+    # worker processes (not threads): the stages are CPU-bound Python (decoding, features, Parquet)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs={"n_workers": spec.max_workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})
+
+
+def task_runner_for(cfg: Config | RunnerSpec) -> TaskRunner:
+    """A fresh task runner for ``cfg.runner`` (a ``Config`` or its ``RunnerSpec``)."""
+    spec = _spec(cfg)
+    if spec.kind == "thread":
+        return ThreadPoolTaskRunner(max_workers=spec.max_workers)
+    if spec.kind == "process":
+        return ProcessPoolTaskRunner(max_workers=spec.max_workers)
+    if spec.kind == "dask":
+        return dask_runner(spec)
+    raise ValueError(f"unknown runner.kind {spec.kind!r}")  # pragma: no cover - pydantic rejects it first
+
+
+def runner_kind(runner: TaskRunner | None) -> str | None:
+    """``thread``, ``process``, ``dask`` or None for a task runner object."""
+    if runner is None:
+        return None
+    if isinstance(runner, ThreadPoolTaskRunner):
+        return "thread"
+    if isinstance(runner, ProcessPoolTaskRunner):
+        return "process"
+    if type(runner).__name__ == "DaskTaskRunner":  # no import: prefect-dask is optional
+        return "dask"
+    return type(runner).__name__
+
+
+def current_runner_kind() -> str | None:
+    """The kind of task runner of the flow run this is called in (None outside a flow run)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return runner_kind(ctx.task_runner) if ctx is not None else None
+
+
+def needs_runner(cfg: Config | RunnerSpec) -> bool:
+    """True inside a flow run whose task runner is not of the kind ``cfg.runner`` asks for.
+
+    Only the kind is compared: a thread pool's size is not worth a subflow."""
+    current = current_runner_kind()
+    return current is not None and current != _spec(cfg).kind
+
+
+def run_with_runner(flow: Any, cfg: Config | RunnerSpec, **params: Any) -> Any:
+    """Run ``flow(**params)`` with the task runner ``cfg.runner`` picks (a subflow when called
+    inside a flow run)."""
+    return flow.with_options(task_runner=task_runner_for(cfg))(**params)

@@ -1,0 +1,149 @@
+"""MUEdit records: edit pairs with instructions that agree with the applied edit.
+
+Loops (Looperman) give speed and pitch pairs: every loop, whole, with every configured speed
+factor (``speed_factor`` = output duration / input duration) and every pitch shift in cents.
+Slakh multitracks give add / delete / replace pairs: each track is cut into segments of
+``slakh.clip_seconds``; for each segment the valid stem edits (``tasks.edits.stem_edit_options``)
+whose stems are audible for at least ``slakh.min_active_ratio`` of the segment are candidates,
+and ``edits.stem_edits_per_segment`` of them are chosen by a hash of the segment id. Replace
+means: input = the other stems + stem X of instrument A, output = the other stems + stem Y of
+instrument B, A != B, both from the same track.
+
+The human turn is the instruction and the model turn the response, both from the bundled
+templates (``tasks.edit_text``), filled with the edit's own parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from mumu.config import Config
+from schemas.datasets import MUEDIT
+from tasks.edit_text import instruction, template_version
+from tasks.edits import apply_edit, stem_edit_options
+from tasks.media import MediaError, decode_audio_bytes, flac_bytes
+from tasks.records import assign, media_cell, records_table, turns
+from tasks.slakh import active_ratio, plan_segments
+from tasks.stage import ShardResult, run_shard
+from tasks.store import Store, fingerprint_of
+
+EDITOR = {"annotator": "templates", "model": "bundled-pools"}
+
+
+def _record(rid: str, op: str, params: dict, clip: dict, split: str, inp: dict, out: dict, start: float, seconds: float,
+            key: str) -> dict:
+    human, model = instruction(op, params, key)
+    return {
+        "id": rid, "task": f"edit_{op}", "conversation": turns(human, model), "input_modality": "audio",
+        "output_modality": "audio", "operation": op, "params": params, "input_audio": inp, "output_audio": out,
+        "clip_id": clip["clip_id"], "group_id": clip["group_id"], "source": clip["source"], "origin": clip["origin"],
+        "start_s": start, "end_s": start + seconds, "input_seconds": seconds, "tags": clip["tags"], "licence": clip["licence"],
+        **EDITOR, "prompt_version": template_version(op), "split": split,
+    }
+
+
+def _cell(audio: np.ndarray, sr: int, name: str) -> dict:
+    return {"bytes": flac_bytes(np.atleast_2d(audio), sr), "path": name}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}".replace("-", "m").replace(".", "p")
+
+
+def loop_edit_records(store: Store, cfg: Config, clips_part: str, excluded: frozenset[str]):
+    """Speed and pitch pairs for every loop of a clips shard -> (records table, failures)."""
+    rows, failures = [], []
+    for clip in store.read_table(clips_part).to_pylist():
+        cid = clip["clip_id"]
+        if clip.get("quality_ok") is False:
+            failures.append({"item_id": cid, "stage": "records/MUEdit", "reason": "below_quality",
+                             "detail": "; ".join(clip["quality_reasons"])})
+            continue
+        split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
+        if split is None:
+            failures.append({"item_id": cid, "stage": "records/MUEdit", "reason": "decontaminated", "detail": clip["group_id"]})
+            continue
+        inp = media_cell(store, clip["audio_path"])
+        y, sr = decode_audio_bytes(inp["bytes"])
+        edits = [("speed", {"speed_factor": float(f)}, f"speed-x{_fmt(f)}") for f in cfg.edits.speed_factors]
+        edits += [("pitch", {"pitch_cents": float(c)}, f"pitch-{_fmt(c)}c") for c in cfg.edits.pitch_cents]
+        for op, params, suffix in edits:
+            rid = f"{cid}-{suffix}"
+            try:
+                pair = apply_edit(op, y, sr, params)
+            except (MediaError, ValueError) as e:
+                failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": getattr(e, "reason", "edit_failed"),
+                                 "detail": str(e)})
+                continue
+            rows.append(_record(rid, op, pair.params, clip, split, inp, _cell(pair.output, sr, f"{rid}.flac"), 0.0,
+                                clip["duration_s"], rid))
+    return records_table(MUEDIT, rows), failures
+
+
+def _pick(options: list, key: str, n: int) -> list:
+    ranked = sorted(options, key=lambda o: hashlib.sha256(f"{key}:{json.dumps(o, sort_keys=True)}".encode()).hexdigest())
+    return ranked[:n]
+
+
+def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: frozenset[str]):
+    """Add / delete / replace pairs for every Slakh track of a clips shard -> (records table, failures)."""
+    rows, failures = [], []
+    clips = store.read_table(clips_part).to_pylist()
+    tracks: dict[str, list[dict]] = {}
+    for c in clips:
+        tracks.setdefault(c["group_id"], []).append(c)
+    seconds = cfg.slakh.clip_seconds
+    for track, parts in sorted(tracks.items()):
+        mix_clip = next((c for c in parts if c["clip_id"].endswith("-mix")), None)
+        stem_clips = {json.loads(c["meta"])["stem_id"]: c for c in parts if not c["clip_id"].endswith("-mix")}
+        if mix_clip is None or len(stem_clips) < 2:
+            failures.append({"item_id": f"sl-{track}", "stage": "records/MUEdit", "reason": "too_few_stems",
+                             "detail": f"{track}: {len(stem_clips)} stems"})
+            continue
+        split = assign(mix_clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
+        if split is None:
+            failures.append({"item_id": f"sl-{track}", "stage": "records/MUEdit", "reason": "decontaminated", "detail": track})
+            continue
+        meta = json.loads(mix_clip["meta"])
+        names = {sid: meta["stems"][sid]["inst_class"] for sid in stem_clips}
+        audio, sr = {}, None
+        for sid, c in stem_clips.items():
+            y, sr = decode_audio_bytes(store.read_bytes(store.path(c["audio_path"])))
+            audio[sid] = y[0] if y.shape[0] == 1 else y
+        n = min(a.shape[-1] for a in audio.values())
+        options = stem_edit_options(names)
+        for k, (start, _end) in enumerate(plan_segments(n / sr, seconds)):
+            a, b = int(round(start * sr)), int(round(start * sr)) + int(round(seconds * sr))
+            seg = {sid: np.ascontiguousarray(y[..., a:b]) for sid, y in audio.items()}
+            audible = {sid for sid, y in seg.items() if active_ratio(y, sr, 0.0, seconds) >= cfg.slakh.min_active_ratio}
+            usable = [(op, p) for op, p in options
+                      if all(p[key] in audible for key in ("stem", "keep", "stem_out") if key in p)]
+            seg_id = f"sl-{track}-seg{k:02d}"
+            if not usable:
+                failures.append({"item_id": seg_id, "stage": "records/MUEdit", "reason": "edited_stem_silent",
+                                 "detail": f"no stem edit of {seg_id} has audible stems"})
+                continue
+            for op, p in _pick(usable, seg_id, cfg.edits.stem_edits_per_segment):
+                rid = f"{seg_id}-{op}-" + "-".join(f"{key}{p[key]}" for key in sorted(p))
+                try:
+                    pair = apply_edit(op, seg, sr, p, names=names)
+                except (MediaError, ValueError) as e:
+                    failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": getattr(e, "reason", "edit_failed"),
+                                     "detail": str(e)})
+                    continue
+                rows.append(_record(rid, op, pair.params, mix_clip, split, _cell(pair.input, sr, f"{rid}-in.flac"),
+                                    _cell(pair.output, sr, f"{rid}-out.flac"), start, seconds, rid))
+    return records_table(MUEDIT, rows), failures
+
+
+def edit_records_shard(store: Store, cfg: Config, clips: ShardResult, kind: str, excluded: frozenset[str]) -> ShardResult:
+    """Run (or skip) the MUEdit record stage for one clips shard of loops or Slakh tracks."""
+    build = loop_edit_records if kind == "loops" else stem_edit_records
+    fp = fingerprint_of(f"records/MUEdit/{kind}", clips.fingerprint, cfg.edits.model_dump(), cfg.slakh.model_dump(),
+                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded),
+                        {op: template_version(op) for op in ("speed", "pitch", "add", "delete", "replace")})
+    return run_shard(store, f"records/MUEdit-{kind}", clips.shard, fp, clips.ok,
+                     lambda: build(store, cfg, clips.output, excluded))

