@@ -401,7 +401,8 @@ class HubServer:
                                or any(fnmatch.fnmatchcase(f["path"].rsplit("/", 1)[-1], p) for p in attrs))
                         remote = c.files.get(f["path"])
                         out.append({"path": f["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
-                                    "oid": remote.oid if remote else None})
+                                    # the Hub answers the sha256 for LFS files, the git blob sha1 otherwise
+                                    "oid": (remote.lfs_oid or remote.oid) if remote else None})
                 self.send(200, {"files": out, "commitOid": c.oid})
 
             def lfs_batch(self, prefix, repo_id):
