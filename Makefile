@@ -12,8 +12,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 .PHONY: demo test system-deps venv clean
 
 demo: $(STAMP)
-	$(VENV)/bin/mumu build mucaps --profile $(PROFILE) --data-root $(DATA_ROOT)
-	$(VENV)/bin/mumu validate $(DATA_ROOT)/datasets/MUCaps
+	$(VENV)/bin/mumu build all --profile $(PROFILE) --data-root $(DATA_ROOT)
+	@for d in MUCaps MUImage MUVideo MUEdit; do $(VENV)/bin/mumu validate $(DATA_ROOT)/datasets/$$d || exit 1; done
 	@echo "datasets are in $(DATA_ROOT)/datasets"
 
 test: $(STAMP)

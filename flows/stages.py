@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from mumu.config import Config
 from schemas.datasets import spec_for
-from tasks import annotate, finalize, ingest, mucaps, muedit, sample_corpus
+from tasks import annotate, finalize, ingest, mucaps, muedit, muvisual, sample_corpus
 from tasks.stage import ShardResult
 from tasks.store import Store
 
@@ -48,14 +48,20 @@ def ingest_clips(cfg: Config, mirror: ingest.Mirror, shard: int, items: list[dic
     return ingest.clips_shard(Store(cfg.data_root), cfg, mirror, shard, items)
 
 
-@task(name="caption-music", task_run_name="caption-music-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def caption_music(cfg: Config, clips: ShardResult) -> ShardResult:
-    return annotate.music_captions_shard(Store(cfg.data_root), cfg, clips)
+@task(name="caption", task_run_name="{role}-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def caption(cfg: Config, clips: ShardResult, role: str) -> ShardResult:
+    return annotate.captions_shard(Store(cfg.data_root), cfg, clips, role)
 
 
 @task(name="mucaps-records", task_run_name="mucaps-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def mucaps_records(cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset) -> ShardResult:
     return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded)
+
+
+@task(name="visual-records", task_run_name="{dataset}-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def visual_records(cfg: Config, dataset: str, clips: ShardResult, music: ShardResult, visual: ShardResult,
+                   excluded: frozenset) -> ShardResult:
+    return muvisual.visual_records_shard(Store(cfg.data_root), cfg, dataset, clips, music, visual, excluded)
 
 
 @task(name="ingest-loops", task_run_name="ingest-loops-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -118,13 +118,7 @@ def sample_corpus_cmd(profile: str = ProfileOpt, data_root: Optional[str] = Root
 def build_mucaps_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
                      set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
     """Build MUCaps: music captioning and text-to-music conversations."""
-    _prefect_env(verbose)
-    from flows.mucaps import build_mucaps
-
-    out = _run(build_mucaps, profile=profile, data_root=data_root, overrides=_overrides(set_))
-    _print_stages(out["stages"])
-    _print_splits(out["stats"])
-    console.print(f"[bold green]MUCaps[/bold green] is in {out['dir']}")
+    _build("build_mucaps", "flows.mucaps", profile, data_root, set_, verbose)
 
 
 @select_app.command("audioset")
@@ -178,17 +172,51 @@ def download_audioset_cmd(
     console.print(f"mirror ready: --set mirror.segments_csv=[{res['segments_csv']}] --set mirror.media_dir={res['mirror']}")
 
 
+@build_app.command("muimage")
+def build_muimage_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
+                      set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
+    """Build MUImage: a frame of the clip's video in, the clip's music out."""
+    _build("build_muimage", "flows.muvisual", profile, data_root, set_, verbose)
+
+
+@build_app.command("muvideo")
+def build_muvideo_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
+                      set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
+    """Build MUVideo: the clip's video in, the clip's music out."""
+    _build("build_muvideo", "flows.muvisual", profile, data_root, set_, verbose)
+
+
+@build_app.command("all")
+def build_all_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
+                  set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
+    """Build all four datasets; sources and captions are shared, so nothing is made twice."""
+    _prefect_env(verbose)
+    from flows.build_all import build_all
+
+    outs = _run(build_all, profile=profile, data_root=data_root, overrides=_overrides(set_))
+    for out in outs.values():
+        _print_splits(out["stats"])
+    for name, out in outs.items():
+        reasons = ", ".join(f"{k}: {v}" for k, v in out["stats"]["failures_by_reason"].items()) or "none"
+        console.print(f"[bold green]{name}[/bold green] is in {out['dir']} (left out: {reasons})")
+
+
+def _build(fn_name: str, module: str, profile: str, data_root: Optional[str], set_: Optional[list[str]], verbose: bool) -> None:
+    import importlib
+
+    _prefect_env(verbose)
+    fn = getattr(importlib.import_module(module), fn_name)
+    out = _run(fn, profile=profile, data_root=data_root, overrides=_overrides(set_))
+    _print_stages(out["stages"])
+    _print_splits(out["stats"])
+    console.print(f"[bold green]{out['dataset']}[/bold green] is in {out['dir']}")
+
+
 @build_app.command("muedit")
 def build_muedit_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
                      set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
     """Build MUEdit: speed and pitch pairs from loops, add/delete/replace pairs from Slakh stems."""
-    _prefect_env(verbose)
-    from flows.muedit import build_muedit
-
-    out = _run(build_muedit, profile=profile, data_root=data_root, overrides=_overrides(set_))
-    _print_stages(out["stages"])
-    _print_splits(out["stats"])
-    console.print(f"[bold green]MUEdit[/bold green] is in {out['dir']}")
+    _build("build_muedit", "flows.muedit", profile, data_root, set_, verbose)
 
 
 @app.command("validate")

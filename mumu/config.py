@@ -114,8 +114,8 @@ class AnnotatorSpec(Section):
 
 class AnnotatorsSpec(Section):
     music_caption: AnnotatorSpec = AnnotatorSpec()
-    image_caption: AnnotatorSpec = AnnotatorSpec(model="none")
-    video_caption: AnnotatorSpec = AnnotatorSpec(model="none")
+    image_caption: AnnotatorSpec = AnnotatorSpec(model="pixel-features")
+    video_caption: AnnotatorSpec = AnnotatorSpec(model="frame-features")
     text: AnnotatorSpec = AnnotatorSpec(model="bundled-pools")
 
 

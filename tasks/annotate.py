@@ -45,3 +45,40 @@ def music_captions_shard(store: Store, cfg: Config, clips: "ShardResult") -> "Sh
     fp = fingerprint_of("annotations/music_caption", clips.fingerprint, annotator_fingerprint(cfg, "music_caption"))
     return run_shard(store, "annotations/music_caption", clips.shard, fp, clips.ok,
                      lambda: caption_music_shard(store, cfg, clips.output))
+
+
+def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str):
+    """Image or video captions for every clip of a clips shard that has that medium."""
+    column = "image_path" if role == "image_caption" else "video_path"
+    clips = store.read_table(clips_part, columns=["clip_id", column, "tags"]).to_pylist()
+    annotator = get_annotator(role, getattr(cfg.annotators, role), cfg.generation)
+    rows, failures = [], []
+    batch = []
+    for clip in clips:
+        if not clip[column]:
+            failures.append({"item_id": clip["clip_id"], "stage": f"annotate/{role}", "reason": f"no_{column[:-5]}",
+                             "detail": f"the mirror has no {column[:-5]} for this clip"})
+            continue
+        path = store.path(clip[column])
+        req = Request(clip["clip_id"], role, tags=clip["tags"],
+                      image_path=path if role == "image_caption" else None, video_path=path if role == "video_caption" else None)
+        batch.append(req)
+    size = getattr(cfg.annotators, role).batch_size
+    for start in range(0, len(batch), size):
+        got_rows, got_failures = annotator.rows(annotator.annotate(batch[start:start + size]))
+        rows += got_rows
+        failures += got_failures
+    rows.sort(key=lambda r: (r["clip_id"], r["kind"]))
+    return table_from_rows(rows, ANNOTATIONS), failures
+
+
+def captions_shard(store: Store, cfg: Config, clips: "ShardResult", role: str) -> "ShardResult":
+    """Run (or skip) one caption stage (music, image or video) for one clips shard."""
+    from tasks.stage import run_shard
+    from tasks.store import fingerprint_of
+
+    if role == "music_caption":
+        return music_captions_shard(store, cfg, clips)
+    fp = fingerprint_of(f"annotations/{role}", clips.fingerprint, annotator_fingerprint(cfg, role))
+    return run_shard(store, f"annotations/{role}", clips.shard, fp, clips.ok,
+                     lambda: caption_visual_shard(store, cfg, clips.output, role))

@@ -1,0 +1,46 @@
+"""build-muimage and build-muvideo: clips + music and image/video captions -> conversations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.audioset import audioset_stages
+from flows.report import publish_summary, track
+from flows.stages import finalize_dataset, visual_records
+from mumu.config import Config, load_config
+from tasks import finalize
+from tasks.cards import provenance_block
+from tasks.muvisual import KINDS, spec_of
+from tasks.annotate import annotator_fingerprint
+from tasks.store import Store
+
+
+def build_visual(cfg: Config, dataset: str) -> dict:
+    role = KINDS[dataset][2]
+    st = audioset_stages(cfg, ("music_caption", role), limit=getattr(cfg.targets, dataset))
+    music, visual = st.captions["music_caption"], st.captions[role]
+    records_f = [visual_records.submit(cfg, dataset, c, m, v, st.excluded) for c, m, v in zip(st.clips, music, visual)]
+    records = track(records_f, f"{dataset} records")
+    annotators = {**st.annotators(cfg), "text": annotator_fingerprint(cfg, "text")}
+    versions = {role: a["prompt_version"] for role, a in annotators.items()}
+    prov = provenance_block(cfg.profile, cfg.fingerprint(), annotators, versions,
+                            ["sample" if st.mirror.is_sample else "audioset"])
+    stats = finalize_dataset.submit(cfg, dataset, records, [*st.clips, *music, *visual], prov, st.segment_failures).result()
+    out_dir = finalize.dataset_dir(Store(cfg.data_root), spec_of(dataset))
+    stages = {**st.stages, "records": records}
+    publish_summary(dataset, stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"])
+    return {"dataset": dataset, "dir": out_dir, "stats": stats, "stages": stages}
+
+
+@flow(name="build-muimage", log_prints=True)
+def build_muimage(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
+    """Build MUImage: a representative frame of the clip's video in, the clip's music out."""
+    return build_visual(load_config(profile, overrides, data_root), "MUImage")
+
+
+@flow(name="build-muvideo", log_prints=True)
+def build_muvideo(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
+    """Build MUVideo: the clip's video in, the clip's music out."""
+    return build_visual(load_config(profile, overrides, data_root), "MUVideo")

@@ -1,0 +1,72 @@
+"""publish-hub: a built dataset folder -> a Hugging Face Hub dataset repo, in one commit or none.
+
+Two tasks: ``hub-plan`` compares the folder with the remote revision (read only, retried),
+``hub-commit`` creates the repo / branch if needed and makes the plan's commit (not retried: a
+lost response must not become a second commit; rerunning the flow replans and finds nothing to do).
+The token is resolved inside each task from ``HF_TOKEN`` or the Secret block named by
+``token_secret_block``: it is never a flow or task parameter, never returned, never logged.
+Artifacts: the plan as a table, a summary, and a link to the repo.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from flows.report import _key
+from tasks import publish as pub
+
+
+@task(name="hub-plan", retries=2, retry_delay_seconds=5)
+def hub_plan(dataset_dir: str, repo_id: str, revision: str | None, token_secret_block: str | None) -> pub.PublishPlan:
+    return pub.plan_publish(dataset_dir, repo_id, revision=revision, token=pub.resolve_token(token_secret_block))
+
+
+@task(name="hub-commit")
+def hub_commit(plan: pub.PublishPlan, private: bool, token_secret_block: str | None, message: str) -> pub.PublishResult:
+    return pub.execute_plan(plan, token=pub.resolve_token(token_secret_block), private=private, commit_message=message)
+
+
+def run_label() -> str:
+    """``flow run <name> <id>`` inside a Prefect run, else the CLI's name."""
+    name, run_id = flow_run.get_name(), flow_run.get_id()
+    return f"flow run {name} {run_id}" if run_id else "mumu publish"
+
+
+@flow(name="publish-hub", log_prints=False)
+def publish_hub(dataset_dir: str, repo_id: str, private: bool = False, revision: str | None = None,
+                dry_run: bool = False, token_secret_block: str | None = None) -> dict:
+    """Publish ``dataset_dir`` (e.g. data/sample/datasets/MUCaps) to the dataset repo ``repo_id``.
+
+    ``token_secret_block`` names a Prefect Secret block holding the Hub token; without it the
+    token comes from ``HF_TOKEN``. ``dry_run`` only plans. Publishing unchanged data makes no commit.
+    """
+    log = get_run_logger()
+    plan = hub_plan(dataset_dir, repo_id, revision, token_secret_block)
+    c = plan.counts()
+    log.info("%s@%s: %d to add (%d bytes), %d to delete, %d unchanged", repo_id, plan.revision, c["add"],
+             c["bytes to upload"], c["delete"], c["unchanged"])
+    key = _key(f"publish-{repo_id}-{plan.revision}")
+    create_table_artifact(plan.rows() or [{"action": "-", "path": "(no files)"}], key=f"{key}-plan",
+                          description=f"{'Dry run: ' if dry_run else ''}plan for {repo_id}@{plan.revision}")
+    if dry_run:
+        result = pub.PublishResult(plan, pub.repo_url(repo_id, plan.revision), dry_run=True)
+    else:
+        result = hub_commit(plan, private, token_secret_block, pub.commit_message_for(dataset_dir, run_label()))
+        if private and result.private is False:
+            log.warning("%s already exists and is public: --private only applies when the repo is created", repo_id)
+    if result.committed:
+        outcome = f"committed [{result.commit_oid[:12]}]({result.commit_url}): {result.commit_message}"
+    elif dry_run:
+        outcome = "dry run: nothing was written"
+    else:
+        outcome = "nothing changed: no commit made"
+    log.info("%s", outcome)
+    create_markdown_artifact("\n".join([
+        f"# Publish {repo_id}@{plan.revision}", "", outcome, "",
+        "| add | delete | unchanged | bytes to upload |", "| ---: | ---: | ---: | ---: |",
+        f"| {c['add']} | {c['delete']} | {c['unchanged']} | {c['bytes to upload']} |"]),
+        key=f"{key}-summary", description=f"publish {repo_id}: outcome")
+    create_link_artifact(result.repo_url, link_text=f"{repo_id} on the Hub", key=f"{key}-repo")
+    return result.to_dict()

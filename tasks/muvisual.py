@@ -1,0 +1,93 @@
+"""MUImage and MUVideo records: an image (or video) in, the clip's music out.
+
+Each clip with a music caption and an image (video) caption gives one conversation: the human
+turn is an instruction from the task's pool ("Generate music to match the image."), with the
+still (video) as input; the model turn is the reply of the ``text`` annotator, which integrates
+the ground-truth tags, the music caption and the image (video) caption, with the clip's audio as
+output. The ``text`` role's backend decides who writes them: bundled pools on CPU, an LLM
+(vLLM / OpenAI-compatible) on GPU workers.
+"""
+
+from __future__ import annotations
+
+from annotators.base import Request, get_annotator
+from mumu.config import Config
+from schemas.datasets import MUIMAGE, MUVIDEO, DatasetSpec
+from tasks.records import assign, media_cell, provenance, records_table, turns
+from tasks.stage import ShardResult, run_shard
+from tasks.store import Store, fingerprint_of
+
+KINDS = {
+    "MUImage": ("image_to_music", "image", "image_caption", "image_path", MUIMAGE),
+    "MUVideo": ("video_to_music", "video", "video_caption", "video_path", MUVIDEO),
+}
+
+
+def _by_clip(store: Store, part: str, kind: str) -> dict[str, dict]:
+    return {a["clip_id"]: a for a in store.read_table(part).to_pylist() if a["kind"] == kind}
+
+
+def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, music_part: str, visual_part: str,
+                   excluded: frozenset[str]):
+    task, modality, role, column, spec = KINDS[dataset]
+    stage = f"records/{dataset}"
+    music = _by_clip(store, music_part, "music_caption")
+    visual = _by_clip(store, visual_part, role)
+    writer = get_annotator("text", cfg.annotators.text, cfg.generation)
+    todo, failures = [], []
+    for clip in store.read_table(clips_part).to_pylist():
+        cid = clip["clip_id"]
+        if cid not in music or cid not in visual:
+            continue  # the caption stages already recorded why
+        if clip.get("quality_ok") is False:
+            failures.append({"item_id": cid, "stage": stage, "reason": "below_quality", "detail": "; ".join(clip["quality_reasons"])})
+            continue
+        split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
+        if split is None:
+            failures.append({"item_id": cid, "stage": stage, "reason": "decontaminated", "detail": clip["group_id"]})
+            continue
+        todo.append((clip, split))
+    requests = []
+    for clip, _ in todo:
+        ctx = {"task": task, "music_caption": music[clip["clip_id"]]["text"], role: visual[clip["clip_id"]]["text"],
+               "tags": clip["tags"]}
+        requests += [Request(clip["clip_id"], "instruction", tags=clip["tags"], context=ctx),
+                     Request(clip["clip_id"], "response", tags=clip["tags"], context=ctx)]
+    texts: dict[tuple[str, str], str] = {}
+    for r in writer.annotate(requests):
+        if r.text is None:
+            failures.append({"item_id": r.clip_id, "stage": stage, "reason": r.error_reason or "annotation_failed",
+                             "detail": r.error_detail or ""})
+        else:
+            texts[(r.clip_id, r.kind)] = r.text
+    ident = writer.identity()
+    rows = []
+    for clip, split in todo:
+        cid = clip["clip_id"]
+        if (cid, "instruction") not in texts or (cid, "response") not in texts:
+            continue
+        m, v = music[cid], visual[cid]
+        rows.append({
+            **provenance(clip, m),
+            "annotator": f"{m['annotator']}+{v['annotator']}+{ident['annotator']}",
+            "model": f"{m['model']}+{v['model']}+{ident['model']}",
+            "prompt_version": f"{m['prompt_version']}+{v['prompt_version']}+{ident['prompt_version']}",
+            "id": f"{cid}-{task}", "task": task, "conversation": turns(texts[(cid, "instruction")], texts[(cid, "response")]),
+            "input_modality": modality, "output_modality": "audio",
+            modality: media_cell(store, clip[column]), "audio": media_cell(store, clip["audio_path"]),
+            role: v["text"], "music_caption": m["text"], "split": split,
+        })
+    return records_table(spec, rows), failures
+
+
+def visual_records_shard(store: Store, cfg: Config, dataset: str, clips: ShardResult, music: ShardResult,
+                         visual: ShardResult, excluded: frozenset[str]) -> ShardResult:
+    writer = get_annotator("text", cfg.annotators.text, cfg.generation)
+    fp = fingerprint_of(f"records/{dataset}", clips.fingerprint, music.fingerprint, visual.fingerprint, writer.identity(),
+                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded))
+    return run_shard(store, f"records/{dataset}", clips.shard, fp, min(music.ok, visual.ok),
+                     lambda: visual_records(store, cfg, dataset, clips.output, music.output, visual.output, excluded))
+
+
+def spec_of(dataset: str) -> DatasetSpec:
+    return KINDS[dataset][4]
