@@ -42,6 +42,7 @@ def test_video_as_frames_for_an_image_model(tiny_llava_dir, media_dir):
     ann = build_annotator(TransformersAnnotator, "video_caption", str(tiny_llava_dir), generation=GEN,
                           options={"video_frames": 3, "min_chars": 1})
     req = Request("as-vid0-0", "video_caption", video_path=str(media_dir / "as-vid0-0.mp4"))
+    ann.setup()
     enc = ann._inputs([ann.builder.build(req)])
     assert enc["pixel_values"].shape[0] == 3  # three frames, sent as three images in order
     r = ann.annotate([req])[0]
@@ -53,6 +54,7 @@ def test_video_llava_with_frames_and_its_video_token(tiny_video_llava_dir, media
     ann = build_annotator(TransformersAnnotator, "video_caption", str(tiny_video_llava_dir), batch_size=2,
                           generation=GEN, options={"video_frames": 4, "min_chars": 1})
     reqs = [Request(f"as-vid{i}-0", "video_caption", video_path=str(media_dir / f"as-vid{i}-0.mp4")) for i in range(2)]
+    ann.setup()
     enc = ann._inputs([ann.builder.build(r) for r in reqs])
     assert tuple(enc["pixel_values_videos"].shape) == (2, 4, 3, 32, 32)
     per_video = (enc["input_ids"] == ann.video_token_id).sum(dim=1).tolist()

@@ -191,7 +191,8 @@ def test_flow_names_the_run_and_never_shows_the_token(hub, dataset, prefect_harn
 
     from flows.publish import publish_hub
 
-    caplog.set_level(logging.DEBUG)  # even debug logs of huggingface_hub / httpx must not carry it
+    for name in ("huggingface_hub", "httpx", "httpx2", "flows", "tasks"):  # not even their debug logs may carry it
+        caplog.set_level(logging.DEBUG, logger=name)
     state = publish_hub(dataset_dir=str(dataset), repo_id=REPO, return_state=True)
     out = state.result()
     run_id = state.state_details.flow_run_id

@@ -1,0 +1,142 @@
+"""The deployment path for real: `mumu server up` (Prefect server on a free loopback port, pools,
+limits, `prefect deploy --all` from prefect.yaml, a process worker), a deployment run started
+with `prefect deployment run`, its dataset and artifacts, the UI, and `mumu server down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+
+from mumu import server as srv
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+OVERRIDES = {"corpus.clips": 4, "shards.items_per_shard": 2}
+DEPLOYMENTS = {"sample-corpus/sample", "select-audioset/sample", "download-audioset/sample", "build-mucaps/sample"}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    env.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra})
+    return env
+
+
+def _mumu_server(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mumu.server", *args], cwd=REPO, env=_env(), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    try:
+        up = _mumu_server("up", "--port", "0", "--home", str(home), "--poll", "1", "--gpu-workers", "0")
+        assert up.returncode == 0, up.stdout
+        state = srv.read_state(home)
+        assert state and state["host"] == "127.0.0.1"
+        yield state
+    finally:  # whatever happened: workers, then the server, by PID
+        if srv.read_state(home) is not None:
+            srv.down(home, echo=lambda *_: None)
+
+
+def _status(home: str) -> dict:
+    out = _mumu_server("status", "--json", "--home", home, timeout=60)
+    return json.loads(out.stdout)
+
+
+def test_up_creates_pools_limits_deployments_and_a_worker(server):
+    deadline = time.monotonic() + 30
+    while True:  # the worker registers with its first poll
+        st = _status(server["home"])
+        pools = {p["name"]: p for p in st.get("pools", [])}
+        if pools.get("mumu-cpu", {}).get("workers_online") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert st["running"] and st["healthy"] and st["ui_url"] == server["ui_url"]
+    assert all(p["running"] for p in st["processes"])
+    assert pools["mumu-cpu"]["type"] == "process" and pools["mumu-cpu"]["workers_online"] == 1
+    assert pools["mumu-gpu"]["type"] == "process" and pools["mumu-gpu"]["concurrency_limit"] == 1
+    limits = {lim["name"]: lim for lim in st["limits"]}
+    assert limits["mumu-downloads"]["slot_decay_per_second"] == pytest.approx(0.5)  # 30 per minute
+    assert limits["mumu-gpu"]["limit"] == 1
+    assert DEPLOYMENTS <= set(st["deployments"])
+
+
+def test_deployment_run_builds_mucaps_and_publishes_artifacts(server, tmp_path):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from schemas.validate import validate_dataset
+
+    data_root = tmp_path / "data"
+    run = subprocess.run(
+        [sys.executable, "-m", "prefect", "deployment", "run", "build-mucaps/sample", "--param", f"data_root={data_root}",
+         "--params", json.dumps({"overrides": OVERRIDES})],
+        cwd=REPO, env=_env(PREFECT_API_URL=server["api_url"], PREFECT_HOME=server["home"]), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    assert run.returncode == 0, run.stdout
+    flow_run_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", run.stdout).group(1))
+
+    with srv.api_client(server["api_url"]) as client:
+        deadline = time.monotonic() + 150
+        while True:
+            fr = client.read_flow_run(flow_run_id)
+            if fr.state and fr.state.is_final() or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        logs = Path(server["workers"][0]["log"]).read_text(errors="replace")[-4000:]
+        assert fr.state is not None and fr.state.is_completed(), f"{fr.state}\n{logs}"
+        assert fr.parameters["overrides"] == OVERRIDES
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+    # the dataset is there and valid
+    ds_dir = data_root / "datasets" / "MUCaps"
+    assert (ds_dir / "stats.json").exists() and list((ds_dir / "data").glob("*.parquet"))
+    report = validate_dataset(str(ds_dir))
+    assert report.ok, report.problems
+    assert sum(report.rows.values()) == 2 * 4  # a captioning and a text-to-music record per clip
+
+    # flows/report.py's artifacts, read back from the server
+    by_key = {a.key: a for a in artifacts if a.key}
+    for stage in ("corpus", "clips", "music-captions", "mucaps-records"):
+        art = by_key[f"progress-{stage}"]
+        assert art.type == "progress" and float(art.data) == pytest.approx(100.0)
+    stages = {row["stage"]: row for row in json.loads(by_key["mucaps-stages"].data)}
+    assert by_key["mucaps-stages"].type == "table"
+    assert stages["clips"]["ok"] == 4 and stages["clips"]["shards"] == 2 and stages["records"]["ok"] == 8
+    splits = json.loads(by_key["mucaps-splits"].data)
+    assert by_key["mucaps-splits"].type == "table" and sum(r["records"] for r in splits) == 8
+    assert by_key["mucaps-failures"].type == "markdown" and "by reason" in by_key["mucaps-failures"].data
+    assert by_key["mucaps-output"].type == "link" and str(ds_dir) in by_key["mucaps-output"].data
+
+
+def test_ui_and_health_answer(server):
+    page = httpx.get(server["ui_url"] + "/", timeout=10)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert "text/html" in page.headers["content-type"]
+    health = httpx.get(server["api_url"] + "/health", timeout=10)
+    assert health.status_code == 200 and health.json() is True
+
+
+def test_down_stops_workers_then_server(server):
+    home = Path(server["home"])
+    procs = [*server["workers"], server["server"]]
+    assert all(srv.is_running(p) for p in procs)
+    out = _mumu_server("down", "--home", str(home), timeout=120)
+    assert out.returncode == 0, out.stdout
+    lines = [line for line in out.stdout.splitlines() if line.startswith("stopped")]
+    assert lines[-1].startswith("stopped the Prefect server") and len(lines) == len(procs)  # workers first
+    assert not any(srv.is_running(p) for p in procs)
+    assert not srv.state_path(home).exists()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(server["api_url"] + "/health", timeout=2)
+    assert _mumu_server("status", "--home", str(home), timeout=60).returncode == 1
