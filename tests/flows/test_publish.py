@@ -4,6 +4,7 @@ makes no commit; a rebuild commits only the difference; the token never shows up
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import uuid
 from pathlib import Path
@@ -162,6 +163,17 @@ def test_no_token_no_writes(hub, dataset, monkeypatch):
 
 
 # --- through Prefect --------------------------------------------------------------------
+class Collect(logging.Handler):
+    """Every log record of the process, formatted with its arguments and traceback."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.name} {record.getMessage()} {record.exc_text or ''}")
+
+
 def prefect_records(flow_run_id) -> dict[str, str]:
     """Everything the Prefect API keeps about a flow run, as text: parameters, task runs, logs, artifacts."""
     from prefect.client.orchestration import get_client
@@ -184,15 +196,17 @@ def prefect_records(flow_run_id) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_flow_names_the_run_and_never_shows_the_token(hub, dataset, prefect_harness, caplog, capfd, monkeypatch):
-    import logging
-
+def test_flow_names_the_run_and_never_shows_the_token(hub, dataset, prefect_harness, capfd, monkeypatch):
     from prefect.blocks.system import Secret
 
     from flows.publish import publish_hub
 
-    for name in ("huggingface_hub", "httpx", "httpx2", "flows", "tasks"):  # not even their debug logs may carry it
-        caplog.set_level(logging.DEBUG, logger=name)
+    collected = Collect()
+    for name in ("", "prefect", "huggingface_hub", "httpx", "httpx2", "flows", "tasks"):
+        logger = logging.getLogger(name)
+        logger.addHandler(collected)
+        if name in ("huggingface_hub", "httpx", "httpx2"):  # not even their debug logs may carry it
+            monkeypatch.setattr(logger, "level", logging.DEBUG)
     state = publish_hub(dataset_dir=str(dataset), repo_id=REPO, return_state=True)
     out = state.result()
     run_id = state.state_details.flow_run_id
@@ -222,9 +236,13 @@ def test_flow_names_the_run_and_never_shows_the_token(hub, dataset, prefect_harn
     records2 = prefect_records(state2.state_details.flow_run_id)
     assert "nothing changed" in records2["logs"]
 
+    for name in ("", "prefect", "huggingface_hub", "httpx", "httpx2", "flows", "tasks"):
+        logging.getLogger(name).removeHandler(collected)
     captured = capfd.readouterr()
+    logs = "\n".join(collected.lines)
+    assert "Publish MUCaps" in logs and "/preupload/main" in logs  # the handler did see the run and the requests
     for secret in (TOKEN, block_token):
-        for name, text in [*records.items(), *records2.items(), ("captured logs", caplog.text),
+        for name, text in [*records.items(), *records2.items(), ("python logs", logs),
                            ("stdout", captured.out), ("stderr", captured.err)]:
             assert secret not in text, f"the token leaked into {name}"
 
