@@ -11,6 +11,7 @@ from tasks.splits import split_of
 from tasks.store import Store
 
 SPLIT_COLUMN = "split"
+SIZE_COLUMN = "_nbytes"  # each row's encoded size, measured once here so assembly plans files without rereading media
 
 
 def turns(human: str, model: str) -> list[dict]:
@@ -32,14 +33,18 @@ def provenance(clip: dict, annotation: dict) -> dict:
 
 
 def part_schema(spec: DatasetSpec) -> pa.Schema:
-    """Schema of an intermediate record part: the dataset's columns plus the split."""
-    return spec.features.arrow_schema.append(pa.field(SPLIT_COLUMN, pa.string()))
+    """Schema of an intermediate record part: the dataset's columns plus the split and row size."""
+    return spec.features.arrow_schema.append(pa.field(SPLIT_COLUMN, pa.string())).append(pa.field(SIZE_COLUMN, pa.int64()))
 
 
 def records_table(spec: DatasetSpec, rows: list[dict]) -> pa.Table:
+    from tasks.shards import row_sizes
+
     schema = part_schema(spec)
     rows = sorted(rows, key=lambda r: r["id"])
-    return pa.Table.from_pydict({name: [r.get(name) for r in rows] for name in schema.names}, schema=schema)
+    cols = {name: [r.get(name) for r in rows] for name in schema.names if name != SIZE_COLUMN}
+    table = pa.Table.from_pydict(cols, schema=schema.remove(schema.get_field_index(SIZE_COLUMN)))
+    return table.append_column(schema.field(SIZE_COLUMN), pa.array(row_sizes(table.drop_columns([SPLIT_COLUMN]), list(spec.media)), pa.int64()))
 
 
 def assign(clip: dict, eval_fraction: float, seed: int, excluded: frozenset[str]) -> str | None:

@@ -20,9 +20,35 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.datasets import DatasetSpec
-from tasks.records import SPLIT_COLUMN
+from tasks.records import SIZE_COLUMN, SPLIT_COLUMN
 from tasks.splits import SPLITS
 from tasks.store import Store
+
+
+class HashingSink:
+    """A writable file that hashes and counts what passes through it (checksums without a reread)."""
+
+    def __init__(self, raw):
+        self.raw, self.sha, self.size = raw, hashlib.sha256(), 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.sha.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        self.closed = True  # the atomic writer closes and renames the real file
+
+    def writable(self) -> bool:
+        return True
 
 
 @dataclass
@@ -101,11 +127,10 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
     media = list(spec.media)
     refs: dict[str, list[RowRef]] = {s: [] for s in SPLITS}
     for pi, part in enumerate(parts):
-        t = store.read_table(part)
-        sizes = row_sizes(t.drop_columns([SPLIT_COLUMN]), media)
-        cols = [t.column(c).to_pylist() for c in ("id", SPLIT_COLUMN, "clip_id", spec.seconds_column)]
-        for ri, (rid, split, clip, seconds) in enumerate(zip(*cols)):
-            refs[split].append(RowRef(pi, ri, sizes[ri], rid, clip, seconds or 0.0))
+        names = ("id", SPLIT_COLUMN, "clip_id", spec.seconds_column, SIZE_COLUMN)
+        t = store.read_table(part, columns=list(names))  # no media: sizes were measured when the part was made
+        for ri, (rid, split, clip, seconds, size) in enumerate(zip(*(t.column(c).to_pylist() for c in names))):
+            refs[split].append(RowRef(pi, ri, size, rid, clip, seconds or 0.0))
     refs["eval"] = _eval_cap(refs["eval"], eval_cap)
 
     written: list[str] = []
@@ -116,7 +141,7 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
     def part_table(pi: int) -> pa.Table:
         if pi not in cache:
             cache.clear()
-            cache[pi] = store.read_table(parts[pi]).drop_columns([SPLIT_COLUMN]).cast(schema)
+            cache[pi] = store.read_table(parts[pi]).drop_columns([SPLIT_COLUMN, SIZE_COLUMN]).cast(schema)
         return cache[pi]
 
     for split in SPLITS:
@@ -129,7 +154,8 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
             rel = posixpath.join("data", shard_name(split, si, len(plan)))
             path = posixpath.join(out_dir, rel)
             with store.open_atomic(path) as f:
-                with pq.ParquetWriter(f.raw, schema, write_statistics=stats_cols) as writer:
+                sink = HashingSink(f.raw)
+                with pq.ParquetWriter(sink, schema, write_statistics=stats_cols) as writer:
                     group, acc = [], 0
                     for r in rows[a:b]:
                         if group and acc + r.nbytes > max_row_group_bytes:
@@ -139,8 +165,7 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
                         acc += r.nbytes
                     if group:
                         writer.write_table(_take(group, part_table))
-            data = store.read_bytes(path)
-            files.append({"path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "rows": b - a})
+            files.append({"path": rel, "bytes": sink.size, "sha256": sink.sha.hexdigest(), "rows": b - a})
             written.append(path)
         clips = {r.clip: r.seconds for r in rows}
         splits[split] = {"num_examples": len(rows), "num_bytes": sum(f["bytes"] for f in files), "files": files,

@@ -25,6 +25,10 @@ from schemas.tables import FAILURES, table_from_rows
 from tasks.store import Store
 
 
+# Bumped whenever the layout of a stage's output changes, so older outputs are redone, not misread.
+FORMAT_VERSION = 2
+
+
 @dataclass
 class ShardPaths:
     stage: str
@@ -62,6 +66,7 @@ class ShardResult:
 def run_shard(store: Store, stage: str, shard: int, fingerprint: str, n_items: int,
               work: Callable[[], tuple[pa.Table, list[dict]]], audio_seconds_column: str | None = None) -> ShardResult:
     """Run ``work`` for a shard unless its marker says it is done for this fingerprint."""
+    fingerprint = f"{fingerprint}.v{FORMAT_VERSION}"
     paths = ShardPaths(stage, shard)
     out, fail, marker = paths.output(store), paths.failures(store), paths.marker(store)
     if store.is_done(marker, fingerprint, [out, fail]):

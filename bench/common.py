@@ -1,0 +1,58 @@
+"""Shared helpers for the benchmarks: timing, result files, a rendered corpus to copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import time
+from contextlib import contextmanager
+
+RESULTS = os.environ.get("MUMU_BENCH_RESULTS", "bench-results")
+
+
+@contextmanager
+def timer():
+    """Wall and CPU (this process and its children) seconds of the block: t["wall"], t["cpu"]."""
+    t: dict[str, float] = {}
+    r0, c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    w0 = time.perf_counter()
+    yield t
+    t["wall"] = time.perf_counter() - w0
+    r1, c1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    t["cpu"] = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) + (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
+
+
+def save(name: str, result: dict) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2, sort_keys=True)
+    return path
+
+
+def rendered_corpus(root: str, clips: int, seed: int = 0) -> str:
+    """A data root holding a rendered sample corpus of ``clips`` clips (rendered once, then reused)."""
+    from mumu.config import load_config
+    from tasks.sample_corpus import corpus_shard, edit_sources_shard, plan_corpus, write_corpus_index
+    from tasks.stage import chunk
+    from tasks.store import Store
+
+    cfg = load_config("sample", {"corpus.clips": clips, "corpus.seed": seed}, root)
+    store = Store(root)
+    specs = plan_corpus(clips, seed, cfg.corpus.real_photo_share)
+    done = set()
+    for i, part in enumerate(chunk(specs, cfg.shards.items_per_shard)):
+        r = corpus_shard(store, cfg, i, part)
+        done.update(store.read_table(r.output, columns=["stem"]).column("stem").to_pylist())
+    write_corpus_index(store, cfg, specs, done)
+    edit_sources_shard(store, cfg)
+    return root
+
+
+def fresh_copy(src: str, dst: str) -> str:
+    if os.path.exists(dst):
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    return dst
