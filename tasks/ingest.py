@@ -147,7 +147,10 @@ def plan_tracks(cfg: Config, store: Store) -> list[str]:
 def loop_clips_shard(store: Store, cfg: Config, shard: int, items: list[dict]) -> ShardResult:
     from tasks.looperman import ingest_looperman_shard
 
-    fp = fingerprint_of("clips/looperman", items, cfg.audio.model_dump(), cfg.looperman.model_dump(),
+    # loops inside the store are named relative to it, so copies of a data root agree
+    portable = [{**it, "file": os.path.relpath(it["file"], store.root)} if str(it.get("file") or "").startswith(store.root + "/")
+                else it for it in items]
+    fp = fingerprint_of("clips/looperman", portable, cfg.audio.model_dump(), cfg.looperman.model_dump(),
                         cfg.quality.model_dump())
 
     def work():
