@@ -52,5 +52,5 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips], prov, loop_failures).result()
     out_dir = finalize.dataset_dir(store, MUEDIT)
     stages = {"loops": loop_clips, "Slakh tracks": slakh_clips, "loop edits": loop_records, "stem edits": slakh_records}
-    publish_summary("MUEdit", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"])
+    publish_summary("MUEdit", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats)
     return {"dataset": "MUEdit", "dir": out_dir, "stats": stats, "stages": stages}

@@ -13,7 +13,7 @@ from mumu import progress
 from tasks.stage import ShardResult
 
 
-def _key(text: str) -> str:
+def artifact_key(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
@@ -21,7 +21,7 @@ def track(futures: list, stage: str) -> list[ShardResult]:
     """Wait for a stage's shard futures, reporting progress as each finishes; results in shard order."""
     total = len(futures)
     progress.stage(stage, total)
-    art = create_progress_artifact(0.0, key=_key(f"progress-{stage}"), description=f"{stage}: shards finished")
+    art = create_progress_artifact(0.0, key=artifact_key(f"progress-{stage}"), description=f"{stage}: shards finished")
     done = 0
     for fut in as_completed(futures):
         fut.result()  # a task that raised fails the flow here, with its own error
@@ -47,12 +47,16 @@ def stage_table(results: list[ShardResult]) -> dict:
 
 
 def publish_summary(name: str, stages: dict[str, list[ShardResult]], dataset_rows: list[dict], dataset_dir: str,
-                    failures_by_reason: dict[str, int]) -> None:
-    create_table_artifact([{"stage": s, **stage_table(r)} for s, r in stages.items()], key=_key(f"{name}-stages"),
+                    failures_by_reason: dict[str, int], stats: dict | None = None) -> None:
+    create_table_artifact([{"stage": s, **stage_table(r)} for s, r in stages.items()], key=artifact_key(f"{name}-stages"),
                           description=f"{name}: per-stage counts, hours and failures")
-    create_table_artifact(dataset_rows, key=_key(f"{name}-splits"), description=f"{name}: records and hours per split")
+    create_table_artifact(dataset_rows, key=artifact_key(f"{name}-splits"), description=f"{name}: records and hours per split")
     lines = [f"# {name}: left out, by reason", "", "| reason | items |", "| --- | ---: |"]
     lines += [f"| {k} | {v} |" for k, v in sorted(failures_by_reason.items())] or ["| (none) | 0 |"]
-    create_markdown_artifact("\n".join(lines), key=_key(f"{name}-failures"), description=f"{name}: failures by reason")
+    create_markdown_artifact("\n".join(lines), key=artifact_key(f"{name}-failures"), description=f"{name}: failures by reason")
     create_link_artifact(f"file://{dataset_dir}" if "://" not in dataset_dir else dataset_dir, link_text=f"{name} dataset",
-                         key=_key(f"{name}-output"))
+                         key=artifact_key(f"{name}-output"))
+    if stats and stats.get("statistics"):
+        from tasks.plots import figure_artifacts
+
+        figure_artifacts(stats["figures"], dataset_dir, name, summary=stats["statistics"])

@@ -28,6 +28,10 @@ download_app = typer.Typer(help="Download selected sources into a local mirror."
 app.add_typer(download_app, name="download")
 console = Console()
 
+from mumu.publish_cli import publish as publish_cmd  # noqa: E402  (imports lazily inside)
+
+app.command("publish")(publish_cmd)
+
 ProfileOpt = typer.Option("sample", "--profile", "-p", help="Profile name (sample, paper) or a YAML file.")
 RootOpt = typer.Option(None, "--data-root", "-d", help="Where data goes (local path or fsspec URL); default from the profile.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a setting, e.g. --set corpus.clips=12 (repeatable).")

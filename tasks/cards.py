@@ -41,7 +41,7 @@ def size_category(n: int) -> str:
     return "n>1M"
 
 
-def render_card(spec: DatasetSpec, stats: dict) -> str:
+def render_card(spec: DatasetSpec, stats: dict, statistics_md: str = "") -> str:
     splits = stats["splits"]
     total = sum(s["num_examples"] for s in splits.values())
     data = DatasetCardData(
@@ -108,6 +108,7 @@ def render_card(spec: DatasetSpec, stats: dict) -> str:
         "| --- | ---: |",
         *([f"| {k} | {v} |" for k, v in sorted(stats.get("failures_by_reason", {}).items())] or ["| (none) | 0 |"]),
         "",
+        *([statistics_md.rstrip(), ""] if statistics_md else []),
         "## Provenance",
         "",
         f"- pipeline: mumu-data {prov['pipeline_version']}",

@@ -14,6 +14,7 @@ from mumu.config import Config
 from schemas.datasets import DatasetSpec
 from schemas.tables import FAILURES, table_from_rows
 from tasks.cards import licence_text, render_card
+from tasks.plots import dataset_figures, figures_markdown
 from tasks.shards import assemble
 from tasks.stage import ShardResult
 from tasks.store import Store, fingerprint_of
@@ -44,6 +45,7 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
     if store.is_done(marker, fp, [posixpath.join(out, "README.md")]):
         stats = store.read_json(marker)
         files = [posixpath.join(out, f["path"]) for s in stats["splits"].values() for f in s["files"]]
+        files += [posixpath.join(out, p) for p in stats.get("figures", {}).values()]
         if all(store.exists(f) for f in files):
             return {**stats, "skipped": True}
 
@@ -61,7 +63,9 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
     }
     store.write_table(store.path("work", "failures", f"{spec.name}.parquet"), table_from_rows(failures, FAILURES))
     store.write_bytes(posixpath.join(out, "LICENSE.md"), licence_text(spec, provenance).encode())
-    store.write_bytes(posixpath.join(out, "README.md"), render_card(spec, stats).encode())
+    figs = dataset_figures(out, stats, failures, store=store)
+    stats["figures"], stats["statistics"] = dict(figs), figs.summary
+    store.write_bytes(posixpath.join(out, "README.md"), render_card(spec, stats, figures_markdown(figs)).encode())
     store.mark_done(marker, fp, stats)
     return {**stats, "fingerprint": fp, "skipped": False}
 

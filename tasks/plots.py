@@ -7,9 +7,11 @@ writes PNG figures under ``datasets/<NAME>/figures/``:
 * ``instruments.png``: clips per instrument, as in the paper's Figure 3. A tag counts as an
   instrument when it names (or its first alias names) a node under AudioSet's "Musical
   instrument" that is not a family or generic name ("Music", "Guitar", "Percussion",
-  "Keyboard (musical)"...: ``annotators.features.GENERIC_TAGS`` plus the ontology's first-level
-  families). Tags from other sources (bpm, key, genre) are therefore not counted.
-* ``durations.png``: clip durations per split.
+  "Keyboard (musical)"...: ``generic_names``, a superset of ``annotators.features.GENERIC_TAGS``).
+  Tags from other sources (bpm, key, genre) are therefore not counted.
+  Slakh and Looperman tags are not AudioSet labels: there their instrument classes count as
+  they are ("Bass", "Strings", "Mallet"...), and bpm, key and genre tags do not.
+* ``durations.png``: clip durations per split (``duration_s``; MUEdit's ``input_seconds``).
 * ``caption_lengths.png``: words per caption, one series per caption column.
 * ``failures.png``: items left out, by reason (only when there are any).
 
@@ -36,6 +38,15 @@ FIGURES_DIR = "figures"
 DPI = 100
 TOP_INSTRUMENTS = 40
 INSTRUMENT_ROOT = "/m/04szw"  # AudioSet "Musical instrument"
+BROAD_NAMES = frozenset({"music", "musical instrument", "guitar", "drum"})
+# Sources whose tags are not AudioSet labels: their instrument classes count as they are (Slakh2100's
+# inst_class names, and the Looperman categories of the same kind); bpm, key and genre tags do not.
+CLASS_SOURCES = ("slakh", "looperman")
+SOURCE_CLASSES = frozenset(c.lower() for c in (
+    "Piano", "Chromatic Percussion", "Organ", "Guitar", "Bass", "Strings", "Strings (continued)", "Ensemble", "Brass",
+    "Reed", "Pipe", "Synth Lead", "Synth Pad", "Synth Effects", "Sound Effects", "Ethnic", "Percussive", "Drums",
+    "Mallet", "Keyboard", "Synth"))
+DURATION_COLUMNS = ("duration_s", "input_seconds")
 CAPTION_COLUMNS = ("caption", "music_caption", "image_caption", "video_caption")
 PERCENTILES = (10, 50, 90)
 SPLIT_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3")
@@ -53,15 +64,24 @@ class Figures(dict):
 
 
 # reading and counting -------------------------------------------------------------------
-def instrument_names(root: str = INSTRUMENT_ROOT) -> dict[str, str]:
-    """Lower-case tag (full name or first alias) -> display name, for every specific instrument."""
-    from annotators.features import GENERIC_TAGS
+def generic_names(root: str = INSTRUMENT_ROOT) -> set[str]:
+    """Lower-case names that are not one instrument: "Music", the root, its first-level families
+    ("Percussion", "Keyboard (musical)"...) and the broad "Guitar" and "Drum". A superset of the
+    features annotator's ``GENERIC_TAGS`` (tested), without importing its audio stack."""
     from tasks.ontology import ontology
 
     onto = ontology()
     families = {onto.name(c).lower() for c in onto.nodes[root].get("child_ids", [])
                 if onto.nodes.get(c, {}).get("child_ids")}
-    generic = {t.lower() for t in GENERIC_TAGS} | families | {onto.name(root).lower()}
+    return BROAD_NAMES | families | {onto.name(root).lower()}
+
+
+def instrument_names(root: str = INSTRUMENT_ROOT) -> dict[str, str]:
+    """Lower-case tag (full name or first alias) -> display name, for every specific instrument."""
+    from tasks.ontology import ontology
+
+    onto = ontology()
+    generic = generic_names(root)
     out: dict[str, str] = {}
     for mid in sorted(onto.descendants(root) - {root}):
         name = onto.name(mid)
@@ -73,10 +93,14 @@ def instrument_names(root: str = INSTRUMENT_ROOT) -> dict[str, str]:
     return out
 
 
-def instruments_of(tags: list[str] | None, names: Mapping[str, str]) -> list[str]:
+def instruments_of(tags: list[str] | None, names: Mapping[str, str], source: str | None = None) -> list[str]:
+    """The instruments among a clip's tags (see the module docstring), in tag order, once each."""
     seen: list[str] = []
     for t in tags or []:
-        name = names.get(t.lower()) or names.get(t.split(",")[0].strip().lower())
+        if source in CLASS_SOURCES:
+            name = t if t.lower() in SOURCE_CLASSES else None
+        else:
+            name = names.get(t.lower()) or names.get(t.split(",")[0].strip().lower())
         if name and name not in seen:
             seen.append(name)
     return seen
@@ -90,8 +114,10 @@ def read_columns(store: Store, dataset_dir: str, stats: dict) -> dict[str, list[
         for f in s["files"]:
             path = posixpath.join(dataset_dir, f["path"])
             names = set(store.parquet_file(path).schema_arrow.names)
-            cols = [c for c in ("clip_id", "tags", "duration_s", *CAPTION_COLUMNS) if c in names]
-            rows += store.read_table(path, columns=cols).to_pylist()
+            cols = [c for c in ("clip_id", "source", "tags", *DURATION_COLUMNS, *CAPTION_COLUMNS) if c in names]
+            for r in store.read_table(path, columns=cols).to_pylist():
+                r["duration_s"] = next((r[c] for c in DURATION_COLUMNS if r.get(c) is not None), None)
+                rows.append(r)
         out[split] = rows
     return out
 
@@ -130,7 +156,7 @@ def summarize(by_split: dict[str, list[dict]], stats: dict,
                          "hours": round(sum(float(r.get("duration_s") or 0) for r in clips.values()) / 3600, 4)}
         durations[split] = [float(r["duration_s"]) for r in clips.values() if r.get("duration_s") is not None]
         for r in clips.values():
-            found = instruments_of(r.get("tags"), names)
+            found = instruments_of(r.get("tags"), names, r.get("source"))
             instruments.update(found)
             no_instrument += not found
         for col in CAPTION_COLUMNS:

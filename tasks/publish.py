@@ -86,6 +86,8 @@ class PublishPlan:
     parent_commit: str | None  # head of the revision when planned (None: repo or branch still to create)
     base_commit: str | None = None  # the commit the remote listing came from (a new branch starts here)
     entries: list[PlanEntry] = field(default_factory=list)
+    local: dict[str, LocalFile] = field(default_factory=dict, repr=False)  # the hashes the plan was made from
+    managed: tuple[str, ...] = MANAGED  # remote paths the plan may delete
 
     @property
     def add(self) -> list[PlanEntry]:
@@ -124,7 +126,8 @@ class PublishPlan:
         return "\n".join(head + body)
 
     def to_dict(self) -> dict:
-        return {**{k: v for k, v in asdict(self).items() if k != "entries"}, "counts": self.counts(), "files": self.rows()}
+        return {**{k: v for k, v in asdict(self).items() if k not in ("entries", "local")}, "counts": self.counts(),
+                "files": self.rows()}
 
 
 @dataclass
@@ -241,7 +244,7 @@ def make_plan(dataset_dir: str, repo_id: str, revision: str, local: dict[str, Lo
         if path not in local and any(fnmatch.fnmatchcase(path, pat) for pat in managed):
             entries.append(PlanEntry(path, "delete", "gone locally", rf.size, rf.lfs_sha256))
     return PublishPlan(str(dataset_dir), repo_id, revision, repo_exists, branch_exists,
-                       base if branch_exists else None, base, entries)
+                       base if branch_exists else None, base, entries, dict(local), tuple(managed))
 
 
 def plan_publish(dataset_dir: str, repo_id: str, *, revision: str | None = None, token: str | None = None,
@@ -309,10 +312,12 @@ def execute_plan(plan: PublishPlan, *, token: str | None, private: bool = False,
                              commit_description=commit_description or commit_description_for(plan.dataset_dir, plan))
     result.committed = info.oid != parent
     result.commit_oid, result.commit_url, result.commit_message = info.oid, info.commit_url, message
-    if verify:
-        after = plan_publish(plan.dataset_dir, plan.repo_id, revision=plan.revision, token=token, endpoint=endpoint)
+    if verify:  # the new remote tree against the hashes the plan was made from (a file that changed meanwhile shows)
+        after = make_plan(plan.dataset_dir, plan.repo_id, plan.revision, plan.local,
+                          *remote_state(api, plan.repo_id, plan.revision), managed=plan.managed)
         if not after.empty:
-            raise RuntimeError(f"after the commit the Hub still differs from {plan.dataset_dir}:\n{after.text()}")
+            raise RuntimeError(f"after the commit the Hub still differs from {plan.dataset_dir} as planned:\n"
+                               f"{after.text()}")
     return result
 
 

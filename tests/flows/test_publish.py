@@ -35,8 +35,7 @@ def build(root: Path, max_shard_bytes: int) -> Path:
     cfg = load_config("sample", {"shards.max_shard_bytes": max_shard_bytes, "shards.max_row_group_bytes": 6_000})
     finalize_dataset(store, cfg, MUCAPS, results, [], PROV)
     out = root / "datasets" / "MUCaps"
-    (out / "figures").mkdir()
-    (out / "figures" / "durations.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    assert (out / "figures" / "durations.png").exists()  # finalize draws the card's figures
     return out
 
 
@@ -64,6 +63,7 @@ def hub(monkeypatch, tmp_path):
     with HubServer(token=TOKEN) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         yield server
+    assert server.unrouted == []  # huggingface_hub called nothing the loopback Hub lacks
 
 
 def local_bytes(folder: Path) -> dict[str, bytes]:
@@ -120,7 +120,8 @@ def test_a_rebuild_commits_only_the_difference(hub, builds, dataset):
     assert {e.path for e in plan.delete} == {f"data/{p}" for p in old - new}
     same = {f"data/{p}" for p in old & new if (builds["one"] / "data" / p).read_bytes() == (dataset / "data" / p).read_bytes()}
     assert {e.path for e in plan.add} == {f"data/{p}" for p in new} - same | {"README.md", "stats.json"}
-    assert {e.path for e in plan.unchanged} == {"LICENSE.md", "figures/durations.png"} | same
+    figures = {f"figures/{p.name}" for p in (dataset / "figures").glob("*.png")}
+    assert figures and {e.path for e in plan.unchanged} == {"LICENSE.md"} | figures | same
 
     n = len(hub.log)
     res = pub.publish(str(dataset), REPO)
@@ -248,7 +249,7 @@ def test_flow_names_the_run_and_never_shows_the_token(hub, dataset, prefect_harn
 
 
 @pytest.mark.slow
-def test_cli_dry_run_prints_the_plan(hub, dataset, prefect_harness):
+def test_cli_dry_run_prints_the_plan(hub, dataset, prefect_harness, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
@@ -260,7 +261,12 @@ def test_cli_dry_run_prints_the_plan(hub, dataset, prefect_harness):
     res = CliRunner().invoke(app, ["publish", str(dataset), "--repo", REPO, "--dry-run"], terminal_width=200)
     assert res.exit_code == 0, res.output
     assert "dry run" in res.output and "data/train-00000-of-00001.parquet" in res.output
-    assert "6 to add" in res.output and writes(hub) == []
+    n_files = sum(1 for p in dataset.rglob("*") if p.is_file())
+    assert f"{n_files} to add" in res.output and writes(hub) == []
+    with monkeypatch.context() as m:
+        m.delenv("HF_TOKEN")
+        res = CliRunner().invoke(app, ["publish", str(dataset), "--repo", REPO], terminal_width=200)
+        assert res.exit_code == 1 and "HF_TOKEN" in res.output and writes(hub) == []
     res = CliRunner().invoke(app, ["publish", str(dataset), "--repo", REPO], terminal_width=200)
     assert res.exit_code == 0 and "committed" in res.output, res.output
     res = CliRunner().invoke(app, ["publish", str(dataset), "--repo", REPO], terminal_width=200)
