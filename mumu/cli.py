@@ -256,6 +256,28 @@ def config_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt, se
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
 
 
+@app.command("bench")
+def bench_cmd(only: Optional[list[str]] = typer.Argument(None, help="Run only benchmarks whose name contains these words."),
+              verbose: bool = VerboseOpt) -> None:
+    """Run every benchmark; print one table of side-by-side ratios (also bench-results/summary.json)."""
+    _prefect_env(verbose)
+    import sys
+
+    repo = str(Path(__file__).resolve().parents[1])
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from bench.run_all import run
+
+    rows = run(only)
+    t = Table(title="benchmarks (ratios measured side by side in one run)")
+    for c in ("benchmark", "ratio", "meaning", "status"):
+        t.add_column(c, justify="right" if c == "ratio" else "left")
+    for r in rows:
+        t.add_row(r["benchmark"], "-" if r["ratio"] is None else f"{r['ratio']:.3f}", r["meaning"], r["status"])
+    console.print(t)
+    console.print("details: bench-results/summary.json")
+
+
 def main() -> None:  # pragma: no cover
     app()
 
