@@ -206,8 +206,9 @@ def test_flow_names_the_run_and_never_shows_the_token(hub, dataset, prefect_harn
     for name in ("", "prefect", "huggingface_hub", "httpx", "httpx2", "flows", "tasks"):
         logger = logging.getLogger(name)
         logger.addHandler(collected)
-        if name in ("huggingface_hub", "httpx", "httpx2"):  # not even their debug logs may carry it
+        if name:  # every level, debug included: not even debug logs may carry it (whatever ran before)
             monkeypatch.setattr(logger, "level", logging.DEBUG)
+            monkeypatch.setattr(logger, "disabled", False)
     state = publish_hub(dataset_dir=str(dataset), repo_id=REPO, return_state=True)
     out = state.result()
     run_id = state.state_details.flow_run_id
