@@ -32,6 +32,10 @@ from mumu.publish_cli import publish as publish_cmd  # noqa: E402  (imports lazi
 
 app.command("publish")(publish_cmd)
 
+from metrics.cli import evaluate as evaluate_cmd  # noqa: E402
+
+app.command("evaluate")(evaluate_cmd)
+
 ProfileOpt = typer.Option("sample", "--profile", "-p", help="Profile name (sample, paper) or a YAML file.")
 RootOpt = typer.Option(None, "--data-root", "-d", help="Where data goes (local path or fsspec URL); default from the profile.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a setting, e.g. --set corpus.clips=12 (repeatable).")

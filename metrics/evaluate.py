@@ -1,0 +1,428 @@
+"""Score a set of predictions against the eval splits of the four datasets (plain functions; the
+``evaluate-mumu`` flow in ``flows/evaluate.py`` wires them and publishes the result).
+
+Predictions are files named by record id, looked up first under ``<predictions>/<Dataset>/`` and
+then directly under ``<predictions>/``:
+
+- text outputs (music captioning): ``<id>.txt``, or one ``predictions.jsonl`` of ``{"id", "text"}``;
+- audio outputs (text/image/video-to-music, editing): ``<id>.wav`` (or .flac, .ogg, .mp3), any
+  sample rate and channel count: every model input is resampled explicitly to the model's rate.
+
+What each task is compared with:
+
+| dataset / task | prediction | reference | metrics |
+| --- | --- | --- | --- |
+| MUCaps music_captioning | text | the record's ``gpt`` turn | BLEU, METEOR, ROUGE-L, BERTScore |
+| MUCaps text_to_music | audio | ``audio`` | FAD, KL, CLAP score (text = ``caption``) |
+| MUImage image_to_music | audio | ``audio`` | FAD, KL, alignment rank with ``image`` |
+| MUVideo video_to_music | audio | ``audio`` | FAD, KL, alignment rank with ``video`` |
+| MUEdit edit_* | audio | ``output_audio`` | FAD, KL, LSD |
+
+A record without a prediction is listed under ``missing`` and left out of every metric of its
+task (coverage is reported); a prediction that does not decode is listed under ``failed``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pyarrow.parquet as pq
+import soundfile as sf
+
+from metrics import audio as A
+from metrics import text as T
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("MUCaps", "MUImage", "MUVideo", "MUEdit")
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    dataset: str
+    task: str  # a record's ``task`` value, or a prefix ending in "*"
+    label: str  # the row name in the tables
+    kind: str  # understanding | generation | editing
+    reference: str  # column holding the reference (text: "gpt")
+    text_column: str | None = None  # CLAP text
+    visual_column: str | None = None  # image | video for the alignment rank
+
+    def matches(self, task: str) -> bool:
+        return task.startswith(self.task[:-1]) if self.task.endswith("*") else task == self.task
+
+
+TASKS = (
+    TaskSpec("MUCaps", "music_captioning", "Music understanding (MUCaps)", "understanding", "gpt"),
+    TaskSpec("MUCaps", "text_to_music", "Text-to-music (MUCaps)", "generation", "audio", text_column="caption"),
+    TaskSpec("MUImage", "image_to_music", "Image-to-music (MUImage)", "generation", "audio", visual_column="image"),
+    TaskSpec("MUVideo", "video_to_music", "Video-to-music (MUVideo)", "generation", "audio", visual_column="video"),
+    TaskSpec("MUEdit", "edit_*", "Music editing (MUEdit)", "editing", "output_audio"),
+)
+
+
+@dataclass
+class EvalModels:
+    """Which model computes what (spec strings: ``metrics.embeddings``); the defaults are the paper's."""
+
+    embedding: str = "vggish"
+    classifier: str = "passt"
+    clap: str = "clap:laion/clap-htsat-unfused"
+    aligner: str = "imagebind"
+    bertscore_model: str = T.BERTSCORE_DEFAULT_MODEL
+    bertscore_layers: int | None = None
+    meteor_synonyms: str = "auto"
+    device: str = "cpu"
+
+
+@dataclass
+class TaskResult:
+    dataset: str
+    task: str
+    label: str
+    kind: str
+    records: int = 0
+    scored: int = 0
+    missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+
+    @property
+    def coverage(self) -> float:
+        return self.scored / self.records if self.records else 0.0
+
+
+# ---------------------------------------------------------------- reading the eval split
+
+
+def eval_files(data_root: str, dataset: str, split: str = "eval") -> list[str]:
+    fs, root = fsspec.core.url_to_fs(str(data_root))
+    files = sorted(fs.glob(f"{root.rstrip('/')}/datasets/{dataset}/data/{split}-*.parquet"))
+    return [fs.unstrip_protocol(f) if "://" in str(data_root) else f for f in files]
+
+
+def iter_records(data_root: str, dataset: str, split: str = "eval", columns: list[str] | None = None,
+                 batch_size: int = 16) -> Iterator[dict]:
+    """Rows of a dataset's split, a few at a time (media columns stay bytes until used)."""
+    files = eval_files(data_root, dataset, split)
+    if not files:
+        raise FileNotFoundError(f"no {split} split for {dataset} under {data_root}/datasets/{dataset}/data/")
+    for f in files:
+        with fsspec.open(f, "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            cols = [c for c in (columns or pf.schema_arrow.names) if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
+                yield from batch.to_pylist()
+
+
+def reference_text(record: dict) -> str:
+    """The record's last ``gpt`` turn."""
+    turns = [t["value"] for t in record["conversation"] if t["from"] == "gpt"]
+    if not turns:
+        raise ValueError(f"record {record['id']} has no gpt turn")
+    return turns[-1]
+
+
+def decode_audio(media) -> tuple[np.ndarray, int]:
+    """A ``{bytes, path}`` struct, raw bytes or a file path -> (mono float64 samples, rate)."""
+    if isinstance(media, dict):
+        media = media.get("bytes") or media.get("path")
+    src = io.BytesIO(media) if isinstance(media, (bytes, bytearray)) else str(media)
+    y, sr = sf.read(src, dtype="float64", always_2d=True)
+    if y.shape[0] == 0:
+        raise ValueError("audio holds no samples")
+    return y.mean(axis=1), int(sr)
+
+
+def decode_image(media):
+    from PIL import Image
+
+    data = media.get("bytes") if isinstance(media, dict) else media
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def decode_video(media, n_frames: int = 8) -> list:
+    from metrics.embeddings import decode_video_frames
+
+    return decode_video_frames(media.get("bytes") if isinstance(media, dict) else media, n_frames)
+
+
+# ---------------------------------------------------------------- finding predictions
+
+
+class Predictions:
+    """Predicted text and audio files for one dataset, named by record id."""
+
+    def __init__(self, root: str | Path, dataset: str):
+        root = Path(root)
+        self.dirs = [d for d in (root / dataset, root) if d.is_dir()]
+        self.texts: dict[str, str] = {}
+        for d in reversed(self.dirs):  # the dataset folder wins
+            jl = d / "predictions.jsonl"
+            if jl.is_file():
+                for line in jl.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        row = json.loads(line)
+                        self.texts[str(row["id"])] = str(row["text"])
+
+    def text(self, rid: str) -> str | None:
+        for d in self.dirs:
+            p = d / f"{rid}.txt"
+            if p.is_file():
+                return p.read_text(encoding="utf-8").strip()
+        return self.texts.get(rid)
+
+    def audio(self, rid: str) -> Path | None:
+        for d in self.dirs:
+            for ext in AUDIO_EXTS:
+                p = d / f"{rid}{ext}"
+                if p.is_file():
+                    return p
+        return None
+
+
+# ---------------------------------------------------------------- models, loaded once per run
+
+
+class ModelCache:
+    def __init__(self, models: EvalModels):
+        self.models, self._loaded, self.errors = models, {}, {}
+
+    def get(self, role: str):
+        """The model for ``role`` (embedding, classifier, clap, aligner), or None with the reason kept."""
+        if role in self._loaded:
+            return self._loaded[role]
+        if role in self.errors:
+            return None
+        from metrics import embeddings as E
+
+        spec = getattr(self.models, role)
+        loader = {"embedding": E.load_embedder, "classifier": E.load_classifier, "clap": E.load_clap,
+                  "aligner": E.load_aligner}[role]
+        try:
+            self._loaded[role] = loader(spec) if spec else None
+            if not spec:
+                self.errors[role] = "disabled"
+        except Exception as e:  # a missing package or weights: the metric is skipped with this reason
+            self.errors[role] = f"{spec}: {type(e).__name__}: {e}"
+            log.warning("%s model %s unavailable: %s", role, spec, e)
+            self._loaded[role] = None
+        return self._loaded[role]
+
+    def describe(self) -> dict:
+        out = asdict(self.models)
+        out["loaded"] = {k: getattr(v, "name", type(v).__name__) for k, v in self._loaded.items() if v is not None}
+        return out
+
+
+# ---------------------------------------------------------------- scoring one task
+
+
+def score_understanding(spec: TaskSpec, records: list[dict], preds: Predictions, models: EvalModels,
+                        res: TaskResult) -> None:
+    hyp, ref = [], []
+    for r in records:
+        p = preds.text(r["id"])
+        if p is None:
+            res.missing.append(r["id"])
+            continue
+        hyp.append(p)
+        ref.append(reference_text(r))
+    res.scored = len(hyp)
+    if not hyp:
+        res.skipped["all"] = "no predictions"
+        return
+    res.metrics["BLEU"] = T.bleu(hyp, ref)
+    res.metrics["METEOR"] = T.meteor(hyp, ref, synonyms=models.meteor_synonyms)
+    res.metrics["ROUGE-L"] = T.rouge_l(hyp, ref)
+    try:
+        res.metrics["BERTScore"] = T.bertscore(hyp, ref, model_type=models.bertscore_model,
+                                               num_layers=models.bertscore_layers, device=models.device)
+    except Exception as e:  # the BERTScore model is not available here
+        res.skipped["BERTScore"] = f"{models.bertscore_model}: {type(e).__name__}: {e}"
+
+
+def score_audio(spec: TaskSpec, records: list[dict], preds: Predictions, cache: ModelCache, res: TaskResult) -> None:
+    emb, clf = cache.get("embedding"), cache.get("classifier")
+    clap = cache.get("clap") if spec.text_column else None
+    aligner = cache.get("aligner") if spec.visual_column else None
+    ref_e, gen_e, ref_p, gen_p, texts, gen_c, q, a, lsd, ops = [], [], [], [], [], [], [], [], [], []
+    for r in records:
+        path = preds.audio(r["id"])
+        if path is None:
+            res.missing.append(r["id"])
+            continue
+        try:
+            gen, gsr = decode_audio(path)
+        except Exception as e:
+            res.failed[r["id"]] = f"{type(e).__name__}: {e}"
+            continue
+        ref, rsr = decode_audio(r[spec.reference])
+        if emb is not None:
+            ref_e.append(emb.embed(ref, rsr)), gen_e.append(emb.embed(gen, gsr))
+        if clf is not None:
+            ref_p.append(clf.probs(ref, rsr)), gen_p.append(clf.probs(gen, gsr))
+        if clap is not None:
+            texts.append(r[spec.text_column]), gen_c.append(clap.audio_embedding(gen, gsr))
+        if aligner is not None:
+            vis = r[spec.visual_column]
+            q.append(aligner.image_profile(decode_image(vis)) if spec.visual_column == "image"
+                     else aligner.video_profile(decode_video(vis)))
+            a.append(aligner.audio_profile(gen, gsr))
+        if spec.kind == "editing":
+            lsd.append(A.log_spectral_distance(gen, ref, gsr, rsr))
+            ops.append(r.get("operation") or "?")
+        res.scored += 1
+
+    def skip(metric: str, role: str | None, need: int = 1, have: int = 0) -> bool:
+        if role is not None and cache.get(role) is None:
+            res.skipped[metric] = cache.errors.get(role, "model unavailable")
+            return True
+        if have < need:
+            res.skipped[metric] = f"needs at least {need} scored records, has {have}"
+            return True
+        return False
+
+    if not skip("FAD", "embedding", 2, len(gen_e)):
+        ref_rows, gen_rows = np.concatenate(ref_e), np.concatenate(gen_e)
+        if min(len(ref_rows), len(gen_rows)) < 2:
+            res.skipped["FAD"] = "fewer than 2 embedding rows"
+        else:
+            res.metrics["FAD"] = {"score": A.fad(ref_rows, gen_rows), "model": emb.name, "ref_rows": len(ref_rows),
+                                  "gen_rows": len(gen_rows), "dim": int(ref_rows.shape[1])}
+    if not skip("KL", "classifier", 1, len(gen_p)):
+        res.metrics["KL"] = {**A.kl_metric(np.stack(ref_p), np.stack(gen_p)), "model": clf.name}
+    if spec.text_column and not skip("CLAP", "clap", 1, len(gen_c)):
+        res.metrics["CLAP"] = {**A.clap_score(clap.text_embeddings(texts), np.stack(gen_c)), "model": clap.name,
+                               "text_column": spec.text_column}
+    if spec.visual_column and not skip("Alignment rank", "aligner", 2, len(a)):
+        res.metrics["Alignment rank"] = {**A.alignment_rank(np.stack(q), np.stack(a)), "model": aligner.name}
+    if spec.kind == "editing" and not skip("LSD", None, 1, len(lsd)):
+        by_op = {op: float(np.mean([v for v, o in zip(lsd, ops) if o == op])) for op in sorted(set(ops))}
+        res.metrics["LSD"] = {"score": float(np.mean(lsd)), "score_db": 10 * float(np.mean(lsd)), "pairs": len(lsd),
+                              "by_operation": by_op, "settings": A.LSD_SETTINGS}
+
+
+def score_task(spec: TaskSpec, data_root: str, predictions: str | Path, cache: ModelCache, split: str = "eval",
+               limit: int | None = None) -> TaskResult:
+    res = TaskResult(spec.dataset, spec.task, spec.label, spec.kind)
+    try:
+        records = [r for r in iter_records(data_root, spec.dataset, split) if spec.matches(r["task"])]
+    except FileNotFoundError as e:  # that dataset was not built: its rows say so, the others are scored
+        res.skipped["all"] = str(e)
+        return res
+    records = records[:limit] if limit else records
+    res.records = len(records)
+    if not records:
+        res.skipped["all"] = f"no {spec.task} records in the {split} split"
+        return res
+    preds = Predictions(predictions, spec.dataset)
+    if spec.kind == "understanding":
+        score_understanding(spec, records, preds, cache.models, res)
+    else:
+        score_audio(spec, records, preds, cache, res)
+    return res
+
+
+def tasks_for(datasets: list[str] | tuple[str, ...] | None) -> list[TaskSpec]:
+    wanted = {d.lower() for d in (datasets or DATASETS)}
+    unknown = wanted - {d.lower() for d in DATASETS}
+    if unknown:
+        raise ValueError(f"unknown datasets {sorted(unknown)}; expected some of {list(DATASETS)}")
+    return [t for t in TASKS if t.dataset.lower() in wanted]
+
+
+def evaluate(predictions: str | Path, data_root: str, datasets=None, models: EvalModels | None = None,
+             split: str = "eval", limit: int | None = None) -> dict:
+    """Score every task of ``datasets``; the JSON-ready result that ``metrics.report`` renders."""
+    from metrics import report
+
+    cache = ModelCache(models or EvalModels())
+    results = [score_task(t, data_root, predictions, cache, split, limit) for t in tasks_for(datasets)]
+    return report.assemble(results, cache.describe(), data_root=str(data_root), predictions=str(predictions), split=split)
+
+
+def generate_with_checkpoint(checkpoint: str, data_root: str, datasets, out_dir: str | Path, split: str = "eval",
+                             limit: int | None = None, device: str | None = None, seed: int = 0) -> Path:
+    """Run a trained MuMu-LLaMA checkpoint over the eval split, writing predictions in the layout above.
+
+    Uses ``model.generate.write_predictions(checkpoint, data_root, datasets, out_dir, split, limit)``
+    when the model package provides it, else ``model.generate.load_for_inference`` + ``generate``
+    through ``_write_with_generate``. Without ``model/generate.py`` it fails with a clear error.
+    """
+    try:
+        import model.generate as gen
+    except ImportError as e:
+        raise RuntimeError(
+            "checkpoint mode needs the model package's model/generate.py (load_for_inference + generate, or "
+            f"write_predictions), which cannot be imported ({e}). Write predictions another way and pass "
+            "--predictions DIR.") from e
+    out = Path(out_dir)
+    wanted = list(datasets or DATASETS)
+    if hasattr(gen, "write_predictions"):
+        gen.write_predictions(checkpoint=checkpoint, data_root=data_root, datasets=wanted, out_dir=out, split=split,
+                              limit=limit)
+    elif hasattr(gen, "load_for_inference") and hasattr(gen, "generate"):
+        _write_with_generate(gen, checkpoint, data_root, wanted, out, split, limit, device, seed)
+    else:
+        raise RuntimeError("model/generate.py provides neither write_predictions nor load_for_inference + generate")
+    return out
+
+
+def _media(x):
+    return x.get("bytes") if isinstance(x, dict) else x
+
+
+def _write_with_generate(gen, checkpoint: str, data_root: str, datasets: list[str], out: Path, split: str,
+                         limit: int | None, device: str | None, seed: int) -> None:
+    """One ``generate`` call per eval record: the record's human turn as the prompt, its input media
+    (music for captioning, the input clip for editing, the image, the video) beside it; text for
+    understanding tasks (``music="never"``), music for the others (``music="always"``)."""
+    model, procs = gen.load_for_inference(None, checkpoint, device)
+    for spec in tasks_for(datasets):
+        folder = out / spec.dataset
+        folder.mkdir(parents=True, exist_ok=True)
+        n = 0
+        for r in iter_records(data_root, spec.dataset, split):
+            if not spec.matches(r["task"]):
+                continue
+            if limit and n >= limit:
+                break
+            n += 1
+            prompt = next(t["value"] for t in r["conversation"] if t["from"] == "human")
+            inputs = {}
+            if spec.kind == "understanding":
+                inputs["audio"] = _media(r["audio"])
+            elif spec.kind == "editing":
+                inputs["audio"] = _media(r["input_audio"])
+            elif spec.visual_column:
+                inputs[spec.visual_column] = _media(r[spec.visual_column])
+            res = gen.generate(model, procs, prompt, music="never" if spec.kind == "understanding" else "always",
+                               seed=seed, **inputs)
+            if spec.kind == "understanding":
+                (folder / f"{r['id']}.txt").write_text(res.text, encoding="utf-8")
+            elif res.audio is not None:
+                sf.write(folder / f"{r['id']}.wav", np.asarray(res.audio, dtype=np.float32).reshape(-1), int(res.sample_rate))
+            else:
+                log.warning("%s: the model produced no music", r["id"])
+
+
+def nan_to_none(x):
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    if isinstance(x, dict):
+        return {k: nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [nan_to_none(v) for v in x]
+    if isinstance(x, np.generic):
+        return nan_to_none(x.item())
+    return x

@@ -1,0 +1,120 @@
+"""The paper-style tables: Table 2 (music understanding) and Table 3 (generation and editing).
+
+``assemble`` turns per-task results into one JSON-ready dict; ``markdown`` renders it. Every
+number carries its direction (↑ higher is better, ↓ lower is better) and the table footnotes say
+what it is; ``docs/metrics.md`` has the full definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+
+UNDERSTANDING = (("BLEU", "↑"), ("METEOR", "↑"), ("ROUGE-L", "↑"), ("BERTScore", "↑"))
+GENERATION = (("FAD", "↓"), ("KL", "↓"), ("CLAP", "↑"), ("Alignment rank", "↓"), ("LSD", "↓"))
+
+DEFINITIONS = {
+    "BLEU": "sacrebleu corpus BLEU-4 over words (13a tokeniser, exp smoothing, case-sensitive) / 100",
+    "METEOR": "mean over records of nltk's METEOR (alpha 0.9, beta 3, gamma 0.5); matching stages listed per run",
+    "ROUGE-L": "mean over records of rouge-score's ROUGE-L F-measure (Porter stemming)",
+    "BERTScore": "mean over records of bert-score F1 (no idf, no baseline rescaling unless stated)",
+    "FAD": "Fréchet distance (float64, scipy sqrtm) between Gaussians of reference and generated embeddings",
+    "KL": "mean over pairs of KL(reference || generated) of the classifier's softmax label distribution, nats",
+    "CLAP": "mean over pairs of the cosine similarity of CLAP text (caption) and generated-audio embeddings",
+    "Alignment rank": "mean retrieval rank (1 best) of each input's own generated clip among all generated clips",
+    "LSD": "log-spectral distance to the target at 16 kHz, STFT 2048/512 Hann, log10 power units (x10 = dB)",
+}
+
+
+def _versions() -> dict:
+    out = {}
+    for pkg in ("sacrebleu", "nltk", "rouge-score", "bert-score", "transformers", "torch", "scipy", "numpy", "librosa",
+                "soxr"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _cell(task: dict, metric: str):
+    m = task["metrics"].get(metric)
+    return None if m is None else m["score"]
+
+
+def table2(tasks: list[dict]) -> list[dict]:
+    return [{"task": t["label"], "records": t["records"], "scored": t["scored"],
+             **{f"{m} {d}": _cell(t, m) for m, d in UNDERSTANDING}}
+            for t in tasks if t["kind"] == "understanding"]
+
+
+def table3(tasks: list[dict]) -> list[dict]:
+    return [{"task": t["label"], "records": t["records"], "scored": t["scored"],
+             **{f"{m} {d}": _cell(t, m) for m, d in GENERATION}}
+            for t in tasks if t["kind"] != "understanding"]
+
+
+def assemble(results, models: dict, **context) -> dict:
+    from metrics.evaluate import nan_to_none
+
+    tasks = [{**asdict(r), "coverage": r.coverage} for r in results]
+    signatures = {}
+    for t in tasks:
+        if "BLEU" in t["metrics"]:
+            signatures["BLEU"] = t["metrics"]["BLEU"]["signature"]
+        if "BERTScore" in t["metrics"]:
+            signatures["BERTScore"] = t["metrics"]["BERTScore"]["hash"]
+        if "METEOR" in t["metrics"]:
+            signatures["METEOR"] = "+".join(t["metrics"]["METEOR"]["stages"])
+    return nan_to_none({
+        **context,
+        "models": models,
+        "signatures": signatures,
+        "versions": _versions(),
+        "definitions": DEFINITIONS,
+        "table2_understanding": table2(tasks),
+        "table3_generation": table3(tasks),
+        "tasks": tasks,
+    })
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.4f}" if abs(v) < 100 else f"{v:.1f}"
+
+
+def markdown_table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["(no tasks)"]
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" if c == "task" else "---:" for c in cols) + " |"]
+    for r in rows:
+        out.append("| " + " | ".join(str(r[c]) if c in ("task", "records", "scored") else _fmt(r[c]) for c in cols) + " |")
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = ["# MuMu-LLaMA evaluation", "",
+             f"Split `{result.get('split')}` of `{result.get('data_root')}`; predictions `{result.get('predictions')}`.", "",
+             "## Table 2: music understanding", ""]
+    lines += markdown_table(result["table2_understanding"])
+    lines += ["", "## Table 3: music generation and editing", ""]
+    lines += markdown_table(result["table3_generation"])
+    lines += ["", "## What the numbers are", ""]
+    lines += [f"- **{k}**: {v}" for k, v in result["definitions"].items()]
+    if result.get("signatures"):
+        lines += ["", "Signatures: " + "; ".join(f"{k} `{v}`" for k, v in result["signatures"].items())]
+    models = result.get("models", {})
+    lines += ["", "Models: " + ", ".join(f"{k} `{v}`" for k, v in models.get("loaded", {}).items())]
+    notes = []
+    for t in result["tasks"]:
+        if t["missing"]:
+            notes.append(f"- {t['label']}: {len(t['missing'])} of {t['records']} records have no prediction")
+        if t["failed"]:
+            notes.append(f"- {t['label']}: {len(t['failed'])} predictions did not decode")
+        for metric, why in t["skipped"].items():
+            notes.append(f"- {t['label']}: {metric} not computed ({why})")
+    if notes:
+        lines += ["", "## Not computed or incomplete", "", *notes]
+    return "\n".join(lines) + "\n"
