@@ -10,7 +10,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
-.PHONY: demo test system-deps venv clean bench kill-test
+.PHONY: demo test system-deps venv clean bench kill-test server server-down
 
 demo: $(STAMP)
 	$(VENV)/bin/mumu build all --profile $(PROFILE) --data-root $(DATA_ROOT)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+server: $(STAMP)
+	$(VENV)/bin/mumu server up
+
+server-down:
+	$(VENV)/bin/mumu server down
 
 bench: $(STAMP)
 	$(VENV)/bin/mumu bench

@@ -8,6 +8,7 @@ from prefect import flow
 
 from flows.audioset import audioset_stages
 from flows.report import publish_summary, track
+from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, mucaps_records
 from mumu.config import load_config
 from tasks import finalize, mucaps
@@ -19,6 +20,8 @@ from tasks.store import Store
 def build_mucaps(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Build MUCaps from an AudioSet mirror (the sample corpus unless the profile names one)."""
     cfg = load_config(profile, overrides, data_root)
+    if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
+        return run_with_runner(build_mucaps, cfg, profile=profile, data_root=data_root, overrides=overrides)
     st = audioset_stages(cfg, ("music_caption",), limit=cfg.targets.MUCaps)
     music = st.captions["music_caption"]
     records_f = [mucaps_records.submit(cfg, c, a, st.excluded) for c, a in zip(st.clips, music)]

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.report import publish_summary, track
+from flows.runners import needs_runner, run_with_runner
 from flows.sample_corpus import make_sample_corpus
 from flows.stages import finalize_dataset, ingest_loops, ingest_slakh, muedit_records
 from mumu.config import load_config
@@ -24,6 +25,8 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     """Build MUEdit from Looperman loops and Slakh2100 tracks (the sample corpus's unless configured)."""
     log = get_run_logger()
     cfg = load_config(profile, overrides, data_root)
+    if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
+        return run_with_runner(build_muedit, cfg, profile=profile, data_root=data_root, overrides=overrides)
     store = Store(cfg.data_root)
     for folder in ("work", "media", "datasets"):
         store.clean_temporaries(store.path(folder))

@@ -8,6 +8,7 @@ from prefect import flow
 
 from flows.audioset import audioset_stages
 from flows.report import publish_summary, track
+from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, visual_records
 from mumu.config import Config, load_config
 from tasks import finalize
@@ -37,10 +38,16 @@ def build_visual(cfg: Config, dataset: str) -> dict:
 @flow(name="build-muimage", log_prints=True)
 def build_muimage(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Build MUImage: a representative frame of the clip's video in, the clip's music out."""
-    return build_visual(load_config(profile, overrides, data_root), "MUImage")
+    cfg = load_config(profile, overrides, data_root)
+    if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
+        return run_with_runner(build_muimage, cfg, profile=profile, data_root=data_root, overrides=overrides)
+    return build_visual(cfg, "MUImage")
 
 
 @flow(name="build-muvideo", log_prints=True)
 def build_muvideo(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Build MUVideo: the clip's video in, the clip's music out."""
-    return build_visual(load_config(profile, overrides, data_root), "MUVideo")
+    cfg = load_config(profile, overrides, data_root)
+    if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
+        return run_with_runner(build_muvideo, cfg, profile=profile, data_root=data_root, overrides=overrides)
+    return build_visual(cfg, "MUVideo")

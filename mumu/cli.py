@@ -33,6 +33,9 @@ from mumu.publish_cli import publish as publish_cmd  # noqa: E402  (imports lazi
 app.command("publish")(publish_cmd)
 
 from metrics.cli import evaluate as evaluate_cmd  # noqa: E402
+from mumu.server import app as server_app  # noqa: E402
+
+app.add_typer(server_app, name="server", help="A local Prefect server with pools, limits, deployments and workers.")
 
 app.command("evaluate")(evaluate_cmd)
 
@@ -215,8 +218,13 @@ def _build(fn_name: str, module: str, profile: str, data_root: Optional[str], se
     import importlib
 
     _prefect_env(verbose)
+    from flows.runners import run_with_runner
+    from mumu.config import load_config
+
     fn = getattr(importlib.import_module(module), fn_name)
-    out = _run(fn, profile=profile, data_root=data_root, overrides=_overrides(set_))
+    ov = _overrides(set_)
+    out = _run(run_with_runner, flow=fn, cfg=load_config(profile, ov, data_root), profile=profile, data_root=data_root,
+               overrides=ov)
     _print_stages(out["stages"])
     _print_splits(out["stats"])
     console.print(f"[bold green]{out['dataset']}[/bold green] is in {out['dir']}")

@@ -9,9 +9,10 @@ deployments and workers.
    pool concurrency limit of one flow run per GPU) and the global concurrency limits
    ``mumu-downloads`` (a rate limit through slot decay, used by ``tasks/download.py``) and
    ``mumu-gpu`` (one slot per GPU, for tasks that load a model);
-3. ``prefect --no-prompt deploy --all`` from the repository's ``prefect.yaml``;
-4. the workers: ``--cpu-workers`` on ``mumu-cpu`` and one worker per GPU on ``mumu-gpu``
-   (each with ``CUDA_VISIBLE_DEVICES`` set to its GPU and ``--limit 1``).
+3. the workers: ``--cpu-workers`` on ``mumu-cpu`` and one worker per GPU on ``mumu-gpu``
+   (each with ``CUDA_VISIBLE_DEVICES`` set to its GPU and ``--limit 1``);
+4. ``prefect --no-prompt deploy --all`` from the repository's ``prefect.yaml`` (while the
+   workers start).
 
 Their PIDs (with each process's start time, so a recycled PID is never signalled) go to
 ``<PREFECT_HOME>/mumu-server.json``; ``down`` stops the workers (and the flow runs they
@@ -193,18 +194,22 @@ def stop_process(info: dict, timeout: float = 15.0) -> bool:
     if not is_running(info):
         return False
     pid = info["pid"]
-    tree = descendants(pid)  # taken before signalling: orphans are re-parented once their parent exits
+    # the tree is taken before signalling (orphans are re-parented once their parent exits), each
+    # with its start time, so a PID freed and reused meanwhile is never signalled
+    tree = [{"pid": p, "start_time": _proc_start_time(p)} for p in descendants(pid)]
     _signal([pid], signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
     # flow-run processes a worker started in their own session, or anything that ignored SIGTERM
-    rest = [p for p in tree + descendants(pid) if _alive(p)]
-    _signal(rest, signal.SIGTERM)
+    known = {p["pid"] for p in tree}
+    tree += [{"pid": p, "start_time": _proc_start_time(p)} for p in descendants(pid) if p not in known]
+    rest = [p for p in tree if is_running(p)]
+    _signal([p["pid"] for p in rest], signal.SIGTERM)
     deadline = time.monotonic() + min(timeout, 5.0)
-    while time.monotonic() < deadline and any(_alive(p) for p in rest):
+    while time.monotonic() < deadline and any(is_running(p) for p in rest):
         time.sleep(0.1)
-    _signal([p for p in [pid, *rest] if _alive(p)], signal.SIGKILL)
+    _signal([p["pid"] for p in [info, *rest] if is_running(p)], signal.SIGKILL)
     try:  # reap it when it is our own child (tests, `up` failing half-way)
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
@@ -376,25 +381,30 @@ def up(host: str = "127.0.0.1", port: int = 4200, home: Path | None = None, repo
         ensure_limits(api_url, downloads_per_minute, gpus)
         echo(f"work pools {CPU_POOL}, {GPU_POOL}; concurrency limits {DOWNLOADS_LIMIT} "
              f"({downloads_per_minute:g}/min), {GPU_LIMIT} ({max(gpus, 1)})")
-        if deploy:
-            deploy_all(env, repo, log_dir)
-            echo(f"deployed prefect.yaml (log {log_dir / 'deploy.log'})")
+        # workers first: they start (imports, registration) while prefect deploy runs
         host_name = socket.gethostname()
         for i in range(cpu_workers):
             name = f"{CPU_POOL}-{host_name}-{i}"
             cmd = prefect_cmd("worker", "start", "--pool", CPU_POOL, "--type", "process", "--name", name)
             if cpu_worker_limit:
                 cmd += ["--limit", str(cpu_worker_limit)]
-            state["workers"].append({**spawn(f"worker-{CPU_POOL}-{i}", cmd, env, log_dir, repo), "pool": CPU_POOL})
+            state["workers"].append({**spawn(f"worker-{CPU_POOL}-{i}", cmd, env, log_dir, repo), "pool": CPU_POOL,
+                                     "worker_name": name})
             _write_state(home, state)
         for i, gpu in enumerate(_gpu_ids(gpus)):
             name = f"{GPU_POOL}-{host_name}-{gpu}"
             cmd = prefect_cmd("worker", "start", "--pool", GPU_POOL, "--type", "process", "--name", name, "--limit", "1")
             genv = {**env, "CUDA_VISIBLE_DEVICES": gpu}
             state["workers"].append({**spawn(f"worker-{GPU_POOL}-{i}", cmd, genv, log_dir, repo), "pool": GPU_POOL,
-                                     "gpu": gpu})
+                                     "worker_name": name, "gpu": gpu})
             _write_state(home, state)
-        echo(f"workers: {', '.join(w['name'] for w in state['workers']) or 'none'}")
+        if deploy:
+            deploy_all(env, repo, log_dir)
+            echo(f"deployed prefect.yaml (log {log_dir / 'deploy.log'})")
+        for w in state["workers"]:
+            if not is_running(w):
+                raise RuntimeError(f"worker {w['worker_name']} exited; its log ({w['log']}) ends with:\n{_log_tail(w['log'])}")
+        echo(f"workers: {', '.join(w['worker_name'] for w in state['workers']) or 'none'}")
     except BaseException:
         echo("start failed: stopping what was started")
         down(home, echo=lambda *_: None)

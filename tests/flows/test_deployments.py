@@ -4,6 +4,7 @@ with `prefect deployment run`, its dataset and artifacts, the UI, and `mumu serv
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -15,13 +16,24 @@ from uuid import UUID
 
 import httpx
 import pytest
+import yaml
 
 from mumu import server as srv
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 OVERRIDES = {"corpus.clips": 4, "shards.items_per_shard": 2}
-DEPLOYMENTS = {"sample-corpus/sample", "select-audioset/sample", "download-audioset/sample", "build-mucaps/sample"}
+
+
+def expected_deployments() -> set[str]:
+    """``<flow name>/<deployment name>`` for every entry of prefect.yaml (each entrypoint must load)."""
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    out = set()
+    for d in spec["deployments"]:
+        path, attr = d["entrypoint"].split(":")
+        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), attr)
+        out.add(f"{flow.name}/{d['name']}")
+    return out
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -49,6 +61,25 @@ def server(tmp_path_factory):
             srv.down(home, echo=lambda *_: None)
 
 
+def test_stop_process_stops_the_tree_and_never_a_recycled_pid(tmp_path):
+    # a parent with a child in its own session, like a worker and the flow run it started
+    code = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], "
+            "start_new_session=True); time.sleep(120)")
+    info = srv.spawn("tree", [sys.executable, "-c", code], dict(os.environ), tmp_path, tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not srv.descendants(info["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        children = srv.descendants(info["pid"])
+        assert children and srv.is_running(info)
+        assert not srv.stop_process({**info, "start_time": "1"})  # same PID, another process: left alone
+        assert srv.is_running(info)
+        assert srv.stop_process(info, timeout=5)
+        assert not srv.is_running(info) and not any(srv._alive(c) for c in children)
+    finally:
+        srv.stop_process(info, timeout=1)
+
+
 def _status(home: str) -> dict:
     out = _mumu_server("status", "--json", "--home", home, timeout=60)
     return json.loads(out.stdout)
@@ -69,7 +100,9 @@ def test_up_creates_pools_limits_deployments_and_a_worker(server):
     limits = {lim["name"]: lim for lim in st["limits"]}
     assert limits["mumu-downloads"]["slot_decay_per_second"] == pytest.approx(0.5)  # 30 per minute
     assert limits["mumu-gpu"]["limit"] == 1
-    assert DEPLOYMENTS <= set(st["deployments"])
+    expected = expected_deployments()
+    assert {"sample-corpus/sample", "build-mucaps/sample", "build-all/sample", "publish-hub/sample"} <= expected
+    assert set(st["deployments"]) == expected
 
 
 def test_deployment_run_builds_mucaps_and_publishes_artifacts(server, tmp_path):

@@ -1,0 +1,138 @@
+"""Scale-out for real: build-mucaps on a local Dask cluster of worker processes (prefect-dask),
+chosen by `runner.kind: dask`, is byte-identical to the thread-runner build of the same data.
+
+The module doubles as a Dask worker preload (``dask_setup``): with ``MUMU_DASK_TASK_LOG`` set it
+records, per worker process, every task the worker finished, so the test can tell that the
+shards really ran in several processes.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import pickle
+import shutil
+
+import pytest
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("prefect_dask", reason="runner.kind: dask needs prefect-dask")
+OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 2, "splits.eval_fraction": 0.4}
+WORKERS = 3
+
+
+# ----------------------------------------------------------------- Dask worker preload (runs in the workers)
+
+
+async def dask_setup(worker) -> None:
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    log_dir = os.environ.get("MUMU_DASK_TASK_LOG")
+    if not log_dir:
+        return
+
+    class TaskLog(WorkerPlugin):
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "memory":
+                with open(os.path.join(log_dir, f"{os.getpid()}.log"), "a") as f:
+                    f.write(f"{key}\n")
+
+    await worker.plugin_add(plugin=TaskLog(), name="mumu-task-log")
+
+
+# ----------------------------------------------------------------- tests
+
+
+def snapshot(root) -> dict[str, str]:
+    """sha256 of every file under datasets/ and work/, except the completion markers (they hold timings)."""
+    out = {}
+    for top in ("datasets", "work"):
+        for path in glob.glob(f"{root}/{top}/**/*", recursive=True):
+            if os.path.isfile(path) and "/_done/" not in path:
+                out[os.path.relpath(path, root)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    return out
+
+
+def test_task_runner_for_each_kind():
+    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.runners import runner_kind, task_runner_for
+    from mumu.config import load_config
+
+    thread = task_runner_for(load_config("sample", {"runner.max_workers": 3}))
+    assert isinstance(thread, ThreadPoolTaskRunner) and thread._max_workers == 3
+    assert isinstance(task_runner_for(load_config("sample", {"runner.kind": "process"})), ProcessPoolTaskRunner)
+    local = task_runner_for(load_config("sample", {"runner.kind": "dask", "runner.max_workers": 4}))
+    assert isinstance(local, DaskTaskRunner) and local.address is None
+    assert local.cluster_kwargs["n_workers"] == 4 and local.cluster_kwargs["processes"] is True
+    remote = task_runner_for(load_config("sample", {"runner.kind": "dask", "runner.dask_address": "tcp://sched:8786"}))
+    assert remote.address == "tcp://sched:8786"
+    assert [runner_kind(r) for r in (thread, local)] == ["thread", "dask"]
+
+
+def test_task_parameters_pickle(data_root):
+    """What the tasks receive crosses process boundaries: Config, Mirror, ShardResult, frozensets."""
+    from mumu.config import load_config
+    from tasks import ingest
+    from tasks.stage import ShardResult
+    from tasks.store import Store
+
+    cfg = load_config("sample", {**OVERRIDES, "runner.kind": "dask"}, str(data_root))
+    mirror = ingest.resolve_mirror(cfg, Store(cfg.data_root))
+    result = ShardResult("clips", 0, 2, 2, 0, False, "f" * 16, "a", "b", {"x": 1}, 1.5, 0.1)
+    for obj in (cfg, mirror, result, frozenset({"id"})):
+        assert pickle.loads(pickle.dumps(obj)) == obj
+    assert pickle.loads(pickle.dumps(cfg)).fingerprint() == cfg.fingerprint()
+
+
+def test_dask_build_is_byte_identical_to_thread_build(tmp_path, corpus_template, prefect_harness, monkeypatch):
+    import dask
+
+    from flows.mucaps import build_mucaps
+    from flows.runners import run_with_runner
+    from mumu.config import load_config
+
+    thread_root, dask_root, task_log = tmp_path / "thread", tmp_path / "dask", tmp_path / "task-log"
+    for root in (thread_root, dask_root):
+        shutil.copytree(corpus_template, root)
+    task_log.mkdir()
+
+    threaded = build_mucaps(data_root=str(thread_root), overrides=OVERRIDES)
+
+    overrides = {**OVERRIDES, "runner.kind": "dask", "runner.max_workers": WORKERS}
+    cfg = load_config("sample", overrides, str(dask_root))
+    monkeypatch.setenv("MUMU_DASK_TASK_LOG", str(task_log))  # read by the spawned workers' preload
+    with dask.config.set({"distributed.worker.preload": [__name__]}):
+        dasked = run_with_runner(build_mucaps, cfg, data_root=str(dask_root), overrides=overrides)
+
+    # the work ran as Prefect tasks in several Dask worker processes, none in this one
+    ran = {int(f.split(".")[0]): open(task_log / f).read().split() for f in os.listdir(task_log)}
+    assert os.getpid() not in ran and len(ran) >= 2, ran
+    assert sum(len(keys) for keys in ran.values()) >= 3 * 4 + 1  # 4 shards x 3 stages + finalize
+    assert all(not r.skipped for stage in dasked["stages"].values() for r in stage)
+
+    assert dasked["stats"]["splits"] == threaded["stats"]["splits"]
+    a, b = snapshot(thread_root), snapshot(dask_root)
+    assert any(p.startswith("datasets/MUCaps/data/") for p in a) and any(p.startswith("work/") for p in a)
+    assert a == b
+
+
+def test_flow_switches_to_the_configured_runner_inside_a_run(prefect_harness):
+    """The in-flow switch a deployment uses: `if needs_runner(cfg): return run_with_runner(...)`."""
+    from prefect import flow
+
+    from flows.runners import current_runner_kind, needs_runner, run_with_runner
+    from mumu.config import load_config
+
+    @flow
+    def probe(kind: str = "process") -> list:
+        cfg = load_config("sample", {"runner.kind": kind, "runner.max_workers": 1})
+        if needs_runner(cfg):
+            return ["switched", *run_with_runner(probe, cfg, kind=kind)]
+        return [current_runner_kind()]
+
+    assert current_runner_kind() is None
+    assert probe(kind="thread") == ["thread"]
+    assert probe(kind="process") == ["switched", "process"]
