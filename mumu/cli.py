@@ -34,6 +34,10 @@ app.command("publish")(publish_cmd)
 
 from metrics.cli import evaluate as evaluate_cmd  # noqa: E402
 from mumu.server import app as server_app  # noqa: E402
+from model import cli as model_cli  # noqa: E402  (imports only typer at load time)
+
+app.command("train")(model_cli.train)
+app.command("generate")(model_cli.generate)
 
 app.add_typer(server_app, name="server", help="A local Prefect server with pools, limits, deployments and workers.")
 

@@ -1,0 +1,115 @@
+"""train-mumu: the three training stages of MuMu-LLaMA on the built datasets.
+
+One Prefect task per stage (a stage builds the model, starts from the previous stage's final
+weights, or resumes its own ``last.pt``); artifacts per stage: a table of the per-step metrics,
+a markdown summary, and links to the final checkpoint and the metrics file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+MAX_TABLE_ROWS = 200
+COLUMNS = ("stage", "epoch", "step", "loss", "ce", "mse", "aud", "lr", "grad_norm", "samples_per_s", "gate_abs_mean")
+
+
+def _key(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+
+
+def resolve_config(profile: str = "sample", preset: str | None = None, overrides: dict[str, Any] | None = None):
+    """The model config: ``preset`` if given, else ``tiny`` for the sample profile and ``paper`` otherwise."""
+    from model.config import preset as get_preset
+
+    name = preset or ("tiny" if Path(profile).stem == "sample" else "paper")
+    cfg = get_preset(name)
+    return cfg.override(overrides) if overrides else cfg
+
+
+def _thin(rows: list[dict], n: int = MAX_TABLE_ROWS) -> list[dict]:
+    if len(rows) <= n:
+        return rows
+    idx = sorted({round(i * (len(rows) - 1) / (n - 1)) for i in range(n)})
+    return [rows[i] for i in idx]
+
+
+def report_stage(result, run_name: str) -> None:
+    rows = [{k: (round(r[k], 6) if isinstance(r.get(k), float) else r.get(k)) for k in COLUMNS}
+            for r in _thin(result.metrics)]
+    create_table_artifact(rows, key=_key(f"{run_name}-stage{result.stage}-metrics"),
+                          description=f"stage {result.stage}: metrics per optimiser step"
+                                      f"{' (thinned)' if len(result.metrics) > MAX_TABLE_ROWS else ''}")
+    m = result.metrics
+    first, last = (m[0], m[-1]) if m else ({}, {})
+    lines = [f"# Stage {result.stage}", "",
+             "| | value |", "| --- | ---: |",
+             f"| optimiser steps | {result.steps} |", f"| epochs | {result.epochs} |",
+             f"| already complete (skipped) | {result.skipped} |",
+             f"| loss first -> last | {first.get('loss', float('nan')):.4f} -> {last.get('loss', float('nan')):.4f} |",
+             f"| records the loader skipped | {result.failures} |"]
+    create_markdown_artifact("\n".join(lines), key=_key(f"{run_name}-stage{result.stage}-summary"),
+                             description=f"stage {result.stage}: summary")
+    if result.final:
+        create_link_artifact(Path(result.final).resolve().as_uri(), link_text=f"stage {result.stage} final checkpoint",
+                             key=_key(f"{run_name}-stage{result.stage}-checkpoint"))
+        create_link_artifact((Path(result.final).parent / "metrics.jsonl").resolve().as_uri(),
+                             link_text=f"stage {result.stage} metrics.jsonl",
+                             key=_key(f"{run_name}-stage{result.stage}-metrics-file"))
+
+
+@task(name="train-stage", task_run_name="train-stage-{stage}", cache_policy=NO_CACHE, persist_result=False)
+def train_stage_task(cfg_dict: dict, data_root: str, stage: int, out_dir: str, epochs: int | None,
+                     resume: bool, max_steps: int | None, device: str | None):
+    import torch
+
+    from model.config import MuMuConfig
+    from model.encoders import load_processors
+    from model.mumu import build_model
+    from model.train import train_stage
+
+    cfg = MuMuConfig.from_dict(cfg_dict)
+    if cfg.train.cpu_threads and not torch.cuda.is_available():
+        torch.set_num_threads(cfg.train.cpu_threads)
+    model = build_model(cfg, device)
+    return train_stage(model, load_processors(cfg), cfg, data_root, stage, out_dir, epochs=epochs, resume=resume,
+                       max_steps=max_steps)
+
+
+@flow(name="train-mumu", log_prints=True)
+def train_mumu(profile: str = "sample", preset: str | None = None, data_root: str | None = None,
+               stages: list[int] | None = None, epochs: int | dict[str, int] | None = None,
+               out_dir: str | None = None, overrides: dict[str, Any] | None = None, resume: bool = True,
+               max_steps: int | None = None, device: str | None = None) -> dict:
+    """Train MuMu-LLaMA stage by stage.
+
+    profile: the data profile (sample, paper or a YAML path) giving the default data_root; preset: the
+    model preset (tiny, paper, paper-audioldm2; default tiny for sample, paper otherwise); stages: which
+    of 1, 2, 3 (default all); epochs: one number for every stage or {"1": 5, "3": 2}; out_dir: where
+    checkpoints go (default <data_root>/checkpoints/<preset>); overrides: dotted model-config keys,
+    e.g. {"train.batch_size": 8, "adapter.use_rnn": false}; resume: continue a stage from its last.pt.
+    """
+    from mumu.config import load_config
+
+    cfg = resolve_config(profile, preset, overrides)
+    data_root = data_root or load_config(profile).data_root
+    out_dir = out_dir or str(Path(data_root) / "checkpoints" / cfg.name)
+    stages = list(stages or (1, 2, 3))
+    run_name = f"train-mumu-{cfg.name}"
+    results = {}
+    for s in stages:
+        e = epochs.get(str(s), epochs.get(s)) if isinstance(epochs, dict) else epochs
+        r = train_stage_task(cfg.to_dict(), str(data_root), int(s), out_dir, e, resume, max_steps, device)
+        report_stage(r, run_name)
+        m = r.metrics
+        print(f"stage {s}: {r.steps} steps, loss {m[0]['loss'] if m else float('nan'):.4f} -> "
+              f"{m[-1]['loss'] if m else float('nan'):.4f}, final {r.final}")
+        results[s] = {"steps": r.steps, "final": r.final, "skipped": r.skipped,
+                      "first_loss": m[0]["loss"] if m else None, "last_loss": m[-1]["loss"] if m else None}
+    return {"preset": cfg.name, "out_dir": out_dir, "stages": results}

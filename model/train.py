@@ -1,0 +1,294 @@
+"""The three-stage trainer.
+
+Per stage: the stage's rows from the shards (``model.data``), AdamW over exactly the parameters the
+stage trains (no weight decay on biases, norms, gates, prefix and query vectors), a linear warmup
+then cosine decay over the stage's optimiser steps, gradient accumulation, gradient clipping,
+bf16 autocast on GPU (fp16 with a grad scaler if asked), a metrics record per optimiser step.
+
+Checkpoints hold MuMu's own weights only (adapters, bridge, projector, [AUD] embeddings, LoRA) --
+never the frozen LLaMA / encoders / decoder -- in ``<out>/stage<k>/``:
+
+* ``last.pt``: weights + optimiser + scheduler + position (epoch, batch in epoch, step) + config,
+  rewritten every ``save_every`` steps and at each epoch end; a rerun resumes from it exactly
+  (the data order is a function of the seed and epoch, already-trained batches are skipped);
+* ``epoch-<e>.pt``: weights after epoch e;  ``final.pt``: weights when the stage is done (or when
+  ``max_steps`` cut it short: then ``done`` is false and a rerun without the cap resumes from ``last.pt``).
+
+A later stage starts from the previous stage's ``final.pt``. Writes are atomic (temp + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from model.config import MuMuConfig
+from model.data import ShardDataset, build_index, make_loader
+from model.mumu import MuMuLLaMA, group_of
+
+log = logging.getLogger(__name__)
+FORMAT = "mumu-checkpoint/1"
+
+
+@dataclass
+class StageResult:
+    stage: int
+    steps: int
+    epochs: int
+    metrics: list[dict] = field(default_factory=list)
+    checkpoints: list[str] = field(default_factory=list)
+    final: str | None = None
+    skipped: bool = False  # already complete: nothing trained
+    failures: int = 0  # records the loader could not decode
+
+
+# ---------------------------------------------------------------- optimiser and schedule
+
+def _no_decay(name: str, p: torch.nn.Parameter) -> bool:
+    return p.ndim < 2 or any(k in name for k in ("bias", "norm", "gates", "prefix", "queries", "aud_"))
+
+
+def make_optimizer(model: MuMuLLaMA, lr: float, cfg: MuMuConfig) -> torch.optim.AdamW:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if _no_decay(name, p) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(cfg.train.betas))
+
+
+def cosine_with_warmup(opt, total_steps: int, warmup_steps: int, min_ratio: float = 0.0):
+    def f(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+def autocast_for(cfg: MuMuConfig, device: torch.device):
+    p = cfg.train.precision
+    if p == "auto":
+        p = "bf16" if device.type == "cuda" else "fp32"
+    if p == "fp32":
+        return nullcontext(), None
+    dtype = torch.bfloat16 if p == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type) if p == "fp16" else None
+    return torch.autocast(device_type=device.type, dtype=dtype), scaler
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str | Path, model: MuMuLLaMA, *, stage: int, epoch: int, batch_in_epoch: int, step: int,
+                    done: bool = False, optimizer=None, scheduler=None, scaler=None) -> str:
+    obj = {"format": FORMAT, "config": model.cfg.to_dict(), "stage": stage, "epoch": epoch,
+           "batch_in_epoch": batch_in_epoch, "step": step, "done": done, "lora": model.lora,
+           "weights": model.own_state()}
+    if optimizer is not None:
+        obj["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        obj["scheduler"] = scheduler.state_dict()
+    if scaler is not None:
+        obj["scaler"] = scaler.state_dict()
+    _atomic_save(obj, Path(path))
+    return str(path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if ck.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a MuMu checkpoint")
+    return ck
+
+
+def load_weights(model: MuMuLLaMA, path: str | Path) -> dict:
+    ck = load_checkpoint(path)
+    model.load_own_state(ck["weights"])
+    return ck
+
+
+def stage_dir(out_dir: str | Path, stage: int) -> Path:
+    return Path(out_dir) / f"stage{stage}"
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- one stage
+
+def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage: int, out_dir: str | Path,
+                epochs: int | None = None, resume: bool = True, max_steps: int | None = None,
+                on_step: Callable[[dict], None] | None = None, text_files: tuple[str, ...] | None = None,
+                block_rows: int = 32) -> StageResult:
+    sc = cfg.train.stages[stage]
+    epochs = epochs if epochs is not None else sc.epochs
+    max_steps = max_steps if max_steps is not None else cfg.train.max_steps
+    d = stage_dir(out_dir, stage)
+    d.mkdir(parents=True, exist_ok=True)
+    last, final, mpath = d / "last.pt", d / "final.pt", d / "metrics.jsonl"
+    device = model.device
+
+    ck = load_checkpoint(last) if (resume and last.exists()) else None
+    if ck is not None and ck.get("done"):
+        model.load_own_state(ck["weights"])
+        model.set_stage(stage)
+        return StageResult(stage, ck["step"], epochs, read_metrics(mpath), [str(last)], str(final), skipped=True)
+    if ck is None:
+        prev = stage_dir(out_dir, stage - 1) / "final.pt"
+        if stage > 1 and prev.exists():
+            load_weights(model, prev)
+        if mpath.exists():
+            mpath.unlink()
+    else:
+        model.load_own_state(ck["weights"])
+        # steps logged after the checkpoint (a crash between the two) are redone: drop their records
+        kept = [r for r in read_metrics(mpath) if r["step"] <= ck["step"]]
+        mpath.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    model.set_stage(stage)
+    model.train()
+
+    blocks = build_index(cfg, data_root, stage, block_rows=block_rows, text_files=text_files)
+    ds = ShardDataset(blocks, procs, cfg, cfg.train.batch_size, seed=cfg.train.seed,
+                      num_workers=cfg.train.num_workers)
+    accum = max(1, cfg.train.grad_accum)
+    per_epoch = [math.ceil(ds.batches_per_epoch(e) / accum) for e in range(epochs)]
+    total = sum(per_epoch) if max_steps is None else min(sum(per_epoch), max_steps)
+    opt = make_optimizer(model, sc.lr, cfg)
+    sched = cosine_with_warmup(opt, total, int(round(cfg.train.warmup_ratio * total)), cfg.train.min_lr_ratio)
+    amp, scaler = autocast_for(cfg, device)
+    step, start_epoch, skip = 0, 0, 0
+    if ck is not None:
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        if scaler is not None and "scaler" in ck:
+            scaler.load_state_dict(ck["scaler"])
+        step, start_epoch, skip = ck["step"], ck["epoch"], ck["batch_in_epoch"]
+        log.info("stage %d: resuming at epoch %d, batch %d, step %d", stage, start_epoch, skip, step)
+
+    result = StageResult(stage, step, epochs, read_metrics(mpath))
+    params = [p for p in model.parameters() if p.requires_grad]
+    stop = max_steps is not None and step >= max_steps
+
+    def save_last(epoch: int, batch: int, done: bool = False) -> None:
+        save_checkpoint(last, model, stage=stage, epoch=epoch, batch_in_epoch=batch, step=step, done=done,
+                        optimizer=opt, scheduler=sched, scaler=scaler)
+
+    epoch = start_epoch
+    for epoch in range(start_epoch, epochs):
+        if stop:
+            break
+        nb = ds.batches_per_epoch(epoch)
+        ds.set_epoch(epoch, skip)
+        loader = make_loader(ds, pin_memory=device.type == "cuda")
+        acc = {"loss": 0.0, "ce": 0.0, "mse": 0.0, "aud": 0.0, "n": 0, "samples": 0}
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        i = skip
+        for i, batch in enumerate(loader, start=skip):
+            with amp:
+                out = model(batch)
+            loss = out.loss / accum
+            (scaler.scale(loss) if scaler else loss).backward()
+            for k in ("loss", "ce", "mse", "aud"):
+                acc[k] += float(getattr(out, k).detach())
+            acc["n"] += 1
+            acc["samples"] += batch["input_ids"].shape[0]
+            result.failures += int(batch.get("skipped", 0))
+            if (i + 1) % accum and i + 1 < nb:
+                continue
+            if scaler:
+                scaler.unscale_(opt)
+            gn = torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
+            if scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            dt = time.perf_counter() - t0
+            rec = {"stage": stage, "epoch": epoch, "step": step, "batch": i + 1,
+                   **{k: acc[k] / acc["n"] for k in ("loss", "ce", "mse", "aud")},
+                   "lr": sched.get_last_lr()[0], "grad_norm": float(gn), "samples": acc["samples"],
+                   "seconds": dt, "samples_per_s": acc["samples"] / dt if dt > 0 else 0.0,
+                   "gate_abs_mean": float(model.bridge.gates.detach().abs().mean())}
+            result.metrics.append(rec)
+            if step % max(1, cfg.train.log_every) == 0:
+                with open(mpath, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+            if on_step:
+                on_step(rec)
+            acc = {"loss": 0.0, "ce": 0.0, "mse": 0.0, "aud": 0.0, "n": 0, "samples": 0}
+            t0 = time.perf_counter()
+            if cfg.train.save_every and step % cfg.train.save_every == 0:
+                save_last(epoch, i + 1)
+            if max_steps is not None and step >= max_steps:
+                stop = True
+                break
+        skip = 0
+        if stop and i + 1 < nb:
+            save_last(epoch, i + 1)
+        else:
+            save_last(epoch + 1, 0)
+            if cfg.train.epoch_checkpoints:
+                p = d / f"epoch-{epoch}.pt"
+                save_checkpoint(p, model, stage=stage, epoch=epoch + 1, batch_in_epoch=0, step=step)
+                result.checkpoints.append(str(p))
+    if step < sum(per_epoch):  # cut short by max_steps: final.pt holds the weights so far, last.pt resumes the rest
+        save_checkpoint(final, model, stage=stage, epoch=epoch, batch_in_epoch=0, step=step, done=False)
+    else:
+        save_checkpoint(final, model, stage=stage, epoch=epochs, batch_in_epoch=0, step=step, done=True)
+        save_last(epochs, 0, done=True)
+    result.steps, result.final = step, str(final)
+    return result
+
+
+# ---------------------------------------------------------------- all stages
+
+def train(cfg: MuMuConfig, data_root: str, out_dir: str | Path, stages: tuple[int, ...] = (1, 2, 3),
+          epochs: dict[int, int] | int | None = None, resume: bool = True, device: str | None = None,
+          max_steps: int | None = None, on_step: Callable[[dict], None] | None = None,
+          model: MuMuLLaMA | None = None, procs=None) -> dict[int, StageResult]:
+    """Train ``stages`` in order; each starts from the previous one's final weights."""
+    from model.encoders import load_processors
+    from model.mumu import build_model
+
+    if cfg.train.cpu_threads and not torch.cuda.is_available():
+        torch.set_num_threads(cfg.train.cpu_threads)
+    model = model or build_model(cfg, device)
+    procs = procs or load_processors(cfg)
+    out = {}
+    for s in stages:
+        e = epochs.get(s) if isinstance(epochs, dict) else epochs
+        out[s] = train_stage(model, procs, cfg, data_root, s, out_dir, epochs=e, resume=resume, max_steps=max_steps,
+                             on_step=on_step)
+    return out
+
+
+def trainable_names(model: MuMuLLaMA) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+__all__ = ["train", "train_stage", "save_checkpoint", "load_checkpoint", "load_weights", "make_optimizer",
+           "cosine_with_warmup", "StageResult", "stage_dir", "trainable_names", "group_of"]
