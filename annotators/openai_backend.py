@@ -31,6 +31,7 @@ from annotators.requests import ChatAnnotator, ChatRequest, Generation, to_opena
 
 class OpenAIAnnotator(ChatAnnotator):
     backend = "openai"
+    thread_safe = True  # HTTP clients: shards of a thread runner may send at the same time
 
     clients: list = []
 

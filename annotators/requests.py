@@ -27,6 +27,7 @@ import io
 import json
 import re
 import string
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -413,9 +414,12 @@ class ChatAnnotator(Annotator):
     """
 
     backend = "?"
+    # an engine that must not run two batches at once (shards of a thread runner share the instance)
+    thread_safe = False
 
     def __init__(self, role, spec, generation):
         super().__init__(role, spec, generation)
+        self._engine_lock = threading.Lock()
         self.options = dict(spec.options or {})
         self.cache = RequestCache(None, role)
         self.builder = ChatBuilder(spec.model, self.params, generation.seed, self.options)
@@ -509,7 +513,11 @@ class ChatAnnotator(Annotator):
     def _generate_isolated(self, chats: list[ChatRequest]) -> list[Generation]:
         """``_generate``, but a request the engine rejects (too long, bad media) fails alone."""
         try:
-            answers = self._generate(chats)
+            if self.thread_safe:
+                answers = self._generate(chats)
+            else:
+                with self._engine_lock:
+                    answers = self._generate(chats)
             if len(answers) != len(chats):
                 raise RuntimeError(f"backend returned {len(answers)} answers for {len(chats)} requests")
             return answers

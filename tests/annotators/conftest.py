@@ -35,7 +35,7 @@ def vllm_text(tiny_llama_dir):
     from mumu.config import AnnotatorSpec, GenerationSpec
 
     spec = AnnotatorSpec(backend="vllm", model=str(tiny_llama_dir), batch_size=16, options=VLLM_OPTIONS)
-    ann = get_annotator("text", spec, GenerationSpec(max_tokens=96))
+    ann = get_annotator("text", spec, GenerationSpec(max_tokens=256))
     yield ann
     ann.teardown()
 

@@ -11,6 +11,17 @@ from annotators.transformers_backend import TransformersAnnotator, decode_frames
 GEN = {"max_tokens": 12}
 
 
+def forget(backend: str) -> None:
+    """Tear down and drop the process-wide annotators of one backend (the session's vLLM engine stays)."""
+    from annotators import base
+
+    with base._LOCK:
+        for key, inst in list(base._INSTANCES.items()):
+            if inst.backend == backend:
+                inst.teardown()
+                del base._INSTANCES[key]
+
+
 def test_frames_are_decoded_evenly(media_dir):
     frames = decode_frames((media_dir / "as-vid0-0.mp4").read_bytes(), 4)
     assert frames.shape == (4, 48, 64, 3) and frames.dtype.name == "uint8"
@@ -80,7 +91,6 @@ def test_cli_annotates_a_folder_and_reruns_from_the_cache(tiny_llava_dir, media_
     import pyarrow.parquet as pq
     from typer.testing import CliRunner
 
-    from annotators.base import teardown_all
     from annotators.cli import app
 
     out = tmp_path / "out"
@@ -93,13 +103,13 @@ def test_cli_annotates_a_folder_and_reruns_from_the_cache(tiny_llava_dir, media_
     assert summary["annotations"] == 2 and summary["sent"] == 2
     table = pq.read_table(out / "annotations-image_caption.parquet").to_pylist()
     assert [r["clip_id"] for r in table] == ["as-img0-0", "as-img1-0"] and table[0]["annotator"] == "transformers"
-    teardown_all()  # a new process, as far as the annotators know
+    forget("transformers")  # a new process, as far as the annotators know
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
     again = json.loads(second.output[second.output.index("{"):])
     assert again["sent"] == 0 and again["cache"]["hits"] == 2
     assert pq.read_table(out / "annotations-image_caption.parquet").to_pylist() == table
-    teardown_all()
+    forget("transformers")
 
 
 def test_cli_rejects_unknown_roles(tmp_path):

@@ -28,7 +28,7 @@ def test_engine_is_loaded_once_per_process(vllm_text, tiny_llama_dir):
     from tests.annotators.conftest import VLLM_OPTIONS
 
     spec = AnnotatorSpec(backend="vllm", model=str(tiny_llama_dir), batch_size=16, options=VLLM_OPTIONS)
-    again = get_annotator("text", spec, GenerationSpec(max_tokens=96))
+    again = get_annotator("text", spec, GenerationSpec(max_tokens=256))
     assert again is vllm_text and again.llm is vllm_text.llm
 
 
@@ -79,7 +79,7 @@ def test_annotate_rows_with_provenance_and_cache(vllm_text, tmp_path):
     for row in rows:
         assert 8 <= len(row["text"]) <= 60
         assert row["annotator"] == "vllm" and row["model"].endswith(vllm_text.spec.model.split("/")[-1])
-        assert json.loads(row["params"]) == {"temperature": 0.6, "top_p": 0.8, "max_tokens": 96}
+        assert json.loads(row["params"]) == {"temperature": 0.6, "top_p": 0.8, "max_tokens": 256}
         assert json.loads(row["facts"])["request_seed"] >= 0 and row["prompt_version"]
     first_sent = vllm_text.sent - sent
     assert first_sent >= 10
