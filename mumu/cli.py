@@ -35,6 +35,9 @@ app.command("publish")(publish_cmd)
 from metrics.cli import evaluate as evaluate_cmd  # noqa: E402
 from mumu.server import app as server_app  # noqa: E402
 from model import cli as model_cli  # noqa: E402  (imports only typer at load time)
+from annotators.cli import app as annotate_app  # noqa: E402
+
+app.add_typer(annotate_app, name="annotate")
 
 app.command("train")(model_cli.train)
 app.command("generate")(model_cli.generate)
