@@ -4,7 +4,9 @@ Loops (Looperman) give speed and pitch pairs: every loop, whole, with every conf
 factor (``speed_factor`` = output duration / input duration) and every pitch shift in cents.
 Slakh multitracks give add / delete / replace pairs: each track is cut into segments of
 ``slakh.clip_seconds``; for each segment the valid stem edits (``tasks.edits.stem_edit_options``)
-whose stems are audible for at least ``slakh.min_active_ratio`` of the segment are candidates,
+that touch only stems whose instrument is unique in the track (so the words name exactly the
+edited part) and whose stems are audible for at least ``slakh.min_active_ratio`` of the segment
+are candidates,
 and ``edits.stem_edits_per_segment`` of them are chosen by a hash of the segment id. Replace
 means: input = the other stems + stem X of instrument A, output = the other stems + stem Y of
 instrument B, A != B, both from the same track.
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 
 import numpy as np
 
 from mumu.config import Config
 from schemas.datasets import MUEDIT
-from tasks.edit_text import instruction, template_version
+from tasks.edit_text import instruction, instrument_label, template_version
 from tasks.edits import apply_edit, stem_edit_options
 from tasks.media import MediaError, decode_audio_bytes, flac_bytes
 from tasks.records import assign, media_cell, records_table, turns
@@ -114,7 +117,12 @@ def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
             y, sr = decode_audio_bytes(store.read_bytes(store.path(c["audio_path"])))
             audio[sid] = y[0] if y.shape[0] == 1 else y
         n = min(a.shape[-1] for a in audio.values())
-        options = stem_edit_options(names)
+        # an edit names instruments, so each stem it touches must be the only one of its instrument
+        # in the track: "remove the guitar" is false while a second guitar plays on
+        counts = Counter(instrument_label(v) for v in names.values())
+        unique = {sid for sid, v in names.items() if counts[instrument_label(v)] == 1}
+        options = [(op, p) for op, p in stem_edit_options(names)
+                   if all(p[key] in unique for key in ("stem", "keep", "stem_out") if key in p)]
         for k, (start, _end) in enumerate(plan_segments(n / sr, seconds)):
             a, b = int(round(start * sr)), int(round(start * sr)) + int(round(seconds * sr))
             seg = {sid: np.ascontiguousarray(y[..., a:b]) for sid, y in audio.items()}
