@@ -359,8 +359,10 @@ def generate_with_checkpoint(checkpoint: str, data_root: str, datasets, out_dir:
     when the model package provides it, else ``model.generate.load_for_inference`` + ``generate``
     through ``_write_with_generate``. Without ``model/generate.py`` it fails with a clear error.
     """
+    import importlib
+
     try:
-        import model.generate as gen
+        gen = importlib.import_module("model.generate")  # sys.modules first, so a stand-in can take its place
     except ImportError as e:
         raise RuntimeError(
             "checkpoint mode needs the model package's model/generate.py (load_for_inference + generate, or "

@@ -23,6 +23,16 @@ def shared_fixture(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """CLI commands set Prefect variables (e.g. PREFECT_LOGGING_LEVEL) for their process; under
+    pytest that process is shared, so every test gets back the environment it started with."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def small_cfg_overrides() -> dict:
     return {"corpus.clips": 8, "shards.items_per_shard": 3}
