@@ -178,8 +178,11 @@ def test_flow_with_checkpoint_writes_json_report_and_artifacts(prefect_harness, 
     import asyncio
 
     async def artifact_keys():
-        async with get_client() as client:
-            return {a.key for a in await client.read_artifacts()}
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+        wanted = ["mumu-evaluation", "evaluation-understanding", "evaluation-generation"]
+        async with get_client() as client:  # by key: the session's server holds many artifacts (paged reads)
+            return {a.key for a in await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=wanted)))}
 
     keys = asyncio.run(artifact_keys())
     assert {"mumu-evaluation", "evaluation-understanding", "evaluation-generation"} <= keys
