@@ -32,14 +32,29 @@ def save(name: str, result: dict) -> str:
     return path
 
 
-def rendered_corpus(root: str, clips: int, seed: int = 0) -> str:
-    """A data root holding a rendered sample corpus of ``clips`` clips (rendered once, then reused)."""
+def snapshot(root: str, tops: tuple[str, ...] = ("datasets", "work")) -> dict[str, str]:
+    """sha256 of every file under ``tops``, except completion markers (they hold timings) and
+    extracted Slakh archives."""
+    import glob
+    import hashlib
+
+    out = {}
+    for top in tops:
+        for p in glob.glob(f"{root}/{top}/**/*", recursive=True):
+            if os.path.isfile(p) and "/_done/" not in p and "slakh-extracted" not in p:
+                out[os.path.relpath(p, root)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+def rendered_corpus(root: str, clips: int, seed: int = 0, edit_sources: bool = True, overrides: dict | None = None) -> str:
+    """A data root holding a rendered sample corpus of ``clips`` clips (rendered once, then reused);
+    ``edit_sources`` adds the Slakh-style tracks and loops MUEdit reads."""
     from mumu.config import load_config
     from tasks.sample_corpus import corpus_shard, edit_sources_shard, plan_corpus, write_corpus_index
     from tasks.stage import chunk
     from tasks.store import Store
 
-    cfg = load_config("sample", {"corpus.clips": clips, "corpus.seed": seed}, root)
+    cfg = load_config("sample", {**(overrides or {}), "corpus.clips": clips, "corpus.seed": seed}, root)
     store = Store(root)
     specs = plan_corpus(clips, seed, cfg.corpus.real_photo_share)
     done = set()
@@ -47,7 +62,8 @@ def rendered_corpus(root: str, clips: int, seed: int = 0) -> str:
         r = corpus_shard(store, cfg, i, part)
         done.update(store.read_table(r.output, columns=["stem"]).column("stem").to_pylist())
     write_corpus_index(store, cfg, specs, done)
-    edit_sources_shard(store, cfg)
+    if edit_sources:
+        edit_sources_shard(store, cfg)
     return root
 
 

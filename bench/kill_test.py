@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import hashlib
 import os
 import random
 import shutil
@@ -48,15 +47,6 @@ def _env(home: str) -> dict:
 def markers(root: str) -> list[str]:
     found = glob.glob(f"{root}/work/**/_done/*.json", recursive=True) + glob.glob(f"{root}/datasets/*/stats.json")
     return sorted(found, key=os.path.getmtime)
-
-
-def snapshot(root: str) -> dict[str, str]:
-    out = {}
-    for sub in ("datasets", "work", "media"):
-        for p in glob.glob(f"{root}/{sub}/**/*", recursive=True):
-            if os.path.isfile(p) and "/_done/" not in p and "slakh-extracted" not in p:
-                out[os.path.relpath(p, root)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
 
 
 def run(root: str, clips: int, home: str, kill_at_markers: int | None = None, delay: float = 0.0, timeout: float = 900):
@@ -103,7 +93,7 @@ def problems(root: str) -> list[str]:
 
 def main(kills: int = 5, clips: int = 8, seed: int = 0, keep: str | None = None) -> dict:
     sys.path.insert(0, REPO)
-    from bench.common import fresh_copy, rendered_corpus, save
+    from bench.common import fresh_copy, rendered_corpus, save, snapshot
 
     rng = random.Random(seed)
     base = keep or tempfile.mkdtemp(prefix="mumu-kill-")
@@ -127,7 +117,7 @@ def main(kills: int = 5, clips: int = 8, seed: int = 0, keep: str | None = None)
         r["stage_at_target"] = stage_of[min(target, total) - 1]
         runs.append(r)
     final = run(broken, clips, homes[-1])
-    a, b = snapshot(clean), snapshot(broken)
+    a, b = snapshot(clean, ("datasets", "work", "media")), snapshot(broken, ("datasets", "work", "media"))
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     issues = problems(broken)
     summary = {"kills": sum(r["killed"] for r in runs), "runs": runs, "final_returncode": final["returncode"],

@@ -17,15 +17,13 @@ Both sides must write byte-identical datasets and work parts (checked), so they 
 from __future__ import annotations
 
 import argparse
-import glob
-import hashlib
 import os
 import platform
 import shutil
 import statistics
 import tempfile
 
-from bench.common import fresh_copy, save, timer
+from bench.common import fresh_copy, rendered_corpus, save, snapshot, timer
 
 PREFECT_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
                "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
@@ -38,20 +36,7 @@ def overrides(clips: int) -> dict:
 
 def render_corpus(root: str, clips: int) -> str:
     """The AudioSet-style part of the sample corpus (all MUCaps reads), rendered without Prefect."""
-    from mumu.config import load_config
-    from tasks.sample_corpus import corpus_shard, plan_corpus, write_corpus_index
-    from tasks.stage import chunk
-    from tasks.store import Store
-
-    cfg = load_config("sample", overrides(clips), root)
-    store = Store(root)
-    specs = plan_corpus(cfg.corpus.clips, cfg.corpus.seed, cfg.corpus.real_photo_share)
-    rendered = set()
-    for i, part in enumerate(chunk(specs, cfg.shards.items_per_shard)):
-        r = corpus_shard(store, cfg, i, part)
-        rendered.update(store.read_table(r.output, columns=["stem"]).column("stem").to_pylist())
-    write_corpus_index(store, cfg, specs, rendered)
-    return root
+    return rendered_corpus(root, clips, edit_sources=False, overrides=overrides(clips))
 
 
 def direct_build(root: str, clips: int) -> dict:
@@ -108,15 +93,6 @@ def tree_cpu() -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return total
-
-
-def snapshot(root: str) -> dict[str, str]:
-    out = {}
-    for top in ("datasets", "work"):
-        for path in glob.glob(f"{root}/{top}/**/*", recursive=True):
-            if os.path.isfile(path) and "/_done/" not in path:
-                out[os.path.relpath(path, root)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    return out
 
 
 def main(clips: int = 16, repeats: int = 3, keep: str | None = None) -> dict:
