@@ -11,11 +11,18 @@ import io
 import json
 import os
 import subprocess
+import threading
 
 import numpy as np
 import soundfile as sf
 import soxr
 from PIL import Image, UnidentifiedImageError
+
+
+# FluidSynth keeps process-wide state (its dither and noise tables), so two renders running at
+# once in threads of one process do not give the same samples as each alone. Every render takes
+# this lock, which keeps renders byte-identical however shards are scheduled.
+FLUIDSYNTH_LOCK = threading.Lock()
 
 
 class MediaError(Exception):

@@ -237,7 +237,10 @@ def compose(spec: ClipSpec, seconds: float) -> pretty_midi.PrettyMIDI:
 def render(spec: ClipSpec, seconds: float, sample_rate: int, soundfont: str) -> np.ndarray:
     if not Path(soundfont).exists():
         raise FileNotFoundError(f"soundfont {soundfont} not found: install fluid-soundfont-gm (apt) or set corpus.soundfont")
-    audio = compose(spec, seconds).fluidsynth(fs=sample_rate, synthesizer=soundfont)
+    from tasks.media import FLUIDSYNTH_LOCK
+
+    with FLUIDSYNTH_LOCK:  # FluidSynth's state is process-wide: one render at a time
+        audio = compose(spec, seconds).fluidsynth(fs=sample_rate, synthesizer=soundfont)
     n = int(round(seconds * sample_rate))
     audio = np.pad(audio, (0, max(0, n - len(audio))))[:n]
     peak = float(np.max(np.abs(audio))) or 1.0

@@ -34,7 +34,7 @@ import yaml
 
 from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
-from tasks.media import MediaError, flac_bytes, load_audio
+from tasks.media import FLUIDSYNTH_LOCK, MediaError, flac_bytes, load_audio
 from tasks.quality import frame_levels_db
 from tasks.safe_paths import safe_extract_tar, safe_join
 from tasks.store import Store
@@ -304,7 +304,8 @@ def render_midi(midi_path: str, stem: Stem, sample_rate: int, soundfont: str = D
             inst.pitch_bends = [b for b in inst.pitch_bends if b.time < max_seconds]
         if not inst.notes:
             continue
-        y = np.asarray(inst.fluidsynth(fs=sample_rate, synthesizer=soundfont), dtype=np.float64) / 32768.0
+        with FLUIDSYNTH_LOCK:
+            y = np.asarray(inst.fluidsynth(fs=sample_rate, synthesizer=soundfont), dtype=np.float64) / 32768.0
         if y.size > out.size:
             y[: out.size] += out
             out = y
