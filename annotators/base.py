@@ -106,6 +106,16 @@ def get_annotator(role: str, spec: AnnotatorSpec, generation: GenerationSpec) ->
         return inst
 
 
+def annotator_for(role: str, cfg, store=None) -> Annotator:
+    """The process-wide annotator ``cfg`` names for ``role``; with ``store``, LLM backends keep
+    their answers in its request cache (``cache/requests/<role>/``), so a build killed halfway
+    through a shard sends none of the requests already answered when it is run again."""
+    inst = get_annotator(role, getattr(cfg.annotators, role), cfg.generation)
+    if store is not None and hasattr(inst, "use_cache"):
+        inst.use_cache(store)
+    return inst
+
+
 def teardown_all() -> None:
     with _LOCK:
         for inst in _INSTANCES.values():

@@ -449,9 +449,14 @@ class ChatAnnotator(Annotator):
 
     # lifecycle --------------------------------------------------------------------------------
     def use_cache(self, store, role: str | None = None) -> "ChatAnnotator":
-        """Keep answers in ``store`` under cache/requests/<role>/ (reruns then send nothing again)."""
+        """Keep answers in ``store`` under cache/requests/<role>/ (reruns then send nothing again).
+        Pointing at the store already in use keeps the cache (and its counters) as it is."""
+        role = role or self.role
+        current = self.cache.store
+        if current is not None and current.url == store.url and self.cache.role == role:
+            return self
         stats = self.cache.stats()
-        self.cache = RequestCache(store, role or self.role)
+        self.cache = RequestCache(store, role)
         self.cache.hits, self.cache.misses = stats["hits"], stats["misses"]
         return self
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from annotators.base import Request, get_annotator
+from annotators.base import Request, annotator_for, get_annotator
 from mumu.config import Config
 from schemas.tables import ANNOTATIONS, table_from_rows
 from tasks.media import MediaError, decode_audio_bytes
@@ -12,7 +12,7 @@ from tasks.store import Store
 def caption_music_shard(store: Store, cfg: Config, clips_part: str):
     """Music captions for every clip of a clips shard -> (annotations table, failure rows)."""
     clips = store.read_table(clips_part, columns=["clip_id", "audio_path", "tags"]).to_pylist()
-    annotator = get_annotator("music_caption", cfg.annotators.music_caption, cfg.generation)
+    annotator = annotator_for("music_caption", cfg, store)
     rows, failures = [], []
     size = cfg.annotators.music_caption.batch_size
     for start in range(0, len(clips), size):
@@ -51,7 +51,7 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str):
     """Image or video captions for every clip of a clips shard that has that medium."""
     column = "image_path" if role == "image_caption" else "video_path"
     clips = store.read_table(clips_part, columns=["clip_id", column, "tags"]).to_pylist()
-    annotator = get_annotator(role, getattr(cfg.annotators, role), cfg.generation)
+    annotator = annotator_for(role, cfg, store)
     rows, failures = [], []
     batch = []
     for clip in clips:

@@ -10,7 +10,7 @@ output. The ``text`` role's backend decides who writes them: bundled pools on CP
 
 from __future__ import annotations
 
-from annotators.base import Request, get_annotator
+from annotators.base import Request, annotator_for
 from mumu.config import Config
 from schemas.datasets import MUIMAGE, MUVIDEO, DatasetSpec
 from tasks.records import assign, media_cell, provenance, records_table, turns
@@ -33,7 +33,7 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
     stage = f"records/{dataset}"
     music = _by_clip(store, music_part, "music_caption")
     visual = _by_clip(store, visual_part, role)
-    writer = get_annotator("text", cfg.annotators.text, cfg.generation)
+    writer = annotator_for("text", cfg, store)
     todo, failures = [], []
     for clip in store.read_table(clips_part).to_pylist():
         cid = clip["clip_id"]
@@ -82,7 +82,7 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
 
 def visual_records_shard(store: Store, cfg: Config, dataset: str, clips: ShardResult, music: ShardResult,
                          visual: ShardResult, excluded: frozenset[str]) -> ShardResult:
-    writer = get_annotator("text", cfg.annotators.text, cfg.generation)
+    writer = annotator_for("text", cfg, store)
     fp = fingerprint_of(f"records/{dataset}", clips.fingerprint, music.fingerprint, visual.fingerprint, writer.identity(),
                         cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded))
     return run_shard(store, f"records/{dataset}", clips.shard, fp, min(music.ok, visual.ok),
