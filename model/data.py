@@ -117,7 +117,11 @@ def build_index(cfg: MuMuConfig, data_root: str, stage: int, split: str = "train
         if name not in wanted:
             continue
         taken = 0
-        for path in dataset_files(data_root, name, split):
+        files = dataset_files(data_root, name, split)
+        if not files:
+            log.warning("stage %d: no %s %s shards under %s/datasets/%s/data: training on the others",
+                         stage, name, split, data_root, name)
+        for path in files:
             pf = _open_parquet(path)
             for rg in range(pf.num_row_groups):
                 t = pf.read_row_group(rg, columns=_INDEX_COLUMNS).to_pydict()

@@ -105,22 +105,25 @@ def test_up_creates_pools_limits_deployments_and_a_worker(server):
     assert set(st["deployments"]) == expected
 
 
-def test_deployment_run_builds_mucaps_and_publishes_artifacts(server, tmp_path):
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """Where the deployment runs of this module write (the build's output feeds the training run)."""
+    return tmp_path_factory.mktemp("deployment-data") / "data"
+
+
+def run_deployment(server: dict, name: str, params: dict, timeout: float = 150):
+    """``prefect deployment run NAME --params JSON`` as a user types it; wait for the worker to
+    finish the flow run -> (flow run, its artifacts)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from schemas.validate import validate_dataset
-
-    data_root = tmp_path / "data"
     run = subprocess.run(
-        [sys.executable, "-m", "prefect", "deployment", "run", "build-mucaps/sample", "--param", f"data_root={data_root}",
-         "--params", json.dumps({"overrides": OVERRIDES})],
+        [sys.executable, "-m", "prefect", "deployment", "run", name, "--params", json.dumps(params)],
         cwd=REPO, env=_env(PREFECT_API_URL=server["api_url"], PREFECT_HOME=server["home"]), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
     assert run.returncode == 0, run.stdout
     flow_run_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", run.stdout).group(1))
-
     with srv.api_client(server["api_url"]) as client:
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + timeout
         while True:
             fr = client.read_flow_run(flow_run_id)
             if fr.state and fr.state.is_final() or time.monotonic() > deadline:
@@ -128,8 +131,15 @@ def test_deployment_run_builds_mucaps_and_publishes_artifacts(server, tmp_path):
             time.sleep(1)
         logs = Path(server["workers"][0]["log"]).read_text(errors="replace")[-4000:]
         assert fr.state is not None and fr.state.is_completed(), f"{fr.state}\n{logs}"
-        assert fr.parameters["overrides"] == OVERRIDES
         artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return fr, artifacts
+
+
+def test_deployment_run_builds_mucaps_and_publishes_artifacts(server, data_root):
+    from schemas.validate import validate_dataset
+
+    fr, artifacts = run_deployment(server, "build-mucaps/sample", {"data_root": str(data_root), "overrides": OVERRIDES})
+    assert fr.parameters["overrides"] == OVERRIDES
 
     # the dataset is there and valid
     ds_dir = data_root / "datasets" / "MUCaps"
@@ -151,6 +161,30 @@ def test_deployment_run_builds_mucaps_and_publishes_artifacts(server, tmp_path):
     assert by_key["mucaps-failures"].type == "markdown" and "by reason" in by_key["mucaps-failures"].data
     # Prefect stores a link artifact as markdown: [text](url)
     assert by_key["mucaps-output"].data == f"[MUCaps dataset](file://{ds_dir})"
+
+
+def test_deployment_run_trains_mumu_on_what_the_build_wrote(server, data_root, tmp_path):
+    from model import tiny
+    from model.train import load_checkpoint
+
+    assert (data_root / "datasets" / "MUCaps" / "stats.json").exists(), "the build deployment test runs first"
+    components = tmp_path / "tiny-components"  # tiny random encoders and decoder: nothing to download
+    tiny.ensure(components)
+    out = tmp_path / "ckpt"
+    fr, artifacts = run_deployment(server, "train-mumu/sample", {
+        "data_root": str(data_root), "out_dir": str(out), "stages": [1, 2], "max_steps": 2,
+        "overrides": {"tiny_cache": str(components), "train.max_rows": 4}}, timeout=240)
+    assert fr.parameters["stages"] == [1, 2]
+    for s in (1, 2):  # stage 2 starts from stage 1's weights; both checkpoints are whole
+        ck = load_checkpoint(out / f"stage{s}" / "final.pt")
+        assert ck["config"]["name"] == "tiny"
+    by_key = {a.key: a for a in artifacts if a.key}
+    for s in (1, 2):
+        rows = by_key[f"train-mumu-tiny-stage{s}-metrics"].data
+        rows = json.loads(rows) if isinstance(rows, str) else rows
+        assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] > 0 for r in rows)
+        assert by_key[f"train-mumu-tiny-stage{s}-checkpoint"].data.endswith(f"stage{s}/final.pt)")
+    assert "train-mumu-tiny-stage3-metrics" not in by_key  # only the stages asked for
 
 
 def test_ui_and_health_answer(server):
