@@ -14,6 +14,7 @@ import fsspec
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.limits import gpu_slot
 from metrics import report
 from metrics.evaluate import (EvalModels, ModelCache, TaskResult, TaskSpec, generate_with_checkpoint, score_task,
                               tasks_for)
@@ -42,19 +43,20 @@ def evaluate_mumu(predictions_dir: str | None = None, checkpoint: str | None = N
     log = get_run_logger()
     if (predictions_dir is None) == (checkpoint is None):
         raise ValueError("give exactly one of predictions_dir (files to score) or checkpoint (a model to run)")
-    if checkpoint is not None:
-        predictions_dir = str(generate_with_checkpoint(checkpoint, data_root, datasets, Path(out) / "predictions",
-                                                       split, limit, device=device))
-    models = EvalModels(embedding=embedding, classifier=classifier, clap=clap, aligner=aligner,
-                        bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
-                        meteor_synonyms=meteor_synonyms, device=device)
-    cache = ModelCache(models)
-    results = []
-    for spec in tasks_for(datasets):
-        res = score_task_t(spec, data_root, predictions_dir, cache, split, limit)
-        log.info("%s: %d of %d records scored; %s", spec.label, res.scored, res.records,
-                 ", ".join(f"{k} {v['score']:.4f}" for k, v in res.metrics.items()) or "no metric")
-        results.append(res)
+    with gpu_slot(device):  # one model at a time per GPU
+        if checkpoint is not None:
+            predictions_dir = str(generate_with_checkpoint(checkpoint, data_root, datasets, Path(out) / "predictions",
+                                                           split, limit, device=device))
+        models = EvalModels(embedding=embedding, classifier=classifier, clap=clap, aligner=aligner,
+                            bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
+                            meteor_synonyms=meteor_synonyms, device=device)
+        cache = ModelCache(models)
+        results = []
+        for spec in tasks_for(datasets):
+            res = score_task_t(spec, data_root, predictions_dir, cache, split, limit)
+            log.info("%s: %d of %d records scored; %s", spec.label, res.scored, res.records,
+                     ", ".join(f"{k} {v['score']:.4f}" for k, v in res.metrics.items()) or "no metric")
+            results.append(res)
     result = report.assemble(results, cache.describe(), data_root=str(data_root), predictions=str(predictions_dir),
                              split=split, checkpoint=checkpoint)
     text = report.markdown(result)

@@ -14,6 +14,8 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.limits import gpu_slot
+
 MAX_TABLE_ROWS = 200
 COLUMNS = ("stage", "epoch", "step", "loss", "ce", "mse", "aud", "lr", "grad_norm", "samples_per_s", "gate_abs_mean")
 
@@ -77,9 +79,10 @@ def train_stage_task(cfg_dict: dict, data_root: str, stage: int, out_dir: str, e
     cfg = MuMuConfig.from_dict(cfg_dict)
     if cfg.train.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(cfg.train.cpu_threads)
-    model = build_model(cfg, device)
-    return train_stage(model, load_processors(cfg), cfg, data_root, stage, out_dir, epochs=epochs, resume=resume,
-                       max_steps=max_steps)
+    with gpu_slot(device):  # one model per GPU, whatever pool or Dask worker runs this
+        model = build_model(cfg, device)
+        return train_stage(model, load_processors(cfg), cfg, data_root, stage, out_dir, epochs=epochs, resume=resume,
+                           max_steps=max_steps)
 
 
 @flow(name="train-mumu", log_prints=True)

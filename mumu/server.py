@@ -35,10 +35,10 @@ from typing import Any, Iterator, Optional
 
 import typer
 
+from flows.limits import DOWNLOADS_LIMIT, GPU_LIMIT
+
 CPU_POOL = "mumu-cpu"
 GPU_POOL = "mumu-gpu"
-DOWNLOADS_LIMIT = "mumu-downloads"
-GPU_LIMIT = "mumu-gpu"
 STATE_FILE = "mumu-server.json"
 
 app = typer.Typer(help="A local Prefect server with the pipeline's work pools, limits, deployments and workers.",

@@ -109,8 +109,10 @@ class RateLimiter:
             return  # not in a Prefect task run (a plain call): the local bound is the only one
         from prefect.concurrency.sync import rate_limit
 
+        from flows.limits import DOWNLOADS_LIMIT
+
         try:
-            rate_limit("mumu-downloads", strict=False)  # a no-op where no such limit was created
+            rate_limit(DOWNLOADS_LIMIT, strict=False)  # a no-op where no such limit was created
         except Exception as e:  # the API is unreachable: the local bound still holds
             import logging
 
