@@ -50,19 +50,26 @@ def _corpus() -> list[str]:
     return lines * 3
 
 
-def tiny_tokenizer(vocab_size: int = 512):
-    """A byte-level BPE trained now (any text encodes: unknown words fall back to bytes)."""
+def train_bpe(corpus: list[str], vocab_size: int, special: list[str]):
+    """A byte-level BPE (``tokenizers``) trained now on ``corpus``: any text encodes, unknown
+    words fall back to bytes. Tiny models here and in the tests share it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>")
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return tok
+
+
+def tiny_tokenizer(vocab_size: int = 512):
+    """The tiny LLM's tokenizer: ``train_bpe`` on the music-instruction words."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=train_bpe(_corpus(), vocab_size, SPECIAL), unk_token="<unk>",
+                                   bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
 def _llama(path: Path, seed: int) -> None:
