@@ -351,24 +351,15 @@ def _rate(text: str | None) -> float:
 
 def probe(path: str) -> dict:
     """ffprobe the first video stream: duration, fps, width, height, frame count (0 when unknown)."""
-    name = os.path.basename(path)
+    from tasks.media import MediaError, ffprobe_video
+
     try:
-        proc = subprocess.run(
-            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-             "stream=width,height,r_frame_rate,avg_frame_rate,nb_frames,duration:format=duration", "-of", "json", path],
-            capture_output=True, timeout=60)
-    except subprocess.TimeoutExpired as e:
-        raise VideoError("undecodable_video", f"ffprobe timed out on {name}") from e
-    if proc.returncode != 0:
-        raise VideoError("undecodable_video", f"{name}: {proc.stderr.decode(errors='replace').strip()[:300]}")
-    info = json.loads(proc.stdout or b"{}")
-    streams = info.get("streams") or []
-    if not streams:
-        raise VideoError("undecodable_video", f"{name} has no video stream")
-    st = streams[0]
+        st, fmt = ffprobe_video(path, "width,height,r_frame_rate,avg_frame_rate,nb_frames,duration")
+    except MediaError as e:
+        raise VideoError(e.reason, str(e)) from e
     fps = _rate(st.get("avg_frame_rate")) or _rate(st.get("r_frame_rate"))
     try:
-        duration = float(st.get("duration") or info.get("format", {}).get("duration") or 0.0)
+        duration = float(st.get("duration") or fmt.get("duration") or 0.0)
     except ValueError:
         duration = 0.0
     try:

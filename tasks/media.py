@@ -115,20 +115,30 @@ def check_image(data: bytes, name: str = "image") -> tuple[int, int]:
         raise MediaError("undecodable_image", f"{name}: {e}") from e
 
 
-def probe_video(path: str) -> dict:
-    """ffprobe a video: duration, width, height; raises MediaError when there is no video stream."""
-    proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height,codec_name:format=duration",
-         "-of", "json", path], capture_output=True)
+def ffprobe_video(path: str, stream_entries: str, timeout: float = 60) -> tuple[dict, dict]:
+    """ffprobe the first video stream of ``path`` for ``stream_entries`` (e.g. "width,height")
+    -> (stream, format); MediaError ``undecodable_video`` when ffprobe fails or finds no video."""
+    name = os.path.basename(path)
+    try:
+        proc = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                               f"stream={stream_entries}:format=duration", "-of", "json", path],
+                              capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise MediaError("undecodable_video", f"ffprobe timed out on {name}") from e
     if proc.returncode != 0:
-        raise MediaError("undecodable_video", f"{os.path.basename(path)}: {proc.stderr.decode(errors='replace').strip()[:300]}")
+        raise MediaError("undecodable_video", f"{name}: {proc.stderr.decode(errors='replace').strip()[:300]}")
     info = json.loads(proc.stdout or b"{}")
     streams = info.get("streams") or []
     if not streams:
-        raise MediaError("undecodable_video", f"{os.path.basename(path)} has no video stream")
-    duration = float(info.get("format", {}).get("duration") or 0.0)
-    return {"duration_s": duration, "width": streams[0].get("width"), "height": streams[0].get("height"),
-            "codec": streams[0].get("codec_name")}
+        raise MediaError("undecodable_video", f"{name} has no video stream")
+    return streams[0], info.get("format", {})
+
+
+def probe_video(path: str) -> dict:
+    """ffprobe a video: duration, width, height; raises MediaError when there is no video stream."""
+    st, fmt = ffprobe_video(path, "width,height,codec_name")
+    return {"duration_s": float(fmt.get("duration") or 0.0), "width": st.get("width"), "height": st.get("height"),
+            "codec": st.get("codec_name")}
 
 
 def check_video_bytes(data: bytes, name: str = "video") -> dict:
