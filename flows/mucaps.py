@@ -30,7 +30,7 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
     prov = provenance_block(cfg.profile, cfg.fingerprint(), st.annotators(cfg), mucaps.prompt_versions(),
                             ["sample" if st.mirror.is_sample else "audioset"])
     stats = finalize_dataset.submit(cfg, "MUCaps", records, [*st.clips, *music], prov, st.segment_failures).result()
-    out_dir = finalize.dataset_dir(Store(cfg.data_root), mucaps.MUCAPS)
+    out_dir = finalize.dataset_location(Store(cfg.data_root), mucaps.MUCAPS)
     stages = {**st.stages, "records": records}
     publish_summary("MUCaps", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats)
     return {"dataset": "MUCaps", "dir": out_dir, "stats": stats, "stages": stages}

@@ -53,7 +53,7 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
                             sources)
     records = [*loop_records, *slakh_records]
     stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips], prov, loop_failures).result()
-    out_dir = finalize.dataset_dir(store, MUEDIT)
+    out_dir = finalize.dataset_location(store, MUEDIT)
     stages = {"loops": loop_clips, "Slakh tracks": slakh_clips, "loop edits": loop_records, "stem edits": slakh_records}
     publish_summary("MUEdit", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats)
     return {"dataset": "MUEdit", "dir": out_dir, "stats": stats, "stages": stages}

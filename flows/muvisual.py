@@ -29,7 +29,7 @@ def build_visual(cfg: Config, dataset: str) -> dict:
     prov = provenance_block(cfg.profile, cfg.fingerprint(), annotators, versions,
                             ["sample" if st.mirror.is_sample else "audioset"])
     stats = finalize_dataset.submit(cfg, dataset, records, [*st.clips, *music, *visual], prov, st.segment_failures).result()
-    out_dir = finalize.dataset_dir(Store(cfg.data_root), spec_of(dataset))
+    out_dir = finalize.dataset_location(Store(cfg.data_root), spec_of(dataset))
     stages = {**st.stages, "records": records}
     publish_summary(dataset, stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats)
     return {"dataset": dataset, "dir": out_dir, "stats": stats, "stages": stages}

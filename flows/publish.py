@@ -67,7 +67,7 @@ def publish_hub(dataset_dir: str, repo_id: str, private: bool = False, revision:
     if dry_run:
         result = pub.PublishResult(plan, pub.repo_url(repo_id, plan.revision), dry_run=True)
     else:
-        result = hub_commit(plan, private, token_secret_block, pub.commit_message_for(dataset_dir, run_label()))
+        result = hub_commit(plan, private, token_secret_block, pub.commit_message_for(plan.dataset_dir, run_label()))
         if private and result.private is False:
             log.warning("%s already exists and is public: --private only applies when the repo is created", repo_id)
     if result.committed:

@@ -245,7 +245,8 @@ def build_muedit_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootO
 
 
 @app.command("validate")
-def validate_cmd(directory: Path = typer.Argument(..., help="A dataset folder, e.g. data/sample/datasets/MUCaps."),
+def validate_cmd(directory: str = typer.Argument(..., help="A dataset folder, e.g. data/sample/datasets/MUCaps, "
+                                                             "or its URL (s3://bucket/prefix/datasets/MUCaps)."),
                  media: bool = typer.Option(True, "--media/--no-media", help="Decode every media cell.")) -> None:
     """Check a dataset folder: card, file names, checksums, schema, required fields, media, unique ids."""
     from schemas.validate import validate_dataset

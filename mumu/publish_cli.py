@@ -35,7 +35,8 @@ def plan_table(files: list[dict], title: str) -> Table:
 
 
 def publish(
-    directory: Path = typer.Argument(..., help="A built dataset folder, e.g. data/sample/datasets/MUCaps."),
+    directory: str = typer.Argument(..., help="A built dataset folder, e.g. data/sample/datasets/MUCaps, or its URL "
+                                                "(s3://bucket/prefix/datasets/MUCaps: copied to the local cache first)."),
     repo: str = typer.Option(..., "--repo", help="The Hub dataset repo, e.g. my-org/MUCaps."),
     private: bool = typer.Option(False, "--private", help="Create the repo as private (only when it is created)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created from main if missing)."),
@@ -49,10 +50,11 @@ def publish(
     _quiet_prefect(verbose)
     from flows.publish import publish_hub
 
-    if not directory.is_dir():
+    remote = "://" in directory and not directory.startswith("file://")
+    if not remote and not Path(directory).is_dir():
         raise typer.BadParameter(f"{directory} is not a folder", param_hint="DIRECTORY")
     try:
-        out = publish_hub(dataset_dir=str(directory.resolve()), repo_id=repo, private=private, revision=revision,
+        out = publish_hub(dataset_dir=directory if remote else str(Path(directory).resolve()), repo_id=repo, private=private, revision=revision,
                           dry_run=dry_run, token_secret_block=token_block)
     except (PermissionError, ValueError, FileNotFoundError, NotImplementedError) as e:
         console.print(f"[red]{e}[/red]", highlight=False)

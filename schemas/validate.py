@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 
+import fsspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
@@ -42,7 +44,7 @@ class Report:
 
 
 def _spec_for(root: str, card: DatasetCard | None) -> DatasetSpec | None:
-    names = [getattr(card.data, "pretty_name", None) if card else None, os.path.basename(os.path.normpath(root))]
+    names = [getattr(card.data, "pretty_name", None) if card else None, posixpath.basename(root.rstrip("/"))]
     for n in names:
         for key, spec in DATASETS.items():
             if n and n.lower() == key.lower():
@@ -75,20 +77,23 @@ def _check_media(kind: str, cell: dict, where: str) -> None:
 
 
 def validate_dataset(root: str, decode_media: bool = True) -> Report:
-    report = Report(root)
-    readme = os.path.join(root, "README.md")
-    if not os.path.isdir(root):
+    """Check the dataset folder ``root``: a local path or an fsspec URL (``s3://bucket/.../MUCaps``)."""
+    report = Report(str(root))
+    fs, base = fsspec.core.url_to_fs(str(root))
+    base = base.rstrip("/")
+    readme = posixpath.join(base, "README.md")
+    if not fs.isdir(base):
         report.add(f"{root} is not a folder")
         return report
     card = None
-    if not os.path.exists(readme):
+    if not fs.exists(readme):
         report.add("README.md (the dataset card) is missing")
     else:
         try:
-            card = DatasetCard.load(readme)
+            card = DatasetCard(fs.cat_file(readme).decode("utf-8"))
         except Exception as e:  # malformed YAML and the like
             report.add(f"README.md: the card's metadata does not parse: {e}")
-    spec = _spec_for(root, card)
+    spec = _spec_for(base, card)
     if spec is None:
         report.add("cannot tell which dataset this is (expected pretty_name or folder name MUCaps, MUImage, MUVideo or MUEdit)")
         return report
@@ -102,11 +107,12 @@ def validate_dataset(root: str, decode_media: bool = True) -> Report:
         for df in cfg.get("data_files", []):
             paths = df["path"] if isinstance(df["path"], list) else [df["path"]]
             mapped.setdefault(df["split"], []).extend(paths)
-    data_dir = os.path.join(root, "data")
-    present = sorted(f for f in os.listdir(data_dir) if f.endswith(".parquet")) if os.path.isdir(data_dir) else []
+    data_dir = posixpath.join(base, "data")
+    present = sorted(posixpath.basename(f) for f in fs.ls(data_dir, detail=False)
+                     if f.endswith(".parquet")) if fs.isdir(data_dir) else []
     listed = {p for ps in mapped.values() for p in ps}
     for p in sorted(listed):
-        if not os.path.exists(os.path.join(root, p)):
+        if not fs.exists(posixpath.join(base, p)):
             report.add(f"{p}: listed in the card but missing")
     for f in present:
         if f"data/{f}" not in listed:
@@ -115,14 +121,14 @@ def validate_dataset(root: str, decode_media: bool = True) -> Report:
         if not m:
             report.add(f"data/{f}: name does not follow {{split}}-NNNNN-of-NNNNN.parquet")
     for split, paths in mapped.items():
-        totals = {NAME_RE.match(os.path.basename(p)).group("n") for p in paths if NAME_RE.match(os.path.basename(p))}
+        totals = {NAME_RE.match(posixpath.basename(p)).group("n") for p in paths if NAME_RE.match(posixpath.basename(p))}
         if len(totals) > 1 or (totals and int(totals.pop()) != len(paths)):
             report.add(f"split {split}: shard count in the names does not match the {len(paths)} files listed")
 
     checksums = {}
-    stats_path = os.path.join(root, "stats.json")
-    if os.path.exists(stats_path):
-        stats = json.load(open(stats_path))
+    stats_path = posixpath.join(base, "stats.json")
+    if fs.exists(stats_path):
+        stats = json.loads(fs.cat_file(stats_path))
         for s in stats.get("splits", {}).values():
             for f in s.get("files", []):
                 checksums[f["path"]] = f["sha256"]
@@ -131,15 +137,14 @@ def validate_dataset(root: str, decode_media: bool = True) -> Report:
     seen_ids: dict[str, str] = {}
     for split, paths in sorted(mapped.items()):
         for rel in paths:
-            path = os.path.join(root, rel)
-            if not os.path.exists(path):
+            path = posixpath.join(base, rel)
+            if not fs.exists(path):
                 continue
-            if rel in checksums:
-                digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
-                if digest != checksums[rel]:
-                    report.add(f"{rel}: checksum differs from stats.json (the file was changed after it was built)")
+            data = fs.cat_file(path)
+            if rel in checksums and hashlib.sha256(data).hexdigest() != checksums[rel]:
+                report.add(f"{rel}: checksum differs from stats.json (the file was changed after it was built)")
             try:
-                pf = pq.ParquetFile(path)
+                pf = pq.ParquetFile(pa.BufferReader(data))
                 schema = pf.schema_arrow
             except Exception as e:
                 report.add(f"{rel}: not a readable Parquet file: {e}")

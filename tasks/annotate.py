@@ -59,7 +59,7 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str):
             failures.append({"item_id": clip["clip_id"], "stage": f"annotate/{role}", "reason": f"no_{column[:-5]}",
                              "detail": f"the mirror has no {column[:-5]} for this clip"})
             continue
-        path = store.path(clip[column])
+        path = store.local_path(store.path(clip[column]))  # the tools open files by path
         req = Request(clip["clip_id"], role, tags=clip["tags"],
                       image_path=path if role == "image_caption" else None, video_path=path if role == "video_caption" else None)
         batch.append(req)

@@ -24,6 +24,13 @@ def dataset_dir(store: Store, spec: DatasetSpec) -> str:
     return store.path("datasets", spec.name)
 
 
+def dataset_location(store: Store, spec: DatasetSpec) -> str:
+    """Where a person or another process finds the dataset: its folder on a local store, its URL
+    (``s3://bucket/prefix/datasets/MUCaps``) on a remote one."""
+    path = dataset_dir(store, spec)
+    return path if store.is_local else store.url_of(path)
+
+
 def collect_failures(store: Store, results: list[ShardResult]) -> list[dict]:
     rows: list[dict] = []
     for r in results:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from dataclasses import dataclass, field
 
 from mumu.config import Config
@@ -46,9 +47,13 @@ def resolve_mirror(cfg: Config, store: Store) -> Mirror:
             if not os.path.exists(p):
                 raise FileNotFoundError(f"segments CSV {p} does not exist")
         return Mirror(list(cfg.mirror.segments_csv), cfg.mirror.media_dir, licence)
-    csv_path, media_dir, gt_path = sample_corpus_paths(store)
-    if not os.path.exists(csv_path):
-        raise FileNotFoundError(f"no sample corpus at {os.path.dirname(csv_path)}: run `mumu sample-corpus` first")
+    csv_path, _, _ = sample_corpus_paths(store)
+    if not store.exists(csv_path):
+        raise FileNotFoundError(f"no sample corpus at {store.url_of(posixpath.dirname(csv_path))}: "
+                                "run `mumu sample-corpus` first")
+    local = store.local_path(store.path(SAMPLE_CORPUS_DIR))  # the folder itself, or its copy on this machine
+    csv_path, media_dir, gt_path = (os.path.join(local, n) for n in ("balanced_train_segments.csv", "media",
+                                                                      "ground_truth.jsonl"))
     truth = {}
     if os.path.exists(gt_path):
         for line in open(gt_path, encoding="utf-8"):
@@ -120,7 +125,10 @@ def edit_source_paths(cfg: Config, store: Store) -> tuple[str | None, str | None
     slakh = cfg.slakh.root
     if loops or slakh:
         return loops, slakh, False
-    return store.path(LOOPS_DIR), store.path(SLAKH_DIR), True
+    # the sample corpus's folders, as local paths (a remote store's are copied to this machine)
+    local = [store.local_path(store.path(d)) if store.exists(store.path(d)) else os.path.join(store.local_root, d)
+             for d in (LOOPS_DIR, SLAKH_DIR)]
+    return local[0], local[1], True
 
 
 def plan_loops(cfg: Config, store: Store) -> tuple[list[dict], list[dict]]:
@@ -141,14 +149,15 @@ def plan_tracks(cfg: Config, store: Store) -> list[str]:
     _, root, _ = edit_source_paths(cfg, store)
     if root is None:
         return []
-    return sorted(find_tracks(root, store.path("work", "slakh-extracted")))
+    return sorted(find_tracks(root, store.scratch_dir("work", "slakh-extracted")))
 
 
 def loop_clips_shard(store: Store, cfg: Config, shard: int, items: list[dict]) -> ShardResult:
     from tasks.looperman import ingest_looperman_shard
 
     # loops inside the store are named relative to it, so copies of a data root agree
-    portable = [{**it, "file": os.path.relpath(it["file"], store.root)} if str(it.get("file") or "").startswith(store.root + "/")
+    portable = [{**it, "file": os.path.relpath(it["file"], store.local_root)}
+                if str(it.get("file") or "").startswith(store.local_root + "/")
                 else it for it in items]
     fp = fingerprint_of("clips/looperman", portable, cfg.audio.model_dump(), cfg.looperman.model_dump(),
                         cfg.quality.model_dump())

@@ -185,11 +185,24 @@ def hash_file(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
+def local_folder(dataset_dir: str | os.PathLike) -> str:
+    """The folder to publish on this machine: ``dataset_dir`` itself, or for a URL (``s3://...``)
+    its copy under the store's local cache (``MUMU_LOCAL_CACHE``), fetched once and refreshed
+    where a file's size changed; the upload then streams from local files."""
+    text = str(dataset_dir)
+    if "://" not in text or text.startswith("file://"):
+        return text.removeprefix("file://")
+    from tasks.store import Store
+
+    store = Store(text)
+    if not store.fs.isdir(store.root):
+        raise FileNotFoundError(f"{text} is not a folder")
+    return store.local_path(store.root)
+
+
 def local_files(dataset_dir: str | os.PathLike) -> dict[str, LocalFile]:
     """Every file of the folder to publish, by relative path; hidden files and temporaries skipped."""
     root = Path(dataset_dir)
-    if "://" in str(dataset_dir) and not str(dataset_dir).startswith("file://"):
-        raise NotImplementedError(f"publishing needs a local folder; copy {dataset_dir} to local disk first")
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
     out = {}
@@ -252,6 +265,7 @@ def plan_publish(dataset_dir: str, repo_id: str, *, revision: str | None = None,
     """Compare the folder with the remote revision; writes nothing anywhere."""
     revision = revision or DEFAULT_BRANCH
     api = HfApi(endpoint=hub_endpoint(endpoint), token=token or False)
+    dataset_dir = local_folder(dataset_dir)
     local = local_files(dataset_dir)
     exists, branch_exists, base, remote = remote_state(api, repo_id, revision)
     return make_plan(str(dataset_dir), repo_id, revision, local, exists, branch_exists, base, remote, managed)

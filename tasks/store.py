@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import posixpath
 import uuid
 from typing import Any, Iterable
@@ -46,11 +47,71 @@ class Store:
             raise ValueError(f"path {posixpath.join(*parts)!r} escapes the store root")
         return self.root if rel == "." else posixpath.join(self.root, rel)
 
+    @property
+    def is_local(self) -> bool:
+        return self.protocol in ("file", "local")
+
+    @property
+    def local_root(self) -> str:
+        """Where a remote store's files are mirrored on this machine for tools that need a path
+        (ffmpeg, PIL, the sample corpus reader): ``$MUMU_LOCAL_CACHE`` (default
+        ``~/.cache/mumu/stores``) / a hash of the store's URL. A local store is its own root."""
+        if self.is_local:
+            return self.root
+        base = os.environ.get("MUMU_LOCAL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "mumu", "stores")
+        return os.path.join(base, hashlib.sha256(f"{self.protocol}://{self.root}".encode()).hexdigest()[:16])
+
+    def scratch_dir(self, *parts: str) -> str:
+        """A local folder for work files that tools must write to disk (e.g. extracted tarballs):
+        inside the store when it is local, under ``local_root`` otherwise."""
+        return os.path.join(self.local_root, posixpath.relpath(self.path(*parts), self.root))
+
     def local_path(self, path: str) -> str:
-        """A filesystem path for tools that need one (ffmpeg, sox); only for local stores."""
-        if self.protocol not in ("file", "local"):
-            raise NotImplementedError(f"{self.protocol} store has no local paths; copy the file first")
-        return path
+        """A filesystem path holding ``path`` (a file or a folder) for tools that need one: the path
+        itself on a local store; on a remote store a copy under ``local_root``, fetched once and
+        again whenever the remote file changed (its listing entry: size, ETag or modification
+        time). Copies appear atomically."""
+        if self.is_local:
+            return path
+        rel = posixpath.relpath(path, self.root)
+        if rel == ".." or rel.startswith("../"):
+            raise ValueError(f"{path!r} is not inside the store {self.url}")
+        dest = os.path.join(self.local_root, rel)
+        if self.fs.isdir(path):
+            for remote, info in sorted(self.fs.find(path, detail=True).items()):
+                if not posixpath.basename(remote).startswith(TMP_PREFIX):
+                    self._fetch(remote, os.path.join(dest, posixpath.relpath(remote, path)), info)
+            os.makedirs(dest, exist_ok=True)
+        else:
+            self._fetch(path, dest, self.fs.info(path))
+        return dest
+
+    def _fetch(self, remote: str, dest: str, info: dict) -> None:
+        """Copy one remote file to ``dest`` unless the copy there was made from this same version.
+        The version key lives beside the copies (``<local_root>.keys/``), never among them."""
+        version = hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()
+        keys = self.local_root + ".keys"
+        key_file = os.path.join(keys, hashlib.sha256(remote.encode()).hexdigest()[:32])
+        if os.path.exists(dest) and os.path.exists(key_file) and open(key_file).read() == version:
+            return
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.makedirs(keys, exist_ok=True)
+        tmp = os.path.join(os.path.dirname(dest), f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{os.path.basename(dest)}")
+        try:
+            with self.fs.open(remote, "rb") as src, open(tmp, "wb") as out:
+                while chunk := src.read(1 << 22):
+                    out.write(chunk)
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        with open(key_file + TMP_PREFIX, "w") as f:
+            f.write(version)
+        os.replace(key_file + TMP_PREFIX, key_file)
+
+    def url_of(self, path: str) -> str:
+        """``path`` as a URL a person or another process can open (file://, s3://, ...)."""
+        return f"file://{path}" if self.is_local else f"{self.protocol}://{path.lstrip('/')}"
 
     def exists(self, path: str) -> bool:
         return self.fs.exists(path)

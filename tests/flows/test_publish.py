@@ -280,3 +280,26 @@ def test_cli_dry_run_prints_the_plan(hub, dataset, prefect_harness, monkeypatch)
     res = CliRunner().invoke(app, ["publish", str(dataset), "--repo", REPO], terminal_width=200)
     assert res.exit_code == 0 and "no commit made" in res.output, res.output
     assert len(hub.commits(REPO)) == 2
+
+
+def test_a_dataset_url_publishes_like_its_local_folder(hub, dataset, tmp_path, monkeypatch):
+    """A dataset in a bucket (memory:// stands in for s3://) is copied to the local cache once and
+    published; the Hub then holds the same bytes as when the local folder is published."""
+    import fsspec
+
+    monkeypatch.setenv("MUMU_LOCAL_CACHE", str(tmp_path / "cache"))
+    fs = fsspec.filesystem("memory")
+    url = f"memory://bucket-{uuid.uuid4().hex[:8]}/datasets/MUCaps"
+    fs.put(str(dataset), url.removeprefix("memory:/"), recursive=True)
+    try:
+        res = pub.publish(url, REPO)
+        assert res.committed and res.commit_message == "Publish MUCaps (mumu publish)"
+        assert res.plan.dataset_dir.startswith(str(tmp_path / "cache"))
+        remote = hub.files(REPO)
+        remote.pop(".gitattributes")
+        assert remote == local_bytes(dataset)
+        assert pub.publish(str(dataset), REPO).plan.empty  # the local folder: nothing left to commit
+        with pytest.raises(FileNotFoundError, match="not a folder"):
+            pub.publish(url + "-missing", REPO, dry_run=True)
+    finally:
+        fs.rm(url.removeprefix("memory:/").split("/datasets")[0], recursive=True)

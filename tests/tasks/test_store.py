@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -61,6 +62,27 @@ def test_memory_filesystem_works_too():
     store = Store("memory://mumu-test")
     store.write_json(store.path("m.json"), {"a": 1})
     assert store.read_json(store.path("m.json")) == {"a": 1}
+
+
+def test_local_path_is_the_file_itself_on_disk_and_a_cached_copy_for_a_remote_store(tmp_path, monkeypatch):
+    local = Store(str(tmp_path / "d"))
+    assert local.local_path(local.path("a/b.txt")) == local.path("a/b.txt") and local.local_root == local.root
+
+    monkeypatch.setenv("MUMU_LOCAL_CACHE", str(tmp_path / "cache"))
+    store = Store(f"memory://local-path-{tmp_path.name}")
+    store.write_bytes(store.path("media/x.bin"), b"12345")
+    store.write_bytes(store.path("media/sub/y.bin"), b"abc")
+    got = store.local_path(store.path("media/x.bin"))
+    assert got.startswith(str(tmp_path / "cache")) and open(got, "rb").read() == b"12345"
+    store.write_bytes(store.path("media/x.bin"), b"54321")  # changed remotely, same size: fetched again
+    assert open(store.local_path(store.path("media/x.bin")), "rb").read() == b"54321"
+    folder = store.local_path(store.path("media"))  # a folder comes over whole
+    assert sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file()) == ["sub/y.bin", "x.bin"]
+    assert not [p for p in Path(folder).rglob(".tmp-*")]
+    assert store.url_of(store.path("media/x.bin")) == f"memory://local-path-{tmp_path.name}/media/x.bin"
+    with pytest.raises(FileNotFoundError):
+        store.local_path(store.path("media/none.bin"))
+    store.fs.rm(store.root, recursive=True)
 
 
 def test_fingerprint_is_order_sensitive_and_stable():
