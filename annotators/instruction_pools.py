@@ -28,31 +28,11 @@ import string
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import datasets
-
 from annotators.base import Request
 from annotators.requests import (ChatAnnotator, InvalidOutput, OutputSpec, check_text, forbidden_chars,
                                  instructions_schema)
-from schemas.tables import table_from_rows
+from schemas.tables import INSTRUCTION_POOL, POOL_REJECTS, table_from_rows
 from tasks.store import Store, fingerprint_of
-
-S = datasets.Value("string")
-INSTRUCTION_POOL = datasets.Features({
-    "pool": S,
-    "instruction": S,
-    "key": S,  # normalised text used for deduplication
-    "annotator": S,  # backend
-    "model": S,
-    "prompt_version": S,
-    "params": S,  # JSON sampling parameters
-    "seed": datasets.Value("int64"),  # the request's seed
-    "request": datasets.Value("int32"),  # which request of the pool produced it
-    "position": datasets.Value("int32"),  # its index in that request's answer
-})
-POOL_REJECTS = datasets.Features({
-    "pool": S, "request": datasets.Value("int32"), "candidate": S, "reason": S, "detail": S,
-})
-
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Working tables: clips, annotations, failures.
+"""Working tables: clips, annotations, failures, instruction pools.
 
 Each table is declared once as Hugging Face ``Features``; the Arrow schema (with the
 ``huggingface`` metadata ``datasets`` reads back) is derived from it, so the two never drift.
@@ -68,6 +68,25 @@ FAILURES = datasets.Features(
         "detail": S,  # the human-readable message
     }
 )
+
+# instruction pools (annotators/instruction_pools.py): one row per kept instruction, with provenance
+INSTRUCTION_POOL = datasets.Features(
+    {
+        "pool": S,
+        "instruction": S,
+        "key": S,  # normalised text used for deduplication
+        "annotator": S,  # backend
+        "model": S,
+        "prompt_version": S,
+        "params": S,  # JSON sampling parameters
+        "seed": I64,  # the request's seed
+        "request": I32,  # which request of the pool produced it
+        "position": I32,  # its index in that request's answer
+    }
+)
+
+# the candidates a pool turned down, and why
+POOL_REJECTS = datasets.Features({"pool": S, "request": I32, "candidate": S, "reason": S, "detail": S})
 
 
 def schema_of(features: datasets.Features) -> pa.Schema:

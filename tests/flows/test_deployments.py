@@ -172,19 +172,16 @@ def test_deployment_run_trains_mumu_on_what_the_build_wrote(server, data_root, t
     tiny.ensure(components)
     out = tmp_path / "ckpt"
     fr, artifacts = run_deployment(server, "train-mumu/sample", {
-        "data_root": str(data_root), "out_dir": str(out), "stages": [1, 2], "max_steps": 2,
-        "overrides": {"tiny_cache": str(components), "train.max_rows": 4}}, timeout=240)
-    assert fr.parameters["stages"] == [1, 2]
-    for s in (1, 2):  # stage 2 starts from stage 1's weights; both checkpoints are whole
-        ck = load_checkpoint(out / f"stage{s}" / "final.pt")
-        assert ck["config"]["name"] == "tiny"
+        "data_root": str(data_root), "out_dir": str(out), "max_steps": 2,
+        "overrides": {"tiny_cache": str(components), "train.max_rows": 4}}, timeout=300)
+    assert fr.parameters["max_steps"] == 2
     by_key = {a.key: a for a in artifacts if a.key}
-    for s in (1, 2):
+    for s in (1, 2, 3):  # all three stages, each from the previous stage's weights
+        assert load_checkpoint(out / f"stage{s}" / "final.pt")["config"]["name"] == "tiny"
         rows = by_key[f"train-mumu-tiny-stage{s}-metrics"].data
         rows = json.loads(rows) if isinstance(rows, str) else rows
         assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] > 0 for r in rows)
         assert by_key[f"train-mumu-tiny-stage{s}-checkpoint"].data.endswith(f"stage{s}/final.pt)")
-    assert "train-mumu-tiny-stage3-metrics" not in by_key  # only the stages asked for
 
 
 def test_ui_and_health_answer(server):
