@@ -49,13 +49,14 @@ def publish(
     """Publish a dataset folder to the Hugging Face Hub: one commit of what changed, none if nothing did."""
     _quiet_prefect(verbose)
     from flows.publish import publish_hub
+    from tasks.store import Store
 
-    remote = "://" in directory and not directory.startswith("file://")
-    if not remote and not Path(directory).is_dir():
+    store = Store(directory)  # a local folder is checked here; a URL is fetched by the flow
+    if store.is_local and not Path(store.root).is_dir():
         raise typer.BadParameter(f"{directory} is not a folder", param_hint="DIRECTORY")
     try:
-        out = publish_hub(dataset_dir=directory if remote else str(Path(directory).resolve()), repo_id=repo, private=private, revision=revision,
-                          dry_run=dry_run, token_secret_block=token_block)
+        out = publish_hub(dataset_dir=store.root if store.is_local else directory, repo_id=repo, private=private,
+                          revision=revision, dry_run=dry_run, token_secret_block=token_block)
     except (PermissionError, ValueError, FileNotFoundError, NotImplementedError) as e:
         console.print(f"[red]{e}[/red]", highlight=False)
         raise typer.Exit(1)

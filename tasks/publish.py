@@ -187,16 +187,15 @@ def hash_file(path: Path) -> tuple[str, str]:
 
 def local_folder(dataset_dir: str | os.PathLike) -> str:
     """The folder to publish on this machine: ``dataset_dir`` itself, or for a URL (``s3://...``)
-    its copy under the store's local cache (``MUMU_LOCAL_CACHE``), fetched once and refreshed
-    where a file's size changed; the upload then streams from local files."""
-    text = str(dataset_dir)
-    if "://" not in text or text.startswith("file://"):
-        return text.removeprefix("file://")
+    its copy under the store's local cache (``Store.local_path``: fetched once, again where an
+    object changed); the upload then streams from local files."""
     from tasks.store import Store
 
-    store = Store(text)
+    store = Store(str(dataset_dir))
+    if store.is_local:
+        return store.root
     if not store.fs.isdir(store.root):
-        raise FileNotFoundError(f"{text} is not a folder")
+        raise FileNotFoundError(f"{dataset_dir} is not a folder")
     return store.local_path(store.root)
 
 

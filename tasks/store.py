@@ -77,13 +77,14 @@ class Store:
         if rel == ".." or rel.startswith("../"):
             raise ValueError(f"{path!r} is not inside the store {self.url}")
         dest = os.path.join(self.local_root, rel)
-        if self.fs.isdir(path):
-            for remote, info in sorted(self.fs.find(path, detail=True).items()):
+        info = self.fs.info(path)  # one request tells a file (and its version) from a folder
+        if info.get("type") == "directory":
+            for remote, entry in sorted(self.fs.find(path, detail=True).items()):
                 if not posixpath.basename(remote).startswith(TMP_PREFIX):
-                    self._fetch(remote, os.path.join(dest, posixpath.relpath(remote, path)), info)
+                    self._fetch(remote, os.path.join(dest, posixpath.relpath(remote, path)), entry)
             os.makedirs(dest, exist_ok=True)
         else:
-            self._fetch(path, dest, self.fs.info(path))
+            self._fetch(path, dest, info)
         return dest
 
     def _fetch(self, remote: str, dest: str, info: dict) -> None:
@@ -92,8 +93,10 @@ class Store:
         version = hashlib.sha256(json.dumps(info, sort_keys=True, default=str).encode()).hexdigest()
         keys = self.local_root + ".keys"
         key_file = os.path.join(keys, hashlib.sha256(remote.encode()).hexdigest()[:32])
-        if os.path.exists(dest) and os.path.exists(key_file) and open(key_file).read() == version:
-            return
+        if os.path.exists(dest) and os.path.exists(key_file):
+            with open(key_file) as f:
+                if f.read() == version:
+                    return
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.makedirs(keys, exist_ok=True)
         tmp = os.path.join(os.path.dirname(dest), f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{os.path.basename(dest)}")
