@@ -72,3 +72,44 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# tiny random annotator models and media, shared by tests/annotators and tests/tasks ----------------
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    from tests.annotators import tiny_models
+
+    return tiny_models.tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory):
+    from tests.annotators import tiny_models
+
+    return tiny_models.tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
+
+
+@pytest.fixture(scope="session")
+def tiny_video_llava_dir(tmp_path_factory):
+    from tests.annotators import tiny_models
+
+    return tiny_models.tiny_video_llava(tmp_path_factory.mktemp("tiny-video-llava"))
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory):
+    """Two pictures and two short videos (ffmpeg's test sources)."""
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("media")
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray((rng.random((48, 64, 3)) * 255).astype("uint8")).save(root / f"as-img{i}-0.jpg")
+        src = "testsrc" if i == 0 else "mandelbrot"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"{src}=size=64x48:rate=8",
+                        "-t", "2", "-pix_fmt", "yuv420p", str(root / f"as-vid{i}-0.mp4")], check=True)
+    return root

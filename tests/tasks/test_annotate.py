@@ -9,7 +9,6 @@ from annotators import base
 from mumu.config import load_config
 from tasks.annotate import caption_visual_shard
 from tasks.store import Store
-from tests.annotators.conftest import media_dir, tiny_llava_dir  # noqa: F401  (fixtures)
 
 
 def drop_annotators() -> None:
@@ -24,7 +23,7 @@ def clips_part(store: Store, name: str, ids: list[str]) -> str:
     return part
 
 
-def test_a_rerun_after_a_cut_short_shard_sends_only_what_was_never_answered(tmp_path, tiny_llava_dir, media_dir):  # noqa: F811
+def test_a_rerun_after_a_cut_short_shard_sends_only_what_was_never_answered(tmp_path, tiny_llava_dir, media_dir):
     cfg = load_config("sample", {
         "annotators.image_caption": {"backend": "transformers", "model": str(tiny_llava_dir), "batch_size": 2,
                                      "options": {"min_chars": 1}},
