@@ -113,3 +113,32 @@ def media_dir(tmp_path_factory):
         subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"{src}=size=64x48:rate=8",
                         "-t", "2", "-pix_fmt", "yuv420p", str(root / f"as-vid{i}-0.mp4")], check=True)
     return root
+
+
+# the four sample datasets, for the model, metrics and plot tests ---------------------------------
+
+DATASETS = ("MUCaps", "MUImage", "MUVideo", "MUEdit")
+BUILD_OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 4, "corpus.loops": 2, "corpus.slakh_tracks": 1,
+                   "splits.eval_fraction": 0.25}
+
+
+def _has_datasets(root: Path) -> bool:
+    return all(any((root / "datasets" / d / "data").glob("train-*.parquet")) for d in DATASETS)
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory, request) -> str:
+    """The four sample datasets: data/sample when ``make demo`` has written it (read only), else
+    (or with MUMU_TEST_BUILD_DATASETS=1) a small build-all run once per session under a temporary root."""
+    root = REPO / "data" / "sample"
+    if _has_datasets(root) and not os.environ.get("MUMU_TEST_BUILD_DATASETS"):
+        return str(root)
+    template = request.getfixturevalue("corpus_template")
+    request.getfixturevalue("prefect_harness")
+    from flows.build_all import build_all
+
+    root = tmp_path_factory.mktemp("model-data") / "data"
+    shutil.copytree(template, root)
+    build_all(data_root=str(root), overrides=BUILD_OVERRIDES)
+    assert _has_datasets(root)
+    return str(root)

@@ -158,10 +158,9 @@ def test_generic_names_cover_the_captioners_list():
     assert instruments_of(["Music", "Guitar", "Electric guitar"], names, "audioset") == ["Electric guitar"]
 
 
-def test_on_the_built_sample_dataset(tmp_path):
-    src = REPO / "data" / "sample" / "datasets" / "MUCaps"
-    if not (src / "stats.json").exists():
-        pytest.skip("no sample build here (make demo writes data/sample)")
+@pytest.mark.slow
+def test_on_the_built_sample_dataset(tmp_path, sample_root):
+    src = Path(sample_root) / "datasets" / "MUCaps"
     folder = tmp_path / "MUCaps"
     shutil.copytree(src, folder, ignore=shutil.ignore_patterns("figures"))
     stats = json.loads((folder / "stats.json").read_text())
