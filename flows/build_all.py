@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.checks import checked_config
 from flows.muedit import build_muedit
 from flows.mucaps import build_mucaps
 from flows.muvisual import build_muimage, build_muvideo
@@ -16,6 +17,7 @@ def build_all(profile: str = "sample", data_root: str | None = None, overrides: 
     """Build MUCaps, MUImage, MUVideo and MUEdit. The AudioSet clips and captions are made once:
     MUCaps' run makes clips and music captions, MUImage and MUVideo find them done (markers) and
     add only their image or video captions."""
+    checked_config(profile, overrides, data_root)  # every source at once, before any dataset starts
     kw = dict(profile=profile, data_root=data_root, overrides=overrides)
     return {name: fn(**kw) for name, fn in (("MUCaps", build_mucaps), ("MUImage", build_muimage),
                                              ("MUVideo", build_muvideo), ("MUEdit", build_muedit))}

@@ -7,19 +7,20 @@ from typing import Any
 from prefect import flow
 
 from flows.audioset import audioset_stages
+from flows.checks import checked_config
 from flows.report import publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, mucaps_records
-from mumu.config import load_config
 from tasks import finalize, mucaps
 from tasks.cards import provenance_block
+from tasks.preflight import AUDIOSET
 from tasks.store import Store
 
 
 @flow(name="build-mucaps", log_prints=True)
 def build_mucaps(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Build MUCaps from an AudioSet mirror (the sample corpus unless the profile names one)."""
-    cfg = load_config(profile, overrides, data_root)
+    cfg = checked_config(profile, overrides, data_root, (AUDIOSET,))
     if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
         return run_with_runner(build_mucaps, cfg, profile=profile, data_root=data_root, overrides=overrides)
     st = audioset_stages(cfg, ("music_caption",), limit=cfg.targets.MUCaps)

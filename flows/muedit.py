@@ -6,15 +6,16 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.checks import checked_config
 from flows.report import publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.sample_corpus import make_sample_corpus
 from flows.stages import finalize_dataset, ingest_loops, ingest_slakh, muedit_records
-from mumu.config import load_config
 from schemas.datasets import MUEDIT
 from tasks import finalize, ingest
 from tasks.cards import provenance_block
 from tasks.edit_text import template_version
+from tasks.preflight import LOOPERMAN, SLAKH
 from tasks.splits import decontamination_ids
 from tasks.stage import chunk
 from tasks.store import Store
@@ -24,7 +25,7 @@ from tasks.store import Store
 def build_muedit(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Build MUEdit from Looperman loops and Slakh2100 tracks (the sample corpus's unless configured)."""
     log = get_run_logger()
-    cfg = load_config(profile, overrides, data_root)
+    cfg = checked_config(profile, overrides, data_root, (LOOPERMAN, SLAKH))
     if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
         return run_with_runner(build_muedit, cfg, profile=profile, data_root=data_root, overrides=overrides)
     store = Store(cfg.data_root)

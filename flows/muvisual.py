@@ -7,12 +7,14 @@ from typing import Any
 from prefect import flow
 
 from flows.audioset import audioset_stages
+from flows.checks import checked_config
 from flows.report import publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, visual_records
-from mumu.config import Config, load_config
+from mumu.config import Config
 from tasks import finalize
 from tasks.cards import provenance_block
+from tasks.preflight import AUDIOSET
 from tasks.muvisual import KINDS, spec_of
 from tasks.annotate import annotator_fingerprint
 from tasks.store import Store
@@ -38,7 +40,7 @@ def build_visual(cfg: Config, dataset: str) -> dict:
 @flow(name="build-muimage", log_prints=True)
 def build_muimage(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Build MUImage: a representative frame of the clip's video in, the clip's music out."""
-    cfg = load_config(profile, overrides, data_root)
+    cfg = checked_config(profile, overrides, data_root, (AUDIOSET,))
     if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
         return run_with_runner(build_muimage, cfg, profile=profile, data_root=data_root, overrides=overrides)
     return build_visual(cfg, "MUImage")
@@ -47,7 +49,7 @@ def build_muimage(profile: str = "sample", data_root: str | None = None, overrid
 @flow(name="build-muvideo", log_prints=True)
 def build_muvideo(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Build MUVideo: the clip's video in, the clip's music out."""
-    cfg = load_config(profile, overrides, data_root)
+    cfg = checked_config(profile, overrides, data_root, (AUDIOSET,))
     if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
         return run_with_runner(build_muvideo, cfg, profile=profile, data_root=data_root, overrides=overrides)
     return build_visual(cfg, "MUVideo")

@@ -10,29 +10,16 @@ Artifacts: the plan as a table, a summary, and a link to the repo.
 
 from __future__ import annotations
 
-from huggingface_hub.errors import HfHubHTTPError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from flows.report import artifact_key as _key
+from flows.retries import IO_RETRIES
 from tasks import publish as pub
 
 
-def _transient(task, task_run, state) -> bool:
-    """Retry the read-only plan on network trouble and server errors, not on mistakes of ours."""
-    try:
-        state.result()
-    except (FileNotFoundError, NotImplementedError, PermissionError, ValueError):
-        return False
-    except HfHubHTTPError as e:
-        return e.response is None or e.response.status_code >= 500 or e.response.status_code == 429
-    except Exception:
-        return True
-    return False
-
-
-@task(name="hub-plan", retries=2, retry_delay_seconds=5, retry_condition_fn=_transient)
+@task(name="hub-plan", **IO_RETRIES)
 def hub_plan(dataset_dir: str, repo_id: str, revision: str | None, token_secret_block: str | None) -> pub.PublishPlan:
     return pub.plan_publish(dataset_dir, repo_id, revision=revision, token=pub.resolve_token(token_secret_block))
 

@@ -6,9 +6,10 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.checks import checked_config
 from flows.report import stage_table, track
 from flows.stages import render_corpus, render_edit_sources
-from mumu.config import Config, load_config
+from mumu.config import Config
 from tasks.sample_corpus import plan_corpus, write_corpus_index
 from tasks.stage import chunk
 from tasks.store import Store
@@ -31,7 +32,7 @@ def make_sample_corpus(cfg: Config) -> dict:
 @flow(name="sample-corpus", log_prints=True)
 def sample_corpus(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Render the offline sample corpus (music from MIDI, photos, videos, an AudioSet-format segment list)."""
-    cfg = load_config(profile, overrides, data_root)
+    cfg = checked_config(profile, overrides, data_root, ())
     out = make_sample_corpus(cfg)
     get_run_logger().info("sample corpus: %s clips in %s", out["clips"], out["dir"])
     return out

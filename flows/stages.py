@@ -2,8 +2,8 @@
 
 The wrappers only open the store and call the plain function. Caching is off on purpose: the
 completion markers in the store are the source of truth for what is done, so a rerun skips
-finished shards even on a fresh Prefect database. Retries cover transient I/O (a shared bucket,
-a busy disk); bad items never raise, they become failure rows.
+finished shards even on a fresh Prefect database. Retries cover transient errors only
+(``flows/retries.py``); bad items never raise, they become failure rows.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from flows.retries import IO_RETRIES
 from mumu.config import Config
 from schemas.datasets import spec_for
 from tasks import annotate, finalize, ingest, mucaps, muedit, muvisual, sample_corpus
@@ -18,19 +19,6 @@ from tasks.stage import ShardResult
 from tasks.store import Store
 
 
-
-def _transient(task, task_run, state) -> bool:
-    """Retry I/O trouble (a shared bucket, a busy disk); a bug fails at once, it would fail again."""
-    try:
-        state.result()
-    except (OSError, TimeoutError):
-        return True
-    except Exception:
-        return False
-    return False
-
-
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_transient)
 
 
 @task(name="render-corpus", task_run_name="render-corpus-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -101,7 +101,7 @@ def train_mumu(profile: str = "sample", preset: str | None = None, data_root: st
     from mumu.config import load_config
 
     cfg = resolve_config(profile, preset, overrides)
-    data_root = data_root or load_config(profile).data_root
+    data_root = load_config(profile, data_root=data_root).data_root  # relative roots resolve as a build's do
     out_dir = out_dir or str(Path(data_root) / "checkpoints" / cfg.name)
     stages = list(stages or (1, 2, 3))
     run_name = f"train-mumu-{cfg.name}"

@@ -83,6 +83,20 @@ class _Bars:
             self.progress.advance(self.tasks[stage], n)
 
 
+def _checked(profile: str, overrides: dict, data_root: Optional[str], sources: tuple[str, ...] | None = None):
+    """The configuration, preflighted before any Prefect machinery starts: a mistake is one red line and exit 2."""
+    from mumu.config import ConfigError, load_config
+    from tasks.preflight import ALL_SOURCES, PreflightError, preflight
+
+    try:
+        cfg = load_config(profile, overrides, data_root)
+        preflight(cfg, ALL_SOURCES if sources is None else sources)
+    except (ConfigError, PreflightError) as e:
+        console.print(f"[bold red]error[/bold red]: {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    return cfg
+
+
 def _run(fn, **kwargs):
     from mumu import progress
 
@@ -126,10 +140,12 @@ def _print_splits(stats: dict) -> None:
 def sample_corpus_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
                       set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
     """Render the offline sample corpus: MIDI-rendered music, photos, videos and an AudioSet-format list."""
+    ov = _overrides(set_)
+    _checked(profile, ov, data_root, ())
     _prefect_env(verbose)
     from flows.sample_corpus import sample_corpus
 
-    out = _run(sample_corpus, profile=profile, data_root=data_root, overrides=_overrides(set_))
+    out = _run(sample_corpus, profile=profile, data_root=data_root, overrides=ov)
     console.print(f"[bold]sample corpus[/bold]: {out['clips']} clips in {out['dir']} "
                   f"({out['skipped (already done)']} of {out['shards']} shards were already done)")
 
@@ -138,7 +154,7 @@ def sample_corpus_cmd(profile: str = ProfileOpt, data_root: Optional[str] = Root
 def build_mucaps_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
                      set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
     """Build MUCaps: music captioning and text-to-music conversations."""
-    _build("build_mucaps", "flows.mucaps", profile, data_root, set_, verbose)
+    _build("build_mucaps", "flows.mucaps", profile, data_root, set_, verbose, ("audioset",))
 
 
 @select_app.command("audioset")
@@ -196,24 +212,26 @@ def download_audioset_cmd(
 def build_muimage_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
                       set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
     """Build MUImage: a frame of the clip's video in, the clip's music out."""
-    _build("build_muimage", "flows.muvisual", profile, data_root, set_, verbose)
+    _build("build_muimage", "flows.muvisual", profile, data_root, set_, verbose, ("audioset",))
 
 
 @build_app.command("muvideo")
 def build_muvideo_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
                       set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
     """Build MUVideo: the clip's video in, the clip's music out."""
-    _build("build_muvideo", "flows.muvisual", profile, data_root, set_, verbose)
+    _build("build_muvideo", "flows.muvisual", profile, data_root, set_, verbose, ("audioset",))
 
 
 @build_app.command("all")
 def build_all_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
                   set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
     """Build all four datasets; sources and captions are shared, so nothing is made twice."""
+    ov = _overrides(set_)
+    _checked(profile, ov, data_root)
     _prefect_env(verbose)
     from flows.build_all import build_all
 
-    outs = _run(build_all, profile=profile, data_root=data_root, overrides=_overrides(set_))
+    outs = _run(build_all, profile=profile, data_root=data_root, overrides=ov)
     for out in outs.values():
         _print_splits(out["stats"])
     for name, out in outs.items():
@@ -221,17 +239,17 @@ def build_all_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
         console.print(f"[bold green]{name}[/bold green] is in {out['dir']} (left out: {reasons})")
 
 
-def _build(fn_name: str, module: str, profile: str, data_root: Optional[str], set_: Optional[list[str]], verbose: bool) -> None:
+def _build(fn_name: str, module: str, profile: str, data_root: Optional[str], set_: Optional[list[str]], verbose: bool,
+           sources: tuple[str, ...]) -> None:
     import importlib
 
+    ov = _overrides(set_)
+    cfg = _checked(profile, ov, data_root, sources)
     _prefect_env(verbose)
     from flows.runners import run_with_runner
-    from mumu.config import load_config
 
     fn = getattr(importlib.import_module(module), fn_name)
-    ov = _overrides(set_)
-    out = _run(run_with_runner, flow=fn, cfg=load_config(profile, ov, data_root), profile=profile, data_root=data_root,
-               overrides=ov)
+    out = _run(run_with_runner, flow=fn, cfg=cfg, profile=profile, data_root=data_root, overrides=ov)
     _print_stages(out["stages"])
     _print_splits(out["stats"])
     console.print(f"[bold green]{out['dataset']}[/bold green] is in {out['dir']}")
@@ -241,7 +259,7 @@ def _build(fn_name: str, module: str, profile: str, data_root: Optional[str], se
 def build_muedit_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
                      set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
     """Build MUEdit: speed and pitch pairs from loops, add/delete/replace pairs from Slakh stems."""
-    _build("build_muedit", "flows.muedit", profile, data_root, set_, verbose)
+    _build("build_muedit", "flows.muedit", profile, data_root, set_, verbose, ("looperman", "slakh"))
 
 
 @app.command("validate")
@@ -271,7 +289,7 @@ def config_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt, se
     try:
         cfg = load_config(profile, _overrides(set_), data_root)
     except ValueError as e:
-        console.print(f"[red]{e}[/red]")
+        console.print(f"[bold red]error[/bold red]: {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PROFILE_DIR = resources.files("mumu") / "profiles"
 
@@ -307,4 +308,67 @@ def load_config(profile: str = "sample", overrides: dict[str, Any] | None = None
             data[key] = value
     if data_root is not None:
         data["data_root"] = data_root
-    return Config.model_validate(data)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_one_line(e, profile)) from None
+    return absolute_paths(cfg)
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, in one line that names the setting."""
+
+
+def _one_line(err: ValidationError, profile: str) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        got = "" if e["type"] == "missing" else f" (got {e.get('input')!r})"
+        parts.append(f"{key}: {e['msg']}{got}")
+    return f"configuration (profile {profile!r}): " + "; ".join(parts)
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path or "::" in path
+
+
+def path_base() -> Path:
+    """What relative paths of a configuration are relative to.
+
+    From a terminal: the current directory. In a flow run started by a Prefect worker the current
+    directory is a temporary folder that the worker deletes when the run ends, so there they are
+    relative to ``$MUMU_DATA_HOME`` (``mumu server up`` sets it to the checkout), else ``~/mumu``:
+    the same place for every run, so a training run finds what a build run wrote.
+    """
+    if os.environ.get("MUMU_DATA_HOME"):
+        return Path(os.environ["MUMU_DATA_HOME"]).expanduser()
+    if os.environ.get("PREFECT__FLOW_RUN_ID"):  # set by Prefect's workers for the flow-run process
+        return Path.home() / "mumu"
+    return Path.cwd()
+
+
+def absolute_path(path: str | None, base: Path | None = None) -> str | None:
+    """A local path made absolute against ``path_base()``; URLs and None are returned as they are."""
+    if path is None or _is_url(path):
+        return path
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base or path_base()) / p)
+
+
+def absolute_paths(cfg: Config) -> Config:
+    """``cfg`` with ``data_root`` and every source path absolute (see ``path_base``), so logs name
+    real places and every worker process, whatever its own directory, reads and writes the same ones."""
+    base = path_base()
+    one = lambda p: absolute_path(p, base)  # noqa: E731
+    many = lambda ps: None if ps is None else [one(p) for p in ps]  # noqa: E731
+    return cfg.model_copy(update={
+        "data_root": one(cfg.data_root),
+        "mirror": cfg.mirror.model_copy(update={"segments_csv": many(cfg.mirror.segments_csv),
+                                                "media_dir": one(cfg.mirror.media_dir),
+                                                "parquet": many(cfg.mirror.parquet)}),
+        "looperman": cfg.looperman.model_copy(update={"manifest": one(cfg.looperman.manifest),
+                                                      "folder": one(cfg.looperman.folder)}),
+        "slakh": cfg.slakh.model_copy(update={"root": one(cfg.slakh.root)}),
+        "splits": cfg.splits.model_copy(update={"decontaminate_files": many(cfg.splits.decontaminate_files)}),
+        "download": cfg.download.model_copy(update={"cookies_file": one(cfg.download.cookies_file)}),
+    })

@@ -88,7 +88,8 @@ def child_env(home: Path, api_url: str, repo: Path, extra: dict[str, str] | None
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_CLI_PROMPT": "false",
-        "MUMU_REPO_DIR": str(repo),  # prefect.yaml's pull step: where flow runs find the code
+        # relative data roots of flow runs resolve against the checkout, as they do for `mumu` in it
+        "MUMU_DATA_HOME": os.environ.get("MUMU_DATA_HOME", str(repo)),
         "PYTHONUNBUFFERED": "1",
     })
     env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "5")
@@ -227,13 +228,52 @@ def _log_tail(path: str, n: int = 40) -> str:
 # --------------------------------------------------------------------------- the server and its objects
 
 
+PORT_TRIES = 3
+
+
+def urls(host: str, port: int) -> dict[str, str]:
+    return {"ui_url": f"http://{host}:{port}", "api_url": f"http://{host}:{port}/api"}
+
+
+def start_server(host: str, port: int, make_env, log_dir: Path, cwd: Path, timeout: float = 180.0, echo=print,
+                 on_spawn=None) -> tuple[dict, int]:
+    """``prefect server start --host HOST --port PORT`` until it answers /health -> (process info, port).
+
+    ``make_env(api_url)`` gives the server's environment. Port 0 picks a free port, and another one
+    when something took it between the choice and the server's bind (the server then exits with
+    "address already in use"), up to ``PORT_TRIES`` times."""
+    for attempt in range(1 if port else PORT_TRIES):
+        chosen = port or free_port(host)
+        api_url = urls(host, chosen)["api_url"]
+        env = {**make_env(api_url), "PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(chosen),
+               "PREFECT_UI_API_URL": api_url}
+        info = spawn("server", prefect_cmd("server", "start", "--host", host, "--port", str(chosen), "--analytics-off"),
+                     env, log_dir, cwd)
+        if on_spawn:
+            on_spawn(info, chosen)
+        echo(f"prefect server starting (pid {info['pid']}, log {info['log']})")
+        try:
+            wait_healthy(api_url, timeout, info)
+            return info, chosen
+        except ServerExited:
+            taken = "address already in use" in _log_tail(info["log"]).lower()
+            if port or not taken or attempt == PORT_TRIES - 1:
+                raise
+            echo(f"port {chosen} was taken before the server bound it: trying another")
+    raise AssertionError("unreachable")
+
+
+class ServerExited(RuntimeError):
+    """The server process ended before it answered /health."""
+
+
 def wait_healthy(api_url: str, timeout: float = 120.0, proc: dict | None = None) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and not is_running(proc):
-            raise RuntimeError(f"the Prefect server exited; its log ({proc['log']}) ends with:\n{_log_tail(proc['log'])}")
+            raise ServerExited(f"the Prefect server exited; its log ({proc['log']}) ends with:\n{_log_tail(proc['log'])}")
         try:
             if httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200:
                 return
@@ -358,25 +398,23 @@ def up(host: str = "127.0.0.1", port: int = 4200, home: Path | None = None, repo
     if existing and is_running(existing.get("server", {})):
         raise RuntimeError(f"a server from {state_path(home)} already runs at {existing['ui_url']} "
                            "(`mumu server down` stops it)")
-    port = port or free_port(host)
-    if port_in_use(host, port):
+    if port and port_in_use(host, port):
         raise RuntimeError(f"port {port} on {host} is in use: pick another with --port (0: any free port)")
     gpus = visible_gpus() if gpu_workers is None else gpu_workers
-    ui_url = f"http://{host}:{port}"
-    api_url = f"{ui_url}/api"
     extra = {"PREFECT_WORKER_QUERY_SECONDS": str(poll_seconds)} if poll_seconds else {}
-    env = child_env(home, api_url, repo, extra)
-    state: dict[str, Any] = {"host": host, "port": port, "ui_url": ui_url, "api_url": api_url, "home": str(home),
-                             "repo": str(repo), "gpus": gpus, "server": {}, "workers": [],
-                             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    state: dict[str, Any] = {"host": host, "home": str(home), "repo": str(repo), "gpus": gpus, "server": {},
+                             "workers": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
-        server_env = {**env, "PREFECT_SERVER_API_HOST": host, "PREFECT_SERVER_API_PORT": str(port),
-                      "PREFECT_UI_API_URL": api_url}
-        state["server"] = spawn("server", prefect_cmd("server", "start", "--host", host, "--port", str(port),
-                                                      "--analytics-off"), server_env, log_dir, repo)
-        _write_state(home, state)
-        echo(f"prefect server starting (pid {state['server']['pid']}, log {state['server']['log']})")
-        wait_healthy(api_url, timeout, state["server"])
+        def server_env(api_url: str) -> dict[str, str]:
+            return child_env(home, api_url, repo, extra)
+
+        def record(info: dict, chosen: int) -> None:  # before it is healthy: a failed start is stopped by PID
+            state.update(server=info, port=chosen, **urls(host, chosen))
+            _write_state(home, state)
+
+        start_server(host, port, server_env, log_dir, repo, timeout, echo, on_spawn=record)
+        api_url = state["api_url"]
+        env = server_env(api_url)
         ensure_pools(api_url, gpus)
         ensure_limits(api_url, downloads_per_minute, gpus)
         echo(f"work pools {CPU_POOL}, {GPU_POOL}; concurrency limits {DOWNLOADS_LIMIT} "

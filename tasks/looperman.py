@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import urllib.robotparser
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
@@ -234,7 +235,8 @@ class Downloader:
         if proxy:
             self.session.proxies.update({"http": proxy, "https": proxy})
         self.sleep, self.clock = sleep, clock
-        self._last: dict[str, float] = {}
+        self._last: dict[str, float] = {}  # per host: when its last request had left the client
+        self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.requests_made = 0
 
@@ -261,26 +263,38 @@ class Downloader:
             raise MediaError("disallowed_url", f"{url}: host {host!r} is not on the allow-list {sorted(self.allowed_hosts)}")
         return host
 
-    def _wait_turn(self, host: str) -> None:
-        """Reserve the next free slot for ``host`` (``delay`` after the previous one) and wait
-        for it; other hosts and other threads are not held up while this one waits."""
+    @contextmanager
+    def _turn(self, host: str):
+        """Send one request to ``host`` inside this block, at least ``delay`` after the previous
+        request to that host left the client.
+
+        Requests to one host go one at a time: the block waits for the host's previous request to
+        have been sent (its response headers read), then for ``delay`` after that moment, measured on
+        ``self.clock``; the moment is taken after the request has left, so whatever runs between the
+        wait and the send cannot bring two sends closer than ``delay``. Other hosts are not held up.
+        """
         with self._lock:
-            now = self.clock()
+            lock = self._host_locks.setdefault(host, threading.Lock())
+        with lock:
             last = self._last.get(host)
-            start = now if last is None else max(now, last + self.delay)
-            self._last[host] = start
+            if last is not None:
+                # a loop, not one sleep: the guarantee holds on ``self.clock`` whatever the sleep's clock
+                while (wait := last + self.delay - self.clock()) > 0:
+                    self.sleep(wait)
             self.requests_made += 1
-        if start > now:
-            self.sleep(start - now)
+            try:
+                yield
+            finally:
+                self._last[host] = self.clock()
 
     def _open(self, url: str) -> tuple[requests.Response, str]:
         """One try: follow redirects by hand (each hop allow-listed and delayed); returns a
         streaming 2xx response and the final URL."""
         for _ in range(MAX_REDIRECTS + 1):
             host = self.check_url(url)
-            self._wait_turn(host)
             try:
-                resp = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=False)
+                with self._turn(host):
+                    resp = self.session.get(url, stream=True, timeout=self.timeout, allow_redirects=False)
             except requests.Timeout as e:
                 raise _Retryable(f"{url}: timed out ({e})") from e
             except requests.ConnectionError as e:

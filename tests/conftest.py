@@ -128,11 +128,8 @@ def _has_datasets(root: Path) -> bool:
 
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory, request) -> str:
-    """The four sample datasets: data/sample when ``make demo`` has written it (read only), else
-    (or with MUMU_TEST_BUILD_DATASETS=1) a small build-all run once per session under a temporary root."""
-    root = REPO / "data" / "sample"
-    if _has_datasets(root) and not os.environ.get("MUMU_TEST_BUILD_DATASETS"):
-        return str(root)
+    """The four sample datasets, built once per session by build-all under a temporary root (never
+    data/sample: a test reads only what the session itself wrote)."""
     template = request.getfixturevalue("corpus_template")
     request.getfixturevalue("prefect_harness")
     from flows.build_all import build_all

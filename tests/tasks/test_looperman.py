@@ -306,7 +306,7 @@ def test_gzip_pages_are_read_once(server):
     assert text == server.pages["/gz/page"] and len(server.hits("/gz/page")) == 1
 
 
-def test_delay_is_per_host():
+def test_delay_is_per_host_and_counts_from_the_send():
     now = [0.0]
     slept = []
 
@@ -315,11 +315,38 @@ def test_delay_is_per_host():
         now[0] += s
 
     d = Downloader(["a.example", "b.example"], delay_seconds=2.0, sleep=sleep, clock=lambda: now[0])
-    d._wait_turn("a.example")
-    d._wait_turn("b.example")  # another host: no wait
+    with d._turn("a.example"):
+        now[0] += 0.25  # preparing and sending the request takes a while: the delay counts from its end
+    with d._turn("b.example"):  # another host: no wait
+        pass
     now[0] += 0.5
-    d._wait_turn("a.example")  # 0.5 s after the first request to a: wait 1.5 s
+    with d._turn("a.example"):  # 0.5 s after the first request to a had left: wait 1.5 s
+        pass
     assert slept == [1.5]
+    assert d.requests_made == 3
+
+
+def test_one_host_sends_one_request_at_a_time():
+    """Two threads sending to one host: the second send starts at least ``delay`` after the first has left."""
+    import threading
+
+    d = Downloader(["a.example"], delay_seconds=0.05)
+    spans = []
+
+    def send():
+        with d._turn("a.example"):
+            start = time.monotonic()
+            time.sleep(0.02)  # the request on its way
+            spans.append((start, time.monotonic()))
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spans.sort()
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start - end >= 0.05
 
 
 # crawler ---------------------------------------------------------------------------------------------
