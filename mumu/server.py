@@ -333,15 +333,22 @@ def ensure_limits(api_url: str, downloads_per_minute: float, gpus: int) -> None:
                 client.update_global_concurrency_limit(spec["name"], GlobalConcurrencyLimitUpdate(active=True, **spec))
 
 
+DEPLOYMENT_FILES = ("prefect.yaml", "prefect-gpu.yaml")  # CPU deployments; those on the mumu-gpu pool
+
+
 def deploy_all(env: dict[str, str], repo: Path, log_dir: Path) -> str:
-    """``prefect --no-prompt deploy --all`` from the repository's prefect.yaml; returns its output."""
+    """``prefect --no-prompt deploy --all`` from prefect.yaml and prefect-gpu.yaml; returns the output."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(prefect_cmd("--no-prompt", "deploy", "--all"), cwd=str(repo), env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
-    (log_dir / "deploy.log").write_text(proc.stdout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"prefect deploy --all failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
-    return proc.stdout
+    outputs = []
+    for name in DEPLOYMENT_FILES:
+        proc = subprocess.run(prefect_cmd("--no-prompt", "deploy", "--all", "--prefect-file", name), cwd=str(repo),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+        outputs.append(proc.stdout)
+        (log_dir / "deploy.log").write_text("\n".join(outputs))
+        if proc.returncode != 0:
+            raise RuntimeError(f"prefect deploy --all --prefect-file {name} failed ({proc.returncode}):\n"
+                               f"{proc.stdout[-4000:]}")
+    return "\n".join(outputs)
 
 
 def visible_gpus() -> int:

@@ -23,10 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def expected_deployments() -> set[str]:
-    """``<flow name>/<deployment name>`` for every entry of prefect.yaml (each entrypoint must load)."""
-    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    """``<flow name>/<deployment name>`` for every entry of prefect.yaml and prefect-gpu.yaml (each
+    entrypoint must load)."""
     out = set()
-    for d in spec["deployments"]:
+    deployments = [d for name in srv.DEPLOYMENT_FILES for d in yaml.safe_load((REPO / name).read_text())["deployments"]]
+    for d in deployments:
         module, attr = d["entrypoint"].rsplit(".", 1)  # module paths: imported from the installed project
         flow = getattr(importlib.import_module(module), attr)
         out.add(f"{flow.name}/{d['name']}")

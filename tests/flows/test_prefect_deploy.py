@@ -74,8 +74,11 @@ def run_watch(deployed: dict, name: str, params: dict, timeout: float = 420) -> 
     out = prefect("deployment", "run", name, "--params", json.dumps(params), "--watch", "--watch-timeout",
                   str(int(timeout)), env=deployed["env"], timeout=timeout + 60)
     log = deployed["worker_log"].read_text(errors="replace")[-4000:]
-    assert out.returncode == 0 and "COMPLETED" in out.stdout, f"{out.stdout[-3000:]}\n--- worker log\n{log}"
-    return UUID(re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1))
+    assert out.returncode == 0 and "finished successfully" in out.stdout, f"{out.stdout[-3000:]}\n--- worker log\n{log}"
+    run_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1))
+    with srv.api_client(deployed["api"]) as client:
+        assert client.read_flow_run(run_id).state.type.value == "COMPLETED"
+    return run_id
 
 
 def test_build_then_train_through_a_plain_worker(deployed, tmp_path):

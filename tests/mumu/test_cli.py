@@ -49,3 +49,29 @@ def test_validate_exit_codes(tmp_path):
     assert bad.exit_code == 1 and "checksum differs" in bad.output
     shutil.rmtree(ds / "data")
     assert runner.invoke(app, ["validate", str(ds)]).exit_code == 1
+
+
+def test_build_with_an_unwritable_data_root_is_one_line_and_no_run():
+    """Checked before Prefect starts: one line naming the path, exit 2, nothing retried."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "mumu.cli", "build", "mucaps", "--data-root", "/proc/x"],
+                         capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert lines == [lines[0]] and "/proc/x" in lines[0] and "cannot be written" in lines[0]
+    assert "Traceback" not in out.stderr and "retr" not in (out.stdout + out.stderr).lower()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--set", "corpus.clipz=3"], ["corpus.clipz"]),
+    (["--set", "mirror.segments_csv=[/nonexistent/list.csv]", "--set", "mirror.media_dir=/tmp"],
+     ["mirror.segments_csv", "/nonexistent/list.csv", "does not exist"]),
+    (["--set", "slakh.root=/nonexistent/slakh"], ["slakh.root", "/nonexistent/slakh"]),
+])
+def test_build_mistakes_are_one_line_naming_the_setting(args, words, tmp_path):
+    res = runner.invoke(app, ["build", "all", "--data-root", str(tmp_path), *args])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), res.output
