@@ -132,6 +132,7 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("vllm", "*"): "annotators.vllm_backend:VLLMAnnotator",
     ("openai", "*"): "annotators.openai_backend:OpenAIAnnotator",
     ("transformers", "*"): "annotators.transformers_backend:TransformersAnnotator",
+    ("mullama", "music_caption"): "annotators.mullama.backend:MULlamaAnnotator",
 }
 
 

@@ -15,6 +15,13 @@ PROMPTS = resources.files("annotators") / "prompts"
 POOLS = resources.files("annotators") / "pools"
 
 
+def is_comment(line: str) -> bool:
+    """A comment line of a prompt or pool file: ``#`` alone or ``# `` and text. A line such as
+    ``### Response:`` is text (MU-LLaMA's Alpaca-style prompt has them)."""
+    s = line.strip()
+    return s == "#" or s.startswith("# ")
+
+
 @dataclass(frozen=True)
 class Template:
     name: str
@@ -23,7 +30,7 @@ class Template:
 
     def lines(self) -> list[str]:
         """Non-empty lines that are not '#' comments: one variant or pool entry per line."""
-        return [ln.strip() for ln in self.text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        return [ln.strip() for ln in self.text.splitlines() if ln.strip() and not is_comment(ln)]
 
 
 def _load(folder, name: str) -> Template:

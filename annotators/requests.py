@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from annotators.base import Annotator, Request, Result
 from annotators.cache import RequestCache, canonical, request_key
-from annotators.prompts import Template, prompt
+from annotators.prompts import Template, is_comment, prompt
 
 # which prompt file a request kind uses (instruction pools pick theirs per pool)
 PROMPT_OF_KIND = {
@@ -69,7 +69,7 @@ def split_sections(template: Template) -> dict[str, str]:
     current = "user"
     for line in template.text.splitlines():
         stripped = line.strip()
-        if stripped.startswith("#"):
+        if is_comment(stripped):
             continue
         if stripped in ("[system]", "[user]"):
             current = stripped[1:-1]

@@ -71,11 +71,10 @@ class TransformersAnnotator(ChatAnnotator):
 
     def __init__(self, role, spec, generation):
         if role == "music_caption" and not (spec.options or {}).get("model_class"):
-            # MU-LLaMA is not a transformers architecture; it comes with model/ (the trainer issue)
-            raise NotImplementedError(
-                f"music captioning with {spec.model!r} through transformers is not available in this build yet "
-                "(MU-LLaMA comes with model/); use backend 'features' for music_caption, or name an audio-text "
-                "transformers class in options.model_class (e.g. Qwen2AudioForConditionalGeneration)")
+            # MU-LLaMA is not a transformers architecture: it has a backend of its own
+            raise ValueError(
+                f"music captions with {spec.model!r} through transformers need an audio-text class in "
+                "options.model_class (e.g. Qwen2AudioForConditionalGeneration); for MU-LLaMA use backend 'mullama'")
         super().__init__(role, spec, generation)
 
     # loading ----------------------------------------------------------------------------------

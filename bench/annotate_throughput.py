@@ -39,7 +39,7 @@ TOPICS = ["a beach at sunset", "a rainy city street", "a crowded concert", "a qu
           "a car chase at night", "a calm lake", "a busy market"]
 
 
-def prompts(n: int) -> list[str]:
+def make_prompts(n: int) -> list[str]:
     return [f"Describe music for {TOPICS[i % len(TOPICS)]}, variation {i}, with instruments, tempo and mood."
             for i in range(n)]
 
@@ -98,22 +98,20 @@ def hf_runner(model_dir: str, texts: list[str], tokens: int, dtype: str, batch: 
     return run, {"batch": batch, "prompts": len(texts)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--prompts", type=int, default=256)
-    ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--hf-batch", type=int, default=64)
-    ap.add_argument("--sequential-prompts", type=int, default=32, help="prompts for the one-at-a-time baseline")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=str(REPO / "bench-results" / "annotate.json"))
-    args = ap.parse_args()
+def main(prompts: int = 256, tokens: int = 64, hf_batch: int = 64, sequential_prompts: int = 32,
+         dtype: str = "float32", repeats: int = 5, out: str | None = None) -> dict:
+    """Run the comparison with these sizes (``prompts``: how many prompts; ``sequential_prompts``:
+    how many of them the one-at-a-time baseline answers); returns the result, also written to ``out``."""
+    from bench.common import results_dir
 
+    args = argparse.Namespace(prompts=prompts, tokens=tokens, hf_batch=hf_batch,
+                              sequential_prompts=sequential_prompts, dtype=dtype, repeats=repeats,
+                              out=out or os.path.join(results_dir(), "annotate.json"))
     from tests.annotators.tiny_models import tiny_llama
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(tiny_llama(Path(tmp) / "tiny-llama"))
-        texts = prompts(args.prompts)
+        texts = make_prompts(args.prompts)
         runners = {}
         runners["vllm"], vinfo = vllm_runner(model_dir, texts, args.tokens, args.dtype, seeded=True)
         ann = runners["vllm"].__dict__["annotator"]
@@ -191,7 +189,17 @@ def main() -> None:
           f"{r['best_run_vllm_vs_hf_batched']}x batched")
     print(f"load average after the run: {result['load_average_after']} on {os.cpu_count()} CPUs")
     print(f"engine start: {vllm['engine_start_s']} s (not in the throughput)  ->  {out}")
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--prompts", type=int, default=256)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--hf-batch", type=int, default=64)
+    ap.add_argument("--sequential-prompts", type=int, default=32, help="prompts for the one-at-a-time baseline")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    main(a.prompts, a.tokens, a.hf_batch, a.sequential_prompts, a.dtype, a.repeats, a.out)

@@ -9,7 +9,9 @@ import shutil
 import time
 from contextlib import contextmanager
 
-RESULTS = os.environ.get("MUMU_BENCH_RESULTS", "bench-results")
+def results_dir() -> str:
+    """Where benchmarks write their JSON (``$MUMU_BENCH_RESULTS``, default ``bench-results``)."""
+    return os.environ.get("MUMU_BENCH_RESULTS", "bench-results")
 
 
 @contextmanager
@@ -25,8 +27,8 @@ def timer():
 
 
 def save(name: str, result: dict) -> str:
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"{name}.json")
+    os.makedirs(results_dir(), exist_ok=True)
+    path = os.path.join(results_dir(), f"{name}.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)
     return path

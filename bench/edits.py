@@ -39,6 +39,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import results_dir  # noqa: E402
 from tasks.edits import apply_edit, dominant_frequency, run_sox  # noqa: E402
 
 SPEEDS = [0.5, 0.7, 1.3, 1.5]
@@ -225,14 +226,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--channels", type=int, choices=(1, 2), default=1)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--no-choose", action="store_true", help="skip the time-stretch candidates table")
-    ap.add_argument("--out", default="bench-results/edits.json")
+    ap.add_argument("--out", default=None, help="default: $MUMU_BENCH_RESULTS/edits.json")
     args = ap.parse_args(argv)
     start = time.time()
     result = {"throughput": throughput(args)}
     if not args.no_choose:
         result["time_stretch_candidates"] = choose()
     result["wall_s"] = round(time.time() - start, 1)
-    out = Path(args.out)
+    out = Path(args.out or os.path.join(results_dir(), "edits.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"\n{result['wall_s']} s; written to {out}")

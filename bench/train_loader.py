@@ -100,7 +100,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--out", default=str(REPO / "bench-results" / "train_loader.json"))
+    ap.add_argument("--out", default=None, help="default: $MUMU_BENCH_RESULTS/train_loader.json")
     a = ap.parse_args(argv)
 
     import torch
@@ -162,9 +162,12 @@ def main(argv=None) -> dict:
         print(f"{f'loader, {w} workers':<22}{lo['samples_per_s']:>12.2f}{lo['ratio_to_train']:>10.2f}")
         print(f"{f'train + loader, {w} w':<22}{e2e['samples_per_s']:>12.2f}{e2e['fraction_of_train']:>10.2f}")
     print("ratio = loader / train step: below 1 the loader starves the trainer")
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(result, indent=2))
-    print(f"written to {a.out}")
+    from bench.common import results_dir
+
+    out = Path(a.out or os.path.join(results_dir(), "train_loader.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"written to {out}")
     return result
 
 

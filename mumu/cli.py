@@ -296,24 +296,31 @@ def config_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt, se
 
 @app.command("bench")
 def bench_cmd(only: Optional[list[str]] = typer.Argument(None, help="Run only benchmarks whose name contains these words."),
+              smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes: checks that every benchmark runs (what the tests run)."),
+              data_root: Optional[str] = typer.Option(None, "--data-root", "-d",
+                                                      help="A sample build for the benchmarks that read one (default data/sample)."),
+              out: str = typer.Option("bench-results", "--out", help="Where the JSON results go."),
               verbose: bool = VerboseOpt) -> None:
-    """Run every benchmark; print one table of side-by-side ratios (also bench-results/summary.json)."""
-    _prefect_env(verbose)
-    import sys
+    """Run every benchmark; print one table of side-by-side ratios (also OUT/summary.json).
 
+    Exits 1 when any row has no ratio: a benchmark that cannot run says why in its row."""
+    _prefect_env(verbose)
     repo = str(Path(__file__).resolve().parents[1])
     if repo not in sys.path:
         sys.path.insert(0, repo)
     from bench.run_all import run
 
-    rows = run(only)
+    rows = run(only, smoke=smoke, data_root=data_root, out_dir=out)
     t = Table(title="benchmarks (ratios measured side by side in one run)")
     for c in ("benchmark", "ratio", "meaning", "status"):
         t.add_column(c, justify="right" if c == "ratio" else "left")
     for r in rows:
         t.add_row(r["benchmark"], "-" if r["ratio"] is None else f"{r['ratio']:.3f}", r["meaning"], r["status"])
     console.print(t)
-    console.print("details: bench-results/summary.json")
+    console.print(f"details: {out}/summary.json")
+    if not rows or any(r["status"] != "ok" for r in rows):
+        console.print("[bold red]some benchmarks have no figure[/bold red] (see their status)")
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover

@@ -107,7 +107,7 @@ class GenerationSpec(Section):
 
 
 class AnnotatorSpec(Section):
-    backend: Literal["features", "vllm", "openai", "transformers"] = "features"
+    backend: Literal["features", "vllm", "openai", "transformers", "mullama"] = "features"
     model: str = "librosa-features"
     batch_size: int = Field(16, ge=1)
     options: dict[str, Any] = {}

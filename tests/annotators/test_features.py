@@ -94,7 +94,12 @@ def test_annotator_interface_records_provenance_and_failures():
                          "detail": "audio is silent"}]
 
 
-def test_unavailable_backends_say_so():
+def test_the_papers_mullama_without_its_release_says_what_to_download(monkeypatch):
+    from annotators.mullama.release import ReleaseError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # this machine cannot reach the Hub: say so, do not hang
     cfg = load_config("paper")
-    with pytest.raises(NotImplementedError, match="not available"):
+    assert cfg.annotators.music_caption.backend == "mullama"
+    with pytest.raises(ReleaseError, match="annotators.music_caption.model") as err:
         get_annotator("music_caption", cfg.annotators.music_caption, cfg.generation)
+    assert "mu-llama/MU-LLaMA" in str(err.value) and "\n" not in str(err.value)

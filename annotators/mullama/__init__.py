@@ -1,0 +1,1 @@
+"""MU-LLaMA (shansongliu/MU-LLaMA): the model, its release files, and the music-caption backend."""
