@@ -95,7 +95,9 @@ _LOCK = threading.Lock()
 
 
 def get_annotator(role: str, spec: AnnotatorSpec, generation: GenerationSpec) -> Annotator:
-    """The process-wide instance for this role and spec, set up on first use."""
+    """The process-wide instance for this role and spec, set up on first use. The role's own
+    sampling (``spec.generation``) wins over the profile's ``generation``."""
+    generation = spec.generation or generation
     key = json.dumps([role, spec.model_dump(mode="json"), generation.model_dump(mode="json")], sort_keys=True)
     with _LOCK:
         inst = _INSTANCES.get(key)

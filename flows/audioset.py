@@ -45,7 +45,7 @@ def audioset_stages(cfg: Config, roles: tuple[str, ...], limit: int | None = Non
     store = Store(cfg.data_root)
     for folder in ("work", "media", "datasets"):
         store.clean_temporaries(store.path(folder))
-    if not (cfg.mirror.segments_csv or cfg.mirror.parquet) and not store.exists(ingest.sample_corpus_paths(store)[0]):
+    if ingest.uses_sample_mirror(cfg) and not store.exists(ingest.sample_corpus_paths(store)[0]):
         log.info("no sample corpus under %s yet: rendering it first", cfg.data_root)
         make_sample_corpus(cfg)
     mirror = ingest.resolve_mirror(cfg, store)

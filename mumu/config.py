@@ -66,7 +66,10 @@ class ParquetColumns(Section):
 class MirrorSpec(Section):
     """A local AudioSet-style mirror: a segments CSV plus media files named after the segment."""
 
-    # None means the sample corpus under <data_root>/corpus (generated when missing)
+    # true: where no real source is configured (segments_csv / parquet here, looperman.*, slakh.root),
+    # the synthetic sample corpus under <data_root>/corpus stands in (rendered when missing). Only a
+    # profile that says so builds it: without it, a build with no source stops and names the setting.
+    sample: bool = False
     segments_csv: list[str] | None = None
     media_dir: str | None = None
     # tried in order; fields: ytid, start (as written in the CSV), start_int, start_ms
@@ -111,6 +114,8 @@ class AnnotatorSpec(Section):
     model: str = "librosa-features"
     batch_size: int = Field(16, ge=1)
     options: dict[str, Any] = {}
+    # this role's sampling (temperature, top_p, max_tokens, seed); None: the profile's `generation`
+    generation: GenerationSpec | None = None
 
 
 class AnnotatorsSpec(Section):

@@ -35,8 +35,13 @@ def sample_corpus_paths(store: Store) -> tuple[str, str, str]:
     return f"{base}/balanced_train_segments.csv", f"{base}/media", f"{base}/ground_truth.jsonl"
 
 
+def uses_sample_mirror(cfg: Config) -> bool:
+    """True when the AudioSet clips come from the sample corpus: no real mirror, and the profile says so."""
+    return not (cfg.mirror.segments_csv or cfg.mirror.parquet) and cfg.mirror.sample
+
+
 def resolve_mirror(cfg: Config, store: Store) -> Mirror:
-    """The mirror named in the config, or the sample corpus inside the store."""
+    """The mirror named in the config, or the sample corpus inside the store (``mirror.sample``)."""
     licence = cfg.mirror.licence or AUDIOSET_LICENCE
     if cfg.mirror.parquet:
         return Mirror([], None, licence, parquet=list(cfg.mirror.parquet))
@@ -47,6 +52,8 @@ def resolve_mirror(cfg: Config, store: Store) -> Mirror:
             if not os.path.exists(p):
                 raise FileNotFoundError(f"segments CSV {p} does not exist")
         return Mirror(list(cfg.mirror.segments_csv), cfg.mirror.media_dir, licence)
+    if not cfg.mirror.sample:
+        raise ValueError("mirror.segments_csv is not set (and mirror.sample is false): name a real AudioSet mirror")
     csv_path, _, _ = sample_corpus_paths(store)
     if not store.exists(csv_path):
         raise FileNotFoundError(f"no sample corpus at {store.url_of(posixpath.dirname(csv_path))}: "
@@ -123,7 +130,7 @@ def edit_source_paths(cfg: Config, store: Store) -> tuple[str | None, str | None
 
     loops = cfg.looperman.manifest or cfg.looperman.folder
     slakh = cfg.slakh.root
-    if loops or slakh:
+    if loops or slakh or not cfg.mirror.sample:
         return loops, slakh, False
     # the sample corpus's folders, as local paths (a remote store's are copied to this machine)
     local = [store.local_path(store.path(d)) if store.exists(store.path(d)) else os.path.join(store.local_root, d)

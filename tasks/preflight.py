@@ -68,6 +68,10 @@ def check_sources(cfg: Config, sources: tuple[str, ...], host: str) -> None:
     """Every source path the configuration names for ``sources`` exists and can be read here."""
     if AUDIOSET in sources:
         m = cfg.mirror
+        if not (m.segments_csv or m.parquet or m.sample):
+            raise PreflightError(f"mirror.segments_csv is not set: profile {cfg.profile!r} builds from a real AudioSet "
+                                 "mirror (set mirror.segments_csv and mirror.media_dir, or mirror.parquet); only a "
+                                 "profile with mirror.sample: true builds the synthetic sample corpus")
         if m.segments_csv and not m.media_dir and not m.parquet:
             raise PreflightError("mirror.media_dir is not set: mirror.segments_csv needs the folder of media files")
         for p in _local_paths(m.segments_csv):
@@ -76,6 +80,12 @@ def check_sources(cfg: Config, sources: tuple[str, ...], host: str) -> None:
         for p in _local_paths(m.parquet):
             if not glob.glob(p):
                 raise PreflightError(f"mirror.parquet: nothing matches {p} on host {host}")
+    if LOOPERMAN in sources and SLAKH in sources and not (
+            cfg.looperman.manifest or cfg.looperman.folder or cfg.slakh.root or cfg.mirror.sample):
+        raise PreflightError(f"looperman.manifest and slakh.root are not set: profile {cfg.profile!r} builds MUEdit "
+                             "from real Looperman loops and Slakh2100 tracks (set looperman.manifest or "
+                             "looperman.folder, and slakh.root); only a profile with mirror.sample: true uses the "
+                             "synthetic sample corpus")
     if LOOPERMAN in sources:
         _must_exist("looperman.manifest", cfg.looperman.manifest, host, "file")
         _must_exist("looperman.folder", cfg.looperman.folder, host, "dir")

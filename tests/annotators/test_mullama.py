@@ -104,3 +104,17 @@ def test_the_request_is_the_papers_question_in_mullamas_template(release, mert):
     assert "### Instruction:\nDescribe the music in detail, including aspects such as instruments used, tempo, " \
            "and the mood of the song\n\n### Input:\n" in text and text.endswith("### Response:")
     assert [p["type"] for p in chat.messages[0]["content"]] == ["audio", "text"]
+
+
+def test_the_roles_own_sampling_wins_over_the_profiles(release, mert):
+    from annotators.base import get_annotator
+    from mumu.config import AnnotatorSpec, GenerationSpec
+
+    spec = AnnotatorSpec(backend="mullama", model=str(release), options={"mert": str(mert)},
+                         generation=GenerationSpec(temperature=0.1, top_p=0.5, max_tokens=8, seed=3))
+    ann = get_annotator("music_caption", spec, GenerationSpec())
+    try:
+        assert ann.params == {"temperature": 0.1, "top_p": 0.5, "max_tokens": 8} and ann.seed == 3
+        assert ann.identity()["annotator"] == "mullama" and ann.identity()["mert"] == str(mert)
+    finally:
+        ann.teardown()

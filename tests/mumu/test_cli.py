@@ -75,3 +75,11 @@ def test_build_mistakes_are_one_line_naming_the_setting(args, words, tmp_path):
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and all(w in lines[0] for w in words), res.output
+
+
+def test_the_paper_profile_never_falls_back_to_the_sample_corpus(tmp_path):
+    res = runner.invoke(app, ["build", "mucaps", "--profile", "paper", "--data-root", str(tmp_path)])
+    assert res.exit_code == 2 and "mirror.segments_csv is not set" in res.output, res.output
+    res = runner.invoke(app, ["build", "muedit", "--profile", "paper", "--data-root", str(tmp_path)])
+    assert res.exit_code == 2 and "looperman.manifest and slakh.root are not set" in res.output, res.output
+    assert not (tmp_path / "corpus").exists()  # nothing was rendered
