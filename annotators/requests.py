@@ -97,7 +97,8 @@ def fields_of(req: Request) -> dict[str, Any]:
         "music_caption": ctx.get("music_caption", ""), "image_caption": ctx.get("image_caption", ""),
         "video_caption": ctx.get("video_caption", ""), "visual_caption": visual or "(nothing)",
         "instruction": ctx.get("instruction", ""), "modality": ctx.get("modality", "text"),
-        **{k: v for k, v in ctx.items() if isinstance(k, str)},
+        # a list in the context reads as words in a prompt ("Piano, Guitar"), never as ['Piano']
+        **{k: (", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in ctx.items() if isinstance(k, str)},
     }
 
 

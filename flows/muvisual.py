@@ -10,7 +10,7 @@ from flows.audioset import audioset_stages
 from flows.checks import checked_config
 from flows.report import publish_summary, track
 from flows.runners import needs_runner, run_with_runner
-from flows.stages import finalize_dataset, visual_records
+from flows.stages import finalize_dataset, instruction_pool, visual_records
 from mumu.config import Config
 from tasks import finalize
 from tasks.cards import provenance_block
@@ -24,7 +24,8 @@ def build_visual(cfg: Config, dataset: str) -> dict:
     role = KINDS[dataset][2]
     st = audioset_stages(cfg, ("music_caption", role), limit=getattr(cfg.targets, dataset))
     music, visual = st.captions["music_caption"], st.captions[role]
-    records_f = [visual_records.submit(cfg, dataset, c, m, v, st.excluded) for c, m, v in zip(st.clips, music, visual)]
+    pool_f = instruction_pool.submit(cfg, KINDS[dataset][0])  # once per build, before any record shard
+    records_f = [visual_records.submit(cfg, dataset, c, m, v, st.excluded, pool_f) for c, m, v in zip(st.clips, music, visual)]
     records = track(records_f, f"{dataset} records")
     annotators = {**st.annotators(cfg), "text": annotator_fingerprint(cfg, "text")}
     versions = {role: a["prompt_version"] for role, a in annotators.items()}

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.retries import IO_RETRIES
 from mumu.config import Config
 from schemas.datasets import spec_for
-from tasks import annotate, finalize, ingest, mucaps, muedit, muvisual, sample_corpus
+from tasks import annotate, finalize, ingest, mucaps, muedit, muvisual, pools, sample_corpus
 from tasks.stage import ShardResult
 from tasks.store import Store
 
@@ -46,9 +46,16 @@ def mucaps_records(cfg: Config, clips: ShardResult, captions: ShardResult, exclu
     return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded)
 
 
+@task(name="instruction-pool", task_run_name="instruction-pool-{task}", cache_policy=NO_CACHE, **IO_RETRIES)
+def instruction_pool(cfg: Config, task: str) -> dict:
+    """The task's instruction pool: written once per build by an LLM text role (bundled otherwise)."""
+    return pools.make_pool(Store(cfg.data_root), cfg, task)
+
+
 @task(name="visual-records", task_run_name="{dataset}-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def visual_records(cfg: Config, dataset: str, clips: ShardResult, music: ShardResult, visual: ShardResult,
-                   excluded: frozenset) -> ShardResult:
+                   excluded: frozenset, pool: dict | None = None) -> ShardResult:
+    """One shard of MUImage / MUVideo records (``pool``: the finished pool's summary, run before)."""
     return muvisual.visual_records_shard(Store(cfg.data_root), cfg, dataset, clips, music, visual, excluded)
 
 

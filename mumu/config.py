@@ -212,6 +212,14 @@ class QualitySpec(Section):
     max_speech_ratio: float | None = None
 
 
+class PoolSpec(Section):
+    """Instruction pools an LLM text role writes once per build (the paper: ~200 per task)."""
+
+    target: int = Field(200, ge=1)  # distinct instructions kept per pool
+    per_request: int = Field(20, ge=1)  # instructions asked for in one request
+    max_requests: int | None = Field(None, ge=1)  # None: 4 x what the target needs
+
+
 class RunnerSpec(Section):
     kind: Literal["thread", "process", "dask"] = "thread"
     max_workers: int = Field(2, ge=1)
@@ -237,6 +245,7 @@ class Config(Section):
     looperman: LoopermanSpec = LoopermanSpec()
     slakh: SlakhSpec = SlakhSpec()
     quality: QualitySpec = QualitySpec()
+    pools: PoolSpec = PoolSpec()
     runner: RunnerSpec = RunnerSpec()
 
     def fingerprint(self, *sections: str) -> str:

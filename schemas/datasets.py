@@ -36,6 +36,9 @@ PROVENANCE = {
     "annotator": S,
     "model": S,
     "prompt_version": S,
+    # JSON: per contributing role (music_caption, image_caption, video_caption, instruction, response)
+    # the backend, model and prompt version, and for text drawn from a pool the pool and its entry
+    "roles": S,
 }
 
 

@@ -10,9 +10,13 @@ output. The ``text`` role's backend decides who writes them: bundled pools on CP
 
 from __future__ import annotations
 
+import json
+
 from annotators.base import Request, annotator_for
+from annotators.features import instruments_from_tags
 from mumu.config import Config
 from schemas.datasets import MUIMAGE, MUVIDEO, DatasetSpec
+from tasks.pools import POOL_OF_TASK, draw, pool_entries, pool_fingerprint, uses_generated_pools
 from tasks.records import assign, media_cell, provenance, records_table, turns
 from tasks.stage import ShardResult, run_shard
 from tasks.store import Store, fingerprint_of
@@ -27,6 +31,11 @@ def _by_clip(store: Store, part: str, kind: str) -> dict[str, dict]:
     return {a["clip_id"]: a for a in store.read_table(part).to_pylist() if a["kind"] == kind}
 
 
+def role_of(annotation: dict) -> dict:
+    """The provenance of one annotation row (a caption) for a record's ``roles``."""
+    return {"backend": annotation["annotator"], "model": annotation["model"], "prompt_version": annotation["prompt_version"]}
+
+
 def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, music_part: str, visual_part: str,
                    excluded: frozenset[str]):
     task, modality, role, column, spec = KINDS[dataset]
@@ -34,6 +43,8 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
     music = _by_clip(store, music_part, "music_caption")
     visual = _by_clip(store, visual_part, role)
     writer = annotator_for("text", cfg, store)
+    llm = uses_generated_pools(cfg)
+    entries = pool_entries(store, cfg, task) if llm else []
     todo, failures = [], []
     for clip in store.read_table(clips_part).to_pylist():
         cid = clip["clip_id"]
@@ -46,32 +57,54 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
         if split is None:
             failures.append({"item_id": cid, "stage": stage, "reason": "decontaminated", "detail": clip["group_id"]})
             continue
+        if llm and not entries:
+            failures.append({"item_id": cid, "stage": stage, "reason": "no_instruction_pool",
+                             "detail": f"the text role wrote no {POOL_OF_TASK[task][0]!r} instruction pool in this build"})
+            continue
         todo.append((clip, split))
-    requests = []
+    requests, drawn = [], {}
     for clip, _ in todo:
-        ctx = {"task": task, "music_caption": music[clip["clip_id"]]["text"], role: visual[clip["clip_id"]]["text"],
-               "tags": clip["tags"]}
-        requests += [Request(clip["clip_id"], "instruction", tags=clip["tags"], context=ctx),
-                     Request(clip["clip_id"], "response", tags=clip["tags"], context=ctx)]
-    texts: dict[tuple[str, str], str] = {}
+        cid = clip["clip_id"]
+        ctx = {"task": task, "music_caption": music[cid]["text"], role: visual[cid]["text"], "modality": modality}
+        if llm:
+            # the human turn from the build's pool; the model turn written by the text role from the
+            # tags ("music" and "musical instrument" dropped, as the reference does) and both captions
+            drawn[cid] = draw(entries, cid, cfg.seed)
+            ctx.update(instruction=drawn[cid].text, visual_caption=visual[cid]["text"])
+            requests.append(Request(cid, "response", tags=instruments_from_tags(clip["tags"]), context=ctx))
+        else:
+            ctx["tags"] = clip["tags"]
+            requests += [Request(cid, "instruction", tags=clip["tags"], context=ctx),
+                         Request(cid, "response", tags=clip["tags"], context=ctx)]
+    texts: dict[tuple[str, str], str] = {(cid, "instruction"): e.text for cid, e in drawn.items()}
+    versions: dict[tuple[str, str], str] = {}
     for r in writer.annotate(requests):
         if r.text is None:
             failures.append({"item_id": r.clip_id, "stage": stage, "reason": r.error_reason or "annotation_failed",
                              "detail": r.error_detail or ""})
         else:
             texts[(r.clip_id, r.kind)] = r.text
+            versions[(r.clip_id, r.kind)] = r.prompt_version or writer.prompt_version
     ident = writer.identity()
+    text_role = {"backend": ident["annotator"], "model": ident["model"]}
     rows = []
     for clip, split in todo:
         cid = clip["clip_id"]
         if (cid, "instruction") not in texts or (cid, "response") not in texts:
             continue
         m, v = music[cid], visual[cid]
+        if cid in drawn:
+            instruction = {"pool": drawn[cid].pool, "entry": drawn[cid].entry, **text_role}
+        else:
+            instruction = {**text_role, "prompt_version": versions[(cid, "instruction")], "pool": "bundled"}
+        roles = {"music_caption": role_of(m), role: role_of(v), "instruction": instruction,
+                 "response": {**text_role, "prompt_version": versions[(cid, "response")]}}
         rows.append({
             **provenance(clip, m),
             "annotator": f"{m['annotator']}+{v['annotator']}+{ident['annotator']}",
             "model": f"{m['model']}+{v['model']}+{ident['model']}",
             "prompt_version": f"{m['prompt_version']}+{v['prompt_version']}+{ident['prompt_version']}",
+            "roles": json.dumps(roles, sort_keys=True),
             "id": f"{cid}-{task}", "task": task, "conversation": turns(texts[(cid, "instruction")], texts[(cid, "response")]),
             "input_modality": modality, "output_modality": "audio",
             modality: media_cell(store, clip[column]), "audio": media_cell(store, clip["audio_path"]),
@@ -84,7 +117,8 @@ def visual_records_shard(store: Store, cfg: Config, dataset: str, clips: ShardRe
                          visual: ShardResult, excluded: frozenset[str]) -> ShardResult:
     writer = annotator_for("text", cfg, store)
     fp = fingerprint_of(f"records/{dataset}", clips.fingerprint, music.fingerprint, visual.fingerprint, writer.identity(),
-                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded))
+                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded), cfg.seed,
+                        pool_fingerprint(store, cfg, KINDS[dataset][0]))
     return run_shard(store, f"records/{dataset}", clips.shard, fp, min(music.ok, visual.ok),
                      lambda: visual_records(store, cfg, dataset, clips.output, music.output, visual.output, excluded))
 

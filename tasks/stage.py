@@ -26,7 +26,7 @@ from tasks.store import Store
 
 
 # Bumped whenever the layout of a stage's output changes, so older outputs are redone, not misread.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: records carry per-role provenance (`roles`)
 
 
 @dataclass

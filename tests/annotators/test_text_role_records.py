@@ -1,0 +1,48 @@
+"""MUImage records with an LLM text role (vLLM on a tiny random LLaMA), as the paper makes them:
+the build's own generated pool gives the human turn, the text role writes the model turn."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mumu.config import load_config
+from tests.annotators.conftest import VLLM_OPTIONS
+
+pytestmark = pytest.mark.slow
+
+
+def test_visual_records_draw_from_the_generated_pool_and_the_text_role_answers(vllm_text, tiny_llama_dir, data_root):
+    from tasks import annotate, ingest, muvisual, pools
+    from tasks.store import Store
+
+    cfg = load_config("sample", {"corpus.clips": 8, "shards.items_per_shard": 8, "pools.target": 3,
+                                 "pools.per_request": 1, "annotators.text": {
+                                     "backend": "vllm", "model": str(tiny_llama_dir), "batch_size": 16,
+                                     "options": VLLM_OPTIONS}}, str(data_root))
+    store = Store(cfg.data_root)
+    mirror = ingest.resolve_mirror(cfg, store)
+    items, _, _ = ingest.plan_segments(mirror, cfg)
+    clips = ingest.clips_shard(store, cfg, mirror, 0, items)
+    music = annotate.captions_shard(store, cfg, clips, "music_caption")
+    image = annotate.captions_shard(store, cfg, clips, "image_caption")
+
+    summary = pools.make_pool(store, cfg, "image_to_music")
+    assert summary["pool"] == "generated:image" and summary["instructions"] >= 1
+    pool_lines = [e.text for e in pools.pool_entries(store, cfg, "image_to_music")]
+    assert pool_lines and all(line.startswith("Generate") for line in pool_lines)
+    assert pools.make_pool(store, cfg, "image_to_music")["reused"]  # once per build
+
+    result = muvisual.visual_records_shard(store, cfg, "MUImage", clips, music, image, frozenset())
+    rows = store.read_table(result.output).to_pylist()
+    failures = store.read_table(result.failures_path).to_pylist() if store.exists(result.failures_path) else []
+    assert "bad_request" not in {f["reason"] for f in failures}
+    assert rows, failures
+    for r in rows:
+        human, model = r["conversation"]
+        assert human["value"] in pool_lines  # drawn from the pool the text role wrote in this build
+        roles = json.loads(r["roles"])
+        assert roles["instruction"]["pool"] == "generated:image" and roles["instruction"]["backend"] == "vllm"
+        assert roles["response"]["backend"] == "vllm" and model["value"]
+        assert roles["music_caption"]["backend"] == "features" and roles["image_caption"]["backend"] == "features"
