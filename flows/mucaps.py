@@ -10,7 +10,7 @@ from flows.audioset import audioset_stages
 from flows.checks import checked_config
 from flows.report import publish_summary, track
 from flows.runners import needs_runner, run_with_runner
-from flows.stages import finalize_dataset, mucaps_records
+from flows.stages import finalize_dataset, instruction_pool, mucaps_records
 from tasks import finalize, mucaps
 from tasks.cards import provenance_block
 from tasks.preflight import AUDIOSET
@@ -25,7 +25,8 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
         return run_with_runner(build_mucaps, cfg, profile=profile, data_root=data_root, overrides=overrides)
     st = audioset_stages(cfg, ("music_caption",), limit=cfg.targets.MUCaps)
     music = st.captions["music_caption"]
-    records_f = [mucaps_records.submit(cfg, c, a, st.excluded) for c, a in zip(st.clips, music)]
+    pool_f = instruction_pool.submit(cfg, "text_to_music")  # once per build, before any record shard
+    records_f = [mucaps_records.submit(cfg, c, a, st.excluded, pool_f) for c, a in zip(st.clips, music)]
     records = track(records_f, "MUCaps records")
 
     prov = provenance_block(cfg.profile, cfg.fingerprint(), st.annotators(cfg), mucaps.prompt_versions(),

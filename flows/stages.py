@@ -42,7 +42,9 @@ def caption(cfg: Config, clips: ShardResult, role: str) -> ShardResult:
 
 
 @task(name="mucaps-records", task_run_name="mucaps-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def mucaps_records(cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset) -> ShardResult:
+def mucaps_records(cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset,
+                   pool: dict | None = None) -> ShardResult:
+    """One shard of MUCaps records (``pool``: the text-to-music pool's summary, made before)."""
     return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded)
 
 

@@ -46,3 +46,28 @@ def test_visual_records_draw_from_the_generated_pool_and_the_text_role_answers(v
         assert roles["instruction"]["pool"] == "generated:image" and roles["instruction"]["backend"] == "vllm"
         assert roles["response"]["backend"] == "vllm" and model["value"]
         assert roles["music_caption"]["backend"] == "features" and roles["image_caption"]["backend"] == "features"
+
+
+def test_mucaps_text_to_music_draws_from_the_generated_pool(vllm_text, tiny_llama_dir, data_root):
+    from tasks import annotate, ingest, mucaps, pools
+    from tasks.store import Store
+
+    cfg = load_config("sample", {"corpus.clips": 8, "shards.items_per_shard": 8, "pools.target": 2,
+                                 "pools.per_request": 1, "annotators.text": {
+                                     "backend": "vllm", "model": str(tiny_llama_dir), "batch_size": 16,
+                                     "options": VLLM_OPTIONS}}, str(data_root))
+    store = Store(cfg.data_root)
+    mirror = ingest.resolve_mirror(cfg, store)
+    items, _, _ = ingest.plan_segments(mirror, cfg)
+    clips = ingest.clips_shard(store, cfg, mirror, 0, items)
+    music = annotate.captions_shard(store, cfg, clips, "music_caption")
+    assert pools.make_pool(store, cfg, "text_to_music")["instructions"] >= 1
+    lines = [e.text for e in pools.pool_entries(store, cfg, "text_to_music")]
+    result = mucaps.records_shard(store, cfg, clips, music, frozenset())
+    rows = [r for r in store.read_table(result.output).to_pylist() if r["task"] == "text_to_music"]
+    assert rows
+    for r in rows:
+        human = r["conversation"][0]["value"]
+        assert any(human == f"{line} {r['caption'].strip()}" for line in lines)
+        roles = json.loads(r["roles"])
+        assert roles["instruction"]["pool"] == "generated:text" and roles["response"]["backend"] == "vllm"
