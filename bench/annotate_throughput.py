@@ -107,7 +107,7 @@ def main(prompts: int = 256, tokens: int = 64, hf_batch: int = 64, sequential_pr
     args = argparse.Namespace(prompts=prompts, tokens=tokens, hf_batch=hf_batch,
                               sequential_prompts=sequential_prompts, dtype=dtype, repeats=repeats,
                               out=out or os.path.join(results_dir(), "annotate.json"))
-    from tests.annotators.tiny_models import tiny_llama
+    from annotators.tiny_models import tiny_llama
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = str(tiny_llama(Path(tmp) / "tiny-llama"))

@@ -294,6 +294,19 @@ def config_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt, se
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
 
 
+@app.command("tiny-models")
+def tiny_models_cmd(directory: Path = typer.Argument(..., help="Where the tiny models go (one folder each)."),
+                    seed: int = typer.Option(0, "--seed")) -> None:
+    """Write tiny random models in the real layouts: MU-LLaMA's release files, and the Hugging Face
+    folders of a Mistral-style LLaMA, LLaVA and Video-LLaVA (plus a HuBERT standing in for MERT)."""
+    from annotators.tiny_models import write_all
+
+    with console.status(f"writing tiny models to {directory}"):
+        paths = write_all(directory, seed)
+    for name, path in paths.items():
+        console.print(f"{name:<12} {path}", highlight=False)
+
+
 @app.command("bench")
 def bench_cmd(only: Optional[list[str]] = typer.Argument(None, help="Run only benchmarks whose name contains these words."),
               smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes: checks that every benchmark runs (what the tests run)."),

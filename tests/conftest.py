@@ -78,21 +78,21 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
-    from tests.annotators import tiny_models
+    from annotators import tiny_models
 
     return tiny_models.tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory):
-    from tests.annotators import tiny_models
+    from annotators import tiny_models
 
     return tiny_models.tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
 
 
 @pytest.fixture(scope="session")
 def tiny_video_llava_dir(tmp_path_factory):
-    from tests.annotators import tiny_models
+    from annotators import tiny_models
 
     return tiny_models.tiny_video_llava(tmp_path_factory.mktemp("tiny-video-llava"))
 

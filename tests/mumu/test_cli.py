@@ -83,3 +83,15 @@ def test_the_paper_profile_never_falls_back_to_the_sample_corpus(tmp_path):
     res = runner.invoke(app, ["build", "muedit", "--profile", "paper", "--data-root", str(tmp_path)])
     assert res.exit_code == 2 and "looperman.manifest and slakh.root are not set" in res.output, res.output
     assert not (tmp_path / "corpus").exists()  # nothing was rendered
+
+
+def test_tiny_models_are_written_in_the_real_layouts(tmp_path):
+    from annotators.mullama.release import ReleasePaths
+
+    res = runner.invoke(app, ["tiny-models", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert ReleasePaths.of(tmp_path / "mu-llama").shards()  # params.json, shards, tokenizer.model, checkpoint.pth
+    for name in ("mistral", "llava", "video-llava", "mert"):
+        assert (tmp_path / name / "config.json").exists(), name
+    again = runner.invoke(app, ["tiny-models", str(tmp_path)])  # made once: a second run keeps them
+    assert again.exit_code == 0

@@ -1,4 +1,5 @@
-"""Tiny random models built on the spot, so tests and benchmarks never download weights.
+"""Tiny random models in the real release layouts, built on the spot: tests, benchmarks and the
+``paper-mini`` profile use them where production uses real weights, through the same loaders.
 
 * ``tiny_tokenizer``: a byte-level BPE trained with ``tokenizers`` on a few hundred words,
   wrapped in ``PreTrainedTokenizerFast`` with a chat template (text parts, ``<image>`` and
@@ -11,7 +12,12 @@
 * ``tiny_video_llava``: a random Video-LLaVA with its numpy image processor, for the
   transformers backend's video path.
 
-Every builder is deterministic (seeded) and cheap (well under a second each on 2 cores).
+* ``annotators.mullama.release.write_tiny_release``: MU-LLaMA in the authors' layout (Meta's
+  ``params.json`` + ``consolidated.00.pth``, a sentencepiece ``tokenizer.model``, the adapter
+  ``checkpoint.pth``), with ``model.tiny``'s HuBERT as the MERT stand-in.
+
+``write_all(root)`` writes every one of them under ``root`` (``mumu tiny-models DIR``). Every
+builder is deterministic (seeded) and cheap (well under a second each on 2 cores).
 """
 
 from __future__ import annotations
@@ -150,3 +156,39 @@ def tiny_video_llava(path: str | Path, image_size: int = 32, patch: int = 8, see
     VideoLlavaImageProcessor(size={"shortest_edge": image_size},
                              crop_size={"height": image_size, "width": image_size}).save_pretrained(path)
     return path
+
+
+def write_all(root: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Every tiny model under ``root``, each in its own folder, made once (a folder with
+    ``_complete`` is kept); their paths by role."""
+    import shutil
+    import tempfile
+
+    from annotators.mullama.release import write_tiny_release
+    from model import tiny
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    builders = {
+        "mistral": lambda p: tiny_llama(p, seed=seed),
+        "llava": lambda p: tiny_llava(p, seed=seed),
+        "video-llava": lambda p: tiny_video_llava(p, seed=seed),
+        "mu-llama": lambda p: write_tiny_release(p, seed=seed),
+        "mert": lambda p: shutil.copytree(tiny.ensure(p.parent / ".parts", seed, ("mert",))["mert"], p,
+                                          dirs_exist_ok=True),
+    }
+    out = {}
+    for name, build in builders.items():
+        dest = root / name
+        if not (dest / "_complete").exists():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+            build(tmp)
+            (tmp / "_complete").write_text("")
+            if dest.exists():
+                shutil.rmtree(dest)
+            tmp.rename(dest)
+        out[name] = dest
+    return out
