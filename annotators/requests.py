@@ -150,7 +150,9 @@ class OutputSpec:
     min_chars: int = 1
     max_chars: int = 4000
     must_start_with: str | None = None
+    must_end_with: str | None = None
     one_line: bool = False
+    regex: str | None = None  # a plain-text answer's pattern, enforced while decoding where the backend can
     forbid: str = ""  # characters (or the class names "digits", "brackets") the text must not contain
 
     def parse(self, raw: str) -> Any:
@@ -203,6 +205,8 @@ def check_text(text: str, spec: OutputSpec) -> str:
         raise InvalidOutput("too_long", f"{len(text)} characters, at most {spec.max_chars} allowed")
     if spec.must_start_with and not text.startswith(spec.must_start_with):
         raise InvalidOutput("bad_start", f"does not begin with {spec.must_start_with!r}: {text[:60]!r}")
+    if spec.must_end_with and not text.endswith(spec.must_end_with):
+        raise InvalidOutput("bad_end", f"does not end with {spec.must_end_with!r}: {text[-60:]!r}")
     bad = forbidden_chars(spec.forbid) & set(text) if spec.forbid else set()
     if bad:
         raise InvalidOutput("forbidden_characters", f"contains {''.join(sorted(bad))!r}")
@@ -211,12 +215,20 @@ def check_text(text: str, spec: OutputSpec) -> str:
     return text
 
 
-def output_spec_for(kind: str, options: dict[str, Any]) -> OutputSpec:
+def output_spec_for(kind: str, options: dict[str, Any], max_tokens: int = 256) -> OutputSpec:
     """Default output rules per request kind; ``options`` may override min_chars / max_chars."""
     lo = int(options.get("min_chars", 8))
     hi = int(options.get("max_chars", 4000))
     if kind == "response":
         return OutputSpec(schema=response_schema(lo, hi), field="response", min_chars=lo, max_chars=hi)
+    if kind in ("image_caption", "video_caption") and options.get("one_sentence", True):
+        # LLaVA and Video-LLaVA are asked for one sentence, as the reference asks them: one line
+        # ending with a full stop (vLLM enforces the pattern while decoding; the check holds for all)
+        # the pattern's length fits the token budget even at 4 tokens a character, so a decoder
+        # held to it always reaches its full stop
+        bound = max(1, min(hi - 1, (max_tokens - 1) // 4))
+        return OutputSpec(min_chars=lo, max_chars=hi, one_line=True, must_end_with=".",
+                          regex=f"[^\\n\\r]{{1,{bound}}}\\.")
     return OutputSpec(min_chars=lo, max_chars=hi)
 
 
@@ -253,7 +265,10 @@ class ChatRequest:
 
 
 def _rules(spec: OutputSpec) -> dict[str, Any]:
-    return {"field": spec.field}
+    rules: dict[str, Any] = {"field": spec.field}
+    if spec.regex or spec.must_end_with or spec.one_line:  # requests made before these rules keep their keys
+        rules.update(regex=spec.regex, end=spec.must_end_with, one_line=spec.one_line)
+    return rules
 
 
 @dataclass
@@ -400,7 +415,8 @@ class ChatBuilder:
             params["temperature"] = float(self.options.get("retry_temperature", 0.7))
         seed = derive_seed(self.seed, req.clip_id, req.kind, attempt, req.context.get("seed_salt", ""))
         return ChatRequest(req.clip_id, req.kind, self.messages(sections, media),
-                           output or output_spec_for(req.kind, self.options), params, seed, self.model, version,
+                           output or output_spec_for(req.kind, self.options, int(params.get("max_tokens", 256))),
+                           params, seed, self.model, version,
                            attempt, [hashlib.sha256(p["data"]).hexdigest() for p in media])
 
 

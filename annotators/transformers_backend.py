@@ -17,8 +17,9 @@ Loaded once per worker process in ``setup``; each batch of requests becomes one 
 
 Frames are decoded with torchcodec (on CPU), images with PIL. Sampling follows the spec's
 generation settings; a batch is seeded from its requests' seeds, so the same batch gives the same
-answers. There is no constrained decoding here: JSON answers rely on validation and the bounded
-regeneration of ``annotators.requests``.
+answers. Where every request of a batch has a JSON schema or a pattern (captions: one line ending
+with a full stop), xgrammar's logits processor holds decoding to it, as vLLM's structured outputs
+do; validation and the bounded regeneration of ``annotators.requests`` check every answer anyway.
 
 ``options``: ``device`` (default cuda when available, else cpu), ``dtype`` (default ``auto``),
 ``model_class``, ``video_frames``, ``trust_remote_code``, plus the request options.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 from typing import Any
 
 from annotators.requests import ChatAnnotator, ChatRequest, Generation, derive_seed
@@ -68,6 +70,7 @@ class TransformersAnnotator(ChatAnnotator):
 
     model = processor = tokenizer = image_processor = None
     _sample_rate: int | None = None
+    _grammar_compiler = None
 
     def __init__(self, role, spec, generation):
         if role == "music_caption" and not (spec.options or {}).get("model_class"):
@@ -76,6 +79,7 @@ class TransformersAnnotator(ChatAnnotator):
                 f"music captions with {spec.model!r} through transformers need an audio-text class in "
                 "options.model_class (e.g. Qwen2AudioForConditionalGeneration); for MU-LLaMA use backend 'mullama'")
         super().__init__(role, spec, generation)
+        self._grammars: dict = {}
 
     # loading ----------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -116,6 +120,7 @@ class TransformersAnnotator(ChatAnnotator):
 
     def _unload(self) -> None:
         self.model = self.processor = self.tokenizer = self.image_processor = None
+        self._grammar_compiler, self._grammars = None, {}
         gc.collect()
 
     # one batch --------------------------------------------------------------------------------
@@ -200,6 +205,33 @@ class TransformersAnnotator(ChatAnnotator):
             kw["videos"] = videos
         return self.processor(text=texts, add_special_tokens=False, **kw)
 
+    def _constraint(self, chats: list[ChatRequest]):
+        """xgrammar's logits processor holding each row to its request's JSON schema or pattern, as
+        vLLM's structured outputs do (None when a row has neither, or xgrammar is not installed:
+        then validation and bounded regeneration alone hold the rules)."""
+        specs = [("json", json.dumps(c.schema, sort_keys=True)) if c.schema is not None else
+                 ("regex", c.output.regex) if c.output.regex else None for c in chats]
+        if any(sp is None for sp in specs):
+            return None
+        try:
+            import xgrammar as xgr
+            from xgrammar.contrib.hf import LogitsProcessor
+        except ImportError:
+            return None
+        if self._grammar_compiler is None:
+            config = getattr(self.model.config, "text_config", None) or self.model.config
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=config.vocab_size,
+                                                      stop_token_ids=[self.tokenizer.eos_token_id])
+            self._grammar_compiler = xgr.GrammarCompiler(info)
+        compiled = []
+        for kind, text in specs:
+            key = (kind, text)
+            if key not in self._grammars:
+                comp = self._grammar_compiler
+                self._grammars[key] = comp.compile_json_schema(text) if kind == "json" else comp.compile_regex(text)
+            compiled.append(self._grammars[key])
+        return LogitsProcessor(compiled)
+
     def _generate(self, chats: list[ChatRequest]) -> list[Generation]:
         import torch
 
@@ -217,6 +249,9 @@ class TransformersAnnotator(ChatAnnotator):
             gen_kw.update(do_sample=False)
         if p.get("ignore_eos"):  # the benchmark fixes output lengths
             gen_kw["min_new_tokens"] = gen_kw["max_new_tokens"]
+        processor = self._constraint(chats)
+        if processor is not None:
+            gen_kw["logits_processor"] = [processor]
         torch.manual_seed(derive_seed(0, [c.seed for c in chats]))
         with torch.inference_mode():
             out = self.model.generate(**enc, **gen_kw)

