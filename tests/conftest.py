@@ -23,6 +23,23 @@ def shared_fixture(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_caches(tmp_path_factory):
+    """Caches a test could otherwise find filled by an earlier run (tiny models, local copies of
+    remote stores, the Hugging Face cache) live in this session's temporary folder: every test
+    builds what it reads."""
+    base = tmp_path_factory.mktemp("caches")
+    saved = {k: os.environ.get(k) for k in ("MUMU_TINY_CACHE", "MUMU_LOCAL_CACHE", "HF_HOME")}
+    os.environ.update({"MUMU_TINY_CACHE": str(base / "tiny"), "MUMU_LOCAL_CACHE": str(base / "stores"),
+                       "HF_HOME": str(base / "hf")})
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(autouse=True)
 def _restore_environment():
     """CLI commands set Prefect variables (e.g. PREFECT_LOGGING_LEVEL) for their process; under

@@ -47,7 +47,9 @@ def release_folder(model: str) -> str:
     from huggingface_hub import snapshot_download
 
     try:
-        return snapshot_download(model, allow_patterns=["LLaMA/*", "*.pth", "*.json", "*.model"])
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        return snapshot_download(model, allow_patterns=["LLaMA/*", "*.pth", "*.json", "*.model"],
+                                 local_files_only=offline)
     except Exception as e:  # offline, no such repo, no access: one line that says what to set
         raise ReleaseError(f"cannot fetch the MU-LLaMA release {model!r} ({type(e).__name__}); download it "
                            "(`huggingface-cli download mu-llama/MU-LLaMA --local-dir DIR`) and set "
