@@ -492,5 +492,9 @@ def make_loader(ds: ShardDataset, num_workers: int | None = None, pin_memory: bo
     ds.num_workers = num_workers
     kw = {}
     if num_workers > 0:
-        kw = dict(prefetch_factor=prefetch_factor or ds.cfg.train.prefetch_factor, persistent_workers=False)
+        # workers start from a fresh process, never as a fork of this one: training runs inside Prefect
+        # (and benchmarks beside its API server), whose threads may hold locks at the moment of a
+        # fork, and a forked worker then waits on them for ever
+        kw = dict(prefetch_factor=prefetch_factor or ds.cfg.train.prefetch_factor, persistent_workers=False,
+                  multiprocessing_context="forkserver")
     return DataLoader(ds, batch_size=None, collate_fn=_identity, num_workers=num_workers, pin_memory=pin_memory, **kw)
