@@ -35,16 +35,26 @@ def _samples(batches) -> int:
     return sum(b["input_ids"].shape[0] for b in batches)
 
 
+def _warm(workers: int, n: int) -> int:
+    """Batches left out of the timing: one per worker process (its start-up: a fresh process from the
+    forkserver, the dataset unpickled), at least one; none when the run is too short to spare them."""
+    w = max(1, workers)
+    return w if n > w else 0
+
+
 def time_loader(ds, workers: int, n: int) -> tuple[float, int]:
+    """Steady-state delivery: seconds and samples of the batches after each worker's first one."""
     from model.data import make_loader
 
-    t = time.perf_counter()
-    got = []
+    warm = _warm(workers, n)
+    got, t = [], time.perf_counter()
     for b in make_loader(ds, num_workers=workers, prefetch_factor=2 if workers else None):
         got.append(b)
+        if len(got) == warm:
+            t = time.perf_counter()
         if len(got) == n:
             break
-    return time.perf_counter() - t, _samples(got)
+    return time.perf_counter() - t, _samples(got[warm:])
 
 
 def time_train(model, batches, lr: float, cfg) -> tuple[float, int]:
@@ -74,6 +84,7 @@ def time_end_to_end(model, ds, workers: int, n: int, lr: float, cfg) -> tuple[fl
 
     opt = make_optimizer(model, lr, cfg)
     amp, _ = autocast_for(cfg, model.device)
+    warm = _warm(workers, n)
     t, k, s = time.perf_counter(), 0, 0
     for b in make_loader(ds, num_workers=workers, prefetch_factor=2 if workers else None,
                          pin_memory=model.device.type == "cuda"):
@@ -82,7 +93,11 @@ def time_end_to_end(model, ds, workers: int, n: int, lr: float, cfg) -> tuple[fl
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        k, s = k + 1, s + b["input_ids"].shape[0]
+        k += 1
+        if k == warm:  # the workers' start-up is not the loader's throughput
+            t, s = time.perf_counter(), 0
+        elif k > warm:
+            s += b["input_ids"].shape[0]
         if k == n:
             break
     if model.device.type == "cuda":

@@ -486,6 +486,16 @@ def _identity(x):
     return x
 
 
+def _worker_context():
+    """The forkserver context, its server preloaded with this module (torch, the processors' code):
+    the server is one clean single-threaded process, and each worker is a cheap fork of it."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
 def make_loader(ds: ShardDataset, num_workers: int | None = None, pin_memory: bool = False,
                 prefetch_factor: int | None = None) -> DataLoader:
     num_workers = ds.num_workers if num_workers is None else num_workers
@@ -496,5 +506,5 @@ def make_loader(ds: ShardDataset, num_workers: int | None = None, pin_memory: bo
         # (and benchmarks beside its API server), whose threads may hold locks at the moment of a
         # fork, and a forked worker then waits on them for ever
         kw = dict(prefetch_factor=prefetch_factor or ds.cfg.train.prefetch_factor, persistent_workers=False,
-                  multiprocessing_context="forkserver")
+                  multiprocessing_context=_worker_context())
     return DataLoader(ds, batch_size=None, collate_fn=_identity, num_workers=num_workers, pin_memory=pin_memory, **kw)
