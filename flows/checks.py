@@ -11,8 +11,8 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from mumu.config import Config, ConfigError, load_config
-from tasks.preflight import ALL_SOURCES, PreflightError, preflight
+from mumu.config import Config, ConfigError
+from tasks.preflight import ALL_SOURCES, PreflightError, load_checked
 
 
 def checked_config(profile: str, overrides: dict[str, Any] | None, data_root: str | None,
@@ -20,8 +20,7 @@ def checked_config(profile: str, overrides: dict[str, Any] | None, data_root: st
     """The run's configuration, loaded and preflighted; ConfigError / PreflightError (logged) if it cannot run."""
     log = get_run_logger()
     try:
-        cfg = load_config(profile, overrides, data_root)
-        found = preflight(cfg, sources)
+        cfg, found = load_checked(profile, overrides, data_root, sources)
     except (ConfigError, PreflightError) as e:
         log.error("%s", e)
         raise

@@ -85,12 +85,11 @@ class _Bars:
 
 def _checked(profile: str, overrides: dict, data_root: Optional[str], sources: tuple[str, ...] | None = None):
     """The configuration, preflighted before any Prefect machinery starts: a mistake is one red line and exit 2."""
-    from mumu.config import ConfigError, load_config
-    from tasks.preflight import ALL_SOURCES, PreflightError, preflight
+    from mumu.config import ConfigError
+    from tasks.preflight import ALL_SOURCES, PreflightError, load_checked
 
     try:
-        cfg = load_config(profile, overrides, data_root)
-        preflight(cfg, ALL_SOURCES if sources is None else sources)
+        cfg, _ = load_checked(profile, overrides, data_root, ALL_SOURCES if sources is None else sources)
     except (ConfigError, PreflightError) as e:
         console.print(f"[bold red]error[/bold red]: {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)

@@ -91,11 +91,12 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
                 continue  # its failure row is written above
             ask, reply, text_roles = answers[cid]
         else:
-            ask = pick(asks, cid, salt="mucaps_generate").format(caption=ann["text"])
+            template = pick(asks, cid, salt="mucaps_generate")
+            ask = template.format(caption=ann["text"])
             reply = pick(replies, cid, salt="music_response")
             text_roles = {"instruction": {"backend": "features", "model": "bundled-pools",
                                           "pool": f"bundled:mucaps_generate@{pool('mucaps_generate').version}",
-                                          "entry": asks.index(pick(asks, cid, salt="mucaps_generate"))},
+                                          "entry": asks.index(template)},
                           "response": {"backend": "features", "model": "bundled-pools",
                                        "pool": f"bundled:music_response@{pool('music_response').version}",
                                        "entry": replies.index(reply)}}

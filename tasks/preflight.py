@@ -96,6 +96,15 @@ def check_sources(cfg: Config, sources: tuple[str, ...], host: str) -> None:
     _must_exist("download.cookies_file", cfg.download.cookies_file, host, "file")
 
 
+def load_checked(profile: str, overrides: dict | None, data_root: str | None,
+                 sources: tuple[str, ...] = ALL_SOURCES) -> tuple[Config, Preflight]:
+    """The run's configuration and its preflight; ConfigError or PreflightError (one line) if it cannot run."""
+    from mumu.config import load_config
+
+    cfg = load_config(profile, overrides, data_root)
+    return cfg, preflight(cfg, sources)
+
+
 def preflight(cfg: Config, sources: tuple[str, ...] = ALL_SOURCES) -> Preflight:
     """The checks every build runs first (about a millisecond locally); PreflightError on the first problem."""
     host = socket.gethostname()

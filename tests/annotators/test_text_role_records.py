@@ -13,11 +13,13 @@ from tests.annotators.conftest import VLLM_OPTIONS
 pytestmark = pytest.mark.slow
 
 
-def test_visual_records_draw_from_the_generated_pool_and_the_text_role_answers(vllm_text, tiny_llama_dir, data_root):
-    from tasks import annotate, ingest, muvisual, pools
+def clips_and_music(tiny_llama_dir, data_root, pool_target: int):
+    """A config whose text role is vLLM on the tiny LLaMA (the session's engine), and one shard of
+    clips with their (features) music captions -> (cfg, store, clips, music)."""
+    from tasks import annotate, ingest
     from tasks.store import Store
 
-    cfg = load_config("sample", {"corpus.clips": 8, "shards.items_per_shard": 8, "pools.target": 3,
+    cfg = load_config("sample", {"corpus.clips": 8, "shards.items_per_shard": 8, "pools.target": pool_target,
                                  "pools.per_request": 1, "annotators.text": {
                                      "backend": "vllm", "model": str(tiny_llama_dir), "batch_size": 16,
                                      "options": VLLM_OPTIONS}}, str(data_root))
@@ -25,7 +27,13 @@ def test_visual_records_draw_from_the_generated_pool_and_the_text_role_answers(v
     mirror = ingest.resolve_mirror(cfg, store)
     items, _, _ = ingest.plan_segments(mirror, cfg)
     clips = ingest.clips_shard(store, cfg, mirror, 0, items)
-    music = annotate.captions_shard(store, cfg, clips, "music_caption")
+    return cfg, store, clips, annotate.captions_shard(store, cfg, clips, "music_caption")
+
+
+def test_visual_records_draw_from_the_generated_pool_and_the_text_role_answers(vllm_text, tiny_llama_dir, data_root):
+    from tasks import annotate, muvisual, pools
+
+    cfg, store, clips, music = clips_and_music(tiny_llama_dir, data_root, pool_target=3)
     image = annotate.captions_shard(store, cfg, clips, "image_caption")
 
     summary = pools.make_pool(store, cfg, "image_to_music")
@@ -49,18 +57,9 @@ def test_visual_records_draw_from_the_generated_pool_and_the_text_role_answers(v
 
 
 def test_mucaps_text_to_music_draws_from_the_generated_pool(vllm_text, tiny_llama_dir, data_root):
-    from tasks import annotate, ingest, mucaps, pools
-    from tasks.store import Store
+    from tasks import mucaps, pools
 
-    cfg = load_config("sample", {"corpus.clips": 8, "shards.items_per_shard": 8, "pools.target": 2,
-                                 "pools.per_request": 1, "annotators.text": {
-                                     "backend": "vllm", "model": str(tiny_llama_dir), "batch_size": 16,
-                                     "options": VLLM_OPTIONS}}, str(data_root))
-    store = Store(cfg.data_root)
-    mirror = ingest.resolve_mirror(cfg, store)
-    items, _, _ = ingest.plan_segments(mirror, cfg)
-    clips = ingest.clips_shard(store, cfg, mirror, 0, items)
-    music = annotate.captions_shard(store, cfg, clips, "music_caption")
+    cfg, store, clips, music = clips_and_music(tiny_llama_dir, data_root, pool_target=2)
     assert pools.make_pool(store, cfg, "text_to_music")["instructions"] >= 1
     lines = [e.text for e in pools.pool_entries(store, cfg, "text_to_music")]
     result = mucaps.records_shard(store, cfg, clips, music, frozenset())
