@@ -223,13 +223,20 @@ def output_spec_for(kind: str, options: dict[str, Any], max_tokens: int = 256) -
         return OutputSpec(schema=response_schema(lo, hi), field="response", min_chars=lo, max_chars=hi)
     if kind in ("image_caption", "video_caption") and options.get("one_sentence", True):
         # LLaVA and Video-LLaVA are asked for one sentence, as the reference asks them: one line
-        # ending with a full stop (vLLM enforces the pattern while decoding; the check holds for all)
-        # the pattern's length fits the token budget even at 4 tokens a character, so a decoder
-        # held to it always reaches its full stop
-        bound = max(1, min(hi - 1, (max_tokens - 1) // 4))
+        # ending with a full stop (vLLM and the transformers backend hold the decoder to the
+        # pattern; the check holds for all). The pattern admits only texts the check accepts
+        # (words separated by single spaces, at least min_chars), and its longest text fits the
+        # token budget even at 4 tokens a character, so a decoder held to it reaches its full stop.
+        words = max(lo - 2, min((hi - 2) // 2, (max_tokens - 5) // 5))
         return OutputSpec(min_chars=lo, max_chars=hi, one_line=True, must_end_with=".",
-                          regex=f"[^\\n\\r]{{1,{bound}}}\\.")
-    return OutputSpec(min_chars=lo, max_chars=hi)
+                          regex=f"{_VISIBLE}( ?{_VISIBLE}){{{max(0, lo - 2)},{words}}}\\.")
+    # any other plain-text answer (music captions): no control characters and no blank ends, held to
+    # while decoding where the backend can (a random test model would write them; a real one does not)
+    return OutputSpec(min_chars=lo, max_chars=hi,
+                      regex=f"{_VISIBLE}[^\\u0000-\\u0008\\u000b-\\u001f]{{{max(0, lo - 2)},}}{_VISIBLE}")
+
+
+_VISIBLE = "[^ \\u0000-\\u001f]"  # one character that is neither a space nor a control character
 
 
 # ------------------------------------------------------------------------------------------

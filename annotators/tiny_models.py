@@ -11,17 +11,27 @@
   which needs no torchvision, for the transformers backend's image path.
 * ``tiny_video_llava``: a random Video-LLaVA with its numpy image processor, for the
   transformers backend's video path.
+* ``tiny_qwen2_audio``: a random Qwen2-Audio (Whisper-style encoder + Qwen2) with its processor
+  and the release's audio chat markup, for vLLM's audio path (the second music captioner).
+
+Weights are saved under the names of the real releases (``rename_weights``), which are the names
+vLLM loads, where transformers 5 would write others.
 
 * ``annotators.mullama.release.write_tiny_release``: MU-LLaMA in the authors' layout (Meta's
   ``params.json`` + ``consolidated.00.pth``, a sentencepiece ``tokenizer.model``, the adapter
   ``checkpoint.pth``), with ``model.tiny``'s HuBERT as the MERT stand-in.
 
-``write_all(root)`` writes every one of them under ``root`` (``mumu tiny-models DIR``). Every
-builder is deterministic (seeded) and cheap (well under a second each on 2 cores).
+``write_all(root)`` writes every one of them under ``root`` (``mumu tiny-models DIR``), and a
+model id ``tiny:<name>`` (``tiny:mistral``, ``tiny:llava``, ``tiny:video-llava``,
+``tiny:qwen2-audio``, ``tiny:mu-llama``; ``tiny:mert`` and the trainer's parts come from
+``model.tiny``) resolves to that model's folder in the tiny cache, built on first use
+(``resolve``): that is how the ``paper-mini`` profile names them. Every builder is deterministic
+(seeded) and cheap (about a second each on 2 cores).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CHAT_TEMPLATE = (
@@ -62,15 +72,16 @@ def _corpus() -> list[str]:
     return lines * 4
 
 
-def tiny_tokenizer(vocab_size: int = 600):
+def tiny_tokenizer(vocab_size: int = 600, extra_special: tuple[str, ...] = (), chat_template: str = CHAT_TEMPLATE):
     """A byte-level BPE tokenizer trained now, as a ``PreTrainedTokenizerFast`` with a chat template."""
     from transformers import PreTrainedTokenizerFast
 
     from model.tiny import train_bpe
 
-    fast = PreTrainedTokenizerFast(tokenizer_object=train_bpe(_corpus(), vocab_size, SPECIAL), bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+    fast = PreTrainedTokenizerFast(tokenizer_object=train_bpe(_corpus(), vocab_size, SPECIAL + list(extra_special)),
+                                   bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    extra_special_tokens={"image_token": "<image>", "video_token": "<video>"})
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = chat_template
     fast.padding_side = "left"
     return fast
 
@@ -132,6 +143,9 @@ def tiny_llava(path: str | Path, image_size: int = 32, patch: int = 8, seed: int
         num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
     model.save_pretrained(path)
     proc.save_pretrained(path)
+    # llava-hf's release names the CLIP tower's weights vision_tower.vision_model.*, which is what
+    # vLLM loads; transformers 5 saves them as vision_tower.* (and loads both)
+    rename_weights(path, {"vision_tower.": "vision_tower.vision_model."})
     return path
 
 
@@ -152,43 +166,169 @@ def tiny_video_llava(path: str | Path, image_size: int = 32, patch: int = 8, see
     model.generation_config.do_sample = False
     model.generation_config.pad_token_id = tok.pad_token_id
     model.save_pretrained(path)
-    tok.save_pretrained(path)
-    VideoLlavaImageProcessor(size={"shortest_edge": image_size},
-                             crop_size={"height": image_size, "width": image_size}).save_pretrained(path)
+    sizes = {"size": {"shortest_edge": image_size}, "crop_size": {"height": image_size, "width": image_size}}
+    images = VideoLlavaImageProcessor(**sizes)
+    try:  # the release's processor (its video processor needs torchvision)
+        from transformers import VideoLlavaProcessor, VideoLlavaVideoProcessor
+
+        VideoLlavaProcessor(image_processor=images, video_processor=VideoLlavaVideoProcessor(**sizes), tokenizer=tok,
+                            patch_size=patch, vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                            chat_template=CHAT_TEMPLATE).save_pretrained(path)
+    except ImportError:  # without torchvision: the tokenizer and image processor (the backend counts video tokens)
+        tok.save_pretrained(path)
+        images.save_pretrained(path)
     return path
 
 
-def write_all(root: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Every tiny model under ``root``, each in its own folder, made once (a folder with
-    ``_complete`` is kept); their paths by role."""
-    import shutil
-    import tempfile
+AUDIO_CHAT_TEMPLATE = (
+    # Qwen2-Audio-7B-Instruct's markup: each audio part becomes "Audio N: <|audio_bos|><|AUDIO|><|audio_eos|>"
+    "{{ bos_token }}{% set audio_count = namespace(value=0) %}"
+    "{% for m in messages %}"
+    "<|{{ m['role'] }}|>\n"
+    "{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'audio' or c['type'] == 'audio_url' or 'audio' in c or 'audio_url' in c %}"
+    "{% set audio_count.value = audio_count.value + 1 %}"
+    "Audio {{ audio_count.value }}: <|audio_bos|><|AUDIO|><|audio_eos|>\n"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{{ eos_token }}\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+AUDIO_SPECIAL = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")
 
-    from annotators.mullama.release import write_tiny_release
+
+def tiny_qwen2_audio(path: str | Path, seed: int = 0) -> Path:
+    """A random Qwen2-Audio (one-layer Whisper-style encoder, one-layer Qwen2) and its processor."""
+    import torch
+    from transformers import (Qwen2AudioConfig, Qwen2AudioEncoderConfig, Qwen2AudioForConditionalGeneration,
+                              Qwen2AudioProcessor, Qwen2Config, WhisperFeatureExtractor)
+
+    path = Path(path)
+    tok = tiny_tokenizer(extra_special=AUDIO_SPECIAL, chat_template=AUDIO_CHAT_TEMPLATE)
+    text = Qwen2Config(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=2048,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                       tie_word_embeddings=False)
+    audio = Qwen2AudioEncoderConfig(num_mel_bins=128, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64,
+                                    d_model=32, max_source_positions=1500)
+    cfg = Qwen2AudioConfig(audio_config=audio, text_config=text,
+                           audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"))
+    torch.manual_seed(seed)
+    model = Qwen2AudioForConditionalGeneration(cfg).eval()
+    model.generation_config.do_sample = False
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(path)
+    Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128), tokenizer=tok,
+                        chat_template=AUDIO_CHAT_TEMPLATE).save_pretrained(path)
+    # Qwen/Qwen2-Audio-7B-Instruct names the text model's weights language_model.model.* and
+    # language_model.lm_head.*, as vLLM loads them
+    rename_weights(path, {"language_model.model.model.": "language_model.model."})
+    return path
+
+
+def rename_weights(path: str | Path, prefixes: dict[str, str]) -> None:
+    """Rewrite ``path``'s safetensors files with each name's first matching prefix replaced
+    (where the new prefix extends the old one, a name that already has it is left alone)."""
+    from safetensors.torch import load_file, save_file
+
+    for file in sorted(Path(path).glob("*.safetensors")):
+        tensors = load_file(str(file))
+        renamed = {}
+        for name, t in tensors.items():
+            for old, new in prefixes.items():
+                if name.startswith(old) and not (new.startswith(old) and name.startswith(new)):
+                    name = new + name[len(old):]
+                    break
+            renamed[name] = t
+        if list(renamed) != list(tensors):
+            tmp = file.with_suffix(".tmp")
+            save_file(renamed, str(tmp), metadata={"format": "pt"})
+            os.replace(tmp, file)
+    index = Path(path) / "model.safetensors.index.json"
+    if index.exists():  # sharded saves name their weights in an index too
+        import json
+
+        data = json.loads(index.read_text())
+        data["weight_map"] = {next((new + k[len(old):] for old, new in prefixes.items()
+                                    if k.startswith(old) and not (new.startswith(old) and k.startswith(new))), k): v
+                              for k, v in data["weight_map"].items()}
+        index.write_text(json.dumps(data, indent=2))
+
+
+VERSION = "2"  # bump when a builder changes: the cache folder name carries it
+
+
+def _mert(path: Path, seed: int) -> None:
+    import shutil
+
     from model import tiny
 
-    from transformers.utils import logging as hf_logging
+    built = tiny.ensure(path.parent / ".parts", seed, ("mert",))["mert"]
+    shutil.copytree(built, path, dirs_exist_ok=True)
 
-    hf_logging.disable_progress_bar()
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    builders = {
+
+def _builders(seed: int) -> dict:
+    from annotators.mullama.release import write_tiny_release
+
+    return {
         "mistral": lambda p: tiny_llama(p, seed=seed),
         "llava": lambda p: tiny_llava(p, seed=seed),
         "video-llava": lambda p: tiny_video_llava(p, seed=seed),
+        "qwen2-audio": lambda p: tiny_qwen2_audio(p, seed=seed),
         "mu-llama": lambda p: write_tiny_release(p, seed=seed),
-        "mert": lambda p: shutil.copytree(tiny.ensure(p.parent / ".parts", seed, ("mert",))["mert"], p,
-                                          dirs_exist_ok=True),
+        "mert": lambda p: _mert(p, seed),
     }
-    out = {}
-    for name, build in builders.items():
-        dest = root / name
+
+
+NAMES = ("mistral", "llava", "video-llava", "qwen2-audio", "mu-llama", "mert")
+
+
+def build(root: str | Path, name: str, seed: int = 0) -> Path:
+    """``root/<name>``: the tiny model of that name, built once (atomically: a temp folder renamed
+    into place; a folder with ``_complete`` is kept)."""
+    import shutil
+    import tempfile
+
+    from transformers.utils import logging as hf_logging
+
+    builders = _builders(seed)
+    if name not in builders:
+        raise ValueError(f"unknown tiny model {name!r}: expected one of {', '.join(NAMES)}")
+    root = Path(root)
+    dest = root / name
+    if (dest / "_complete").exists():
+        return dest
+    root.mkdir(parents=True, exist_ok=True)
+    hf_logging.disable_progress_bar()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        builders[name](tmp)
+        (tmp / "_complete").write_text("")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except OSError:
         if not (dest / "_complete").exists():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-            build(tmp)
-            (tmp / "_complete").write_text("")
-            if dest.exists():
-                shutil.rmtree(dest)
-            tmp.rename(dest)
-        out[name] = dest
-    return out
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished it first, or the build failed
+    return dest
+
+
+def write_all(root: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Every tiny model under ``root``, each in its own folder; their paths by name."""
+    return {name: build(root, name, seed) for name in NAMES}
+
+
+def resolve(model_id: str, seed: int = 0) -> str:
+    """``tiny:<name>`` -> the folder of that tiny model in the tiny cache, built on first use
+    (annotator models here, the trainer's parts through ``model.tiny``); any other id unchanged."""
+    if not model_id.startswith("tiny:"):
+        return model_id
+    name = model_id.split(":", 1)[1]
+    from model import tiny
+
+    if name in NAMES and name != "mert":
+        return str(build(tiny.default_cache() / f"annotators-v{VERSION}-seed{seed}", name, seed))
+    return tiny.resolve(model_id)

