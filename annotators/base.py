@@ -95,15 +95,16 @@ _LOCK = threading.Lock()
 
 
 def get_annotator(role: str, spec: AnnotatorSpec, generation: GenerationSpec) -> Annotator:
-    """The process-wide instance for this role and spec, set up on first use. The role's own
-    sampling (``spec.generation``) wins over the profile's ``generation``."""
+    """The process-wide instance for this role and spec. Nothing is loaded here: an instance's
+    identity (what fingerprints and provenance need) is its configuration, and a model is set up
+    only when the instance first has a request to answer. The role's own sampling
+    (``spec.generation``) wins over the profile's ``generation``."""
     generation = spec.generation or generation
     key = json.dumps([role, spec.model_dump(mode="json"), generation.model_dump(mode="json")], sort_keys=True)
     with _LOCK:
         inst = _INSTANCES.get(key)
         if inst is None:
             inst = _build(role, spec, generation)
-            inst.setup()
             _INSTANCES[key] = inst
         return inst
 

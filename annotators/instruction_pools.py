@@ -51,20 +51,30 @@ class PoolSpec:
     constrain: bool = True  # ask the backend to enforce decode_pattern() while decoding (vLLM does)
 
     def decode_pattern(self) -> str | None:
-        """A regular expression for one instruction that follows the rules (as far as a regex can)."""
+        """A regular expression for one instruction that follows the rules (as far as a regex can):
+        the prefix, then free text without the forbidden characters, with each required
+        placeholder written once, in order, between free parts (the free parts hold no braces)."""
         if not self.constrain:
             return None
         excluded = "\\u0000-\\u001f"
         classes = forbidden_chars(self.forbid)
         if self.required_tokens:
-            classes -= set("{}")  # placeholders need their braces
+            classes |= set("{}")  # braces only in the placeholders
         if classes & set(string.digits):
             excluded += "0-9"
         # in a class escape what a class may treat specially (Rust-style regexes nest "[" and know && ~~)
-        excluded += "".join("\\" + c if c in "[]\\^-&~" else c for c in sorted(classes - set(string.digits)))
+        excluded += "".join("\\" + c if c in "[]\\^-&~{}" else c for c in sorted(classes - set(string.digits)))
         prefix = re.escape(self.must_start_with).replace("\\ ", " ") + " " if self.must_start_with else ""
         head = len(self.must_start_with) + 1 if self.must_start_with else 0
-        return f"^{prefix}[^{excluded}]{{{max(1, self.min_chars - head)},{max(1, self.max_chars - head)}}}$"
+        free = f"[^{excluded}]"
+        if not self.required_tokens:
+            return f"^{prefix}{free}{{{max(1, self.min_chars - head)},{max(1, self.max_chars - head)}}}$"
+        budget = self.max_chars - head - sum(len(t) for t in self.required_tokens)
+        part = max(1, budget // (len(self.required_tokens) + 1))
+        pieces = [f"{free}{{1,{part}}}"]
+        for tok in self.required_tokens:
+            pieces += [re.escape(tok).replace("\\{", "\\{").replace("\\}", "\\}"), f"{free}{{1,{part}}}"]
+        return f"^{prefix}{''.join(pieces)}$"
 
     def check(self, candidate: Any) -> str:
         """The cleaned instruction, or InvalidOutput with a reason code."""
@@ -92,40 +102,48 @@ class PoolSpec:
 
 
 _EDIT_RULE = "Write the token {tok} exactly once where the {what} goes, as in: {example}"
+_REPLACE_RULE = ("Write the tokens {{instrument}} and {{new_instrument}} exactly once each, in that order, "
+                 'as in: "{example}"')
+# MUEdit subtype -> (what the edit does, what it did, placeholder rule, instruction example, response example)
+_EDITS = {
+    "speed": ("change the speed of the music (make it faster or slower) by a stated amount",
+              "changed the speed of the music by a stated amount",
+              ("{speed}", "amount and direction"), "Make this music {speed}.", "Here is the music, now {speed}."),
+    "pitch": ("shift the pitch of the music up or down by a stated interval",
+              "shifted the pitch of the music by a stated interval",
+              ("{pitch}", "interval and direction"), "Transpose this piece {pitch}.", "Here is the piece, {pitch}."),
+    "add": ("add an instrument track to the music", "added an instrument track to the music",
+            ("{instrument}", "instrument"), "Add a {instrument} part to this track.",
+            "Here is the track with a {instrument} part added."),
+    "delete": ("remove an instrument track from the music", "removed an instrument track from the music",
+               ("{instrument}", "instrument"), "Remove the {instrument} from this music.",
+               "Here is the music without the {instrument}."),
+    "replace": ("replace one instrument of the music by another", "replaced one instrument of the music by another",
+                None, "Replace the {instrument} with a {new_instrument}.",
+                "Here is the music with the {instrument} replaced by a {new_instrument}."),
+}
+
+
+def _edit_pool(op: str, response: bool) -> PoolSpec:
+    does, did, token, example, reply = _EDITS[op]
+    shown = reply if response else example
+    if token is None:
+        rule, tokens = _REPLACE_RULE.format(example=shown), ("{instrument}", "{new_instrument}")
+    else:
+        rule, tokens = _EDIT_RULE.format(tok=token[0], what=token[1], example=shown), (token[0],)
+    name = f"edit_{op}_response" if response else f"edit_{op}"
+    return PoolSpec(name, "instruction_pool_edit_response" if response else "instruction_pool_edit",
+                    {"operation": did if response else does, "placeholder_rule": rule},
+                    must_start_with=None, forbid="digits", required_tokens=tokens)
+
+
 POOLS: dict[str, PoolSpec] = {
     "text": PoolSpec("text", "instruction_pool_text"),
     "image": PoolSpec("image", "instruction_pool_image"),
     "video": PoolSpec("video", "instruction_pool_video"),
-    "edit_speed": PoolSpec(
-        "edit_speed", "instruction_pool_edit",
-        {"operation": "change the speed of the music (make it faster or slower) by a stated amount",
-         "placeholder_rule": _EDIT_RULE.format(tok="{speed}", what="amount and direction",
-                                               example="Make this music {speed}.")},
-        must_start_with=None, forbid="digits", required_tokens=("{speed}",)),
-    "edit_pitch": PoolSpec(
-        "edit_pitch", "instruction_pool_edit",
-        {"operation": "shift the pitch of the music up or down by a stated interval",
-         "placeholder_rule": _EDIT_RULE.format(tok="{pitch}", what="interval and direction",
-                                               example="Transpose this piece {pitch}.")},
-        must_start_with=None, forbid="digits", required_tokens=("{pitch}",)),
-    "edit_add": PoolSpec(
-        "edit_add", "instruction_pool_edit",
-        {"operation": "add an instrument track to the music",
-         "placeholder_rule": _EDIT_RULE.format(tok="{instrument}", what="instrument",
-                                               example="Add a {instrument} part to this track.")},
-        must_start_with=None, forbid="digits", required_tokens=("{instrument}",)),
-    "edit_delete": PoolSpec(
-        "edit_delete", "instruction_pool_edit",
-        {"operation": "remove an instrument track from the music",
-         "placeholder_rule": _EDIT_RULE.format(tok="{instrument}", what="instrument",
-                                               example="Remove the {instrument} from this music.")},
-        must_start_with=None, forbid="digits", required_tokens=("{instrument}",)),
-    "edit_replace": PoolSpec(
-        "edit_replace", "instruction_pool_edit",
-        {"operation": "replace one instrument of the music by another",
-         "placeholder_rule": ('Write the tokens {instrument} and {new_instrument} exactly once each, '
-                              'e.g. "Replace the {instrument} with a {new_instrument}."')},
-        must_start_with=None, forbid="digits", required_tokens=("{instrument}", "{new_instrument}")),
+    # MUEdit: instructions and responses per subtype, with the edit's parameters as placeholders
+    # (tasks.edit_text fills them and keeps a template for an edit only where the filled text agrees)
+    **{spec.name: spec for op in _EDITS for spec in (_edit_pool(op, False), _edit_pool(op, True))},
 }
 
 

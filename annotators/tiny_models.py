@@ -98,14 +98,15 @@ def _llama_config(tokenizer, hidden: int = 128, layers: int = 2, heads: int = 2,
     )
 
 
-def tiny_llama(path: str | Path, hidden: int = 128, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+def tiny_llama(path: str | Path, hidden: int = 128, layers: int = 2, heads: int = 2, seed: int = 0,
+               max_positions: int = 2048) -> Path:
     """A random LLaMA (head_dim = hidden / heads, 64 by default) plus tokenizer, saved to ``path``."""
     import torch
     from transformers import LlamaForCausalLM
 
     path = Path(path)
     tok = tiny_tokenizer()
-    cfg = _llama_config(tok, hidden, layers, heads)
+    cfg = _llama_config(tok, hidden, layers, heads, max_positions)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg).eval()
     model.generation_config.do_sample = False
@@ -256,7 +257,7 @@ def rename_weights(path: str | Path, prefixes: dict[str, str]) -> None:
         index.write_text(json.dumps(data, indent=2))
 
 
-VERSION = "2"  # bump when a builder changes: the cache folder name carries it
+VERSION = "3"  # bump when a builder changes: the cache folder name carries it
 
 
 def _mert(path: Path, seed: int) -> None:
@@ -272,7 +273,8 @@ def _builders(seed: int) -> dict:
     from annotators.mullama.release import write_tiny_release
 
     return {
-        "mistral": lambda p: tiny_llama(p, seed=seed),
+        # Mistral-7B-Instruct-v0.2's context (32k): a response request carries a whole music caption
+        "mistral": lambda p: tiny_llama(p, seed=seed, max_positions=32768),
         "llava": lambda p: tiny_llava(p, seed=seed),
         "video-llava": lambda p: tiny_video_llava(p, seed=seed),
         "qwen2-audio": lambda p: tiny_qwen2_audio(p, seed=seed),

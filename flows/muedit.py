@@ -10,11 +10,12 @@ from flows.checks import checked_config
 from flows.report import publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.sample_corpus import make_sample_corpus
-from flows.stages import finalize_dataset, ingest_loops, ingest_slakh, muedit_records
+from flows.stages import finalize_dataset, ingest_loops, ingest_slakh, instruction_pool, muedit_records
 from schemas.datasets import MUEDIT
 from tasks import finalize, ingest
 from tasks.cards import provenance_block
 from tasks.edit_text import template_version
+from tasks.pools import EDIT_OPS, EDIT_POOLS, pool_fingerprint, uses_generated_pools
 from tasks.preflight import LOOPERMAN, SLAKH
 from tasks.splits import decontamination_ids
 from tasks.stage import chunk
@@ -43,15 +44,23 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     loop_f = [ingest_loops.submit(cfg, i, part) for i, part in enumerate(chunk(loops, cfg.shards.items_per_shard))]
     # a Slakh track yields a mix and a file per stem: a few tracks per shard
     track_f = [ingest_slakh.submit(cfg, i, part) for i, part in enumerate(chunk(tracks, max(1, cfg.shards.items_per_shard // 4)))]
-    loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded) for c in loop_f]
-    track_rec_f = [muedit_records.submit(cfg, c, "slakh", excluded) for c in track_f]
+    # the instruction and response pools of every subtype, once per build, before any record shard
+    pool_f = [instruction_pool.submit(cfg, name) for name in EDIT_POOLS]
+    loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded, wait_for=pool_f) for c in loop_f]
+    track_rec_f = [muedit_records.submit(cfg, c, "slakh", excluded, wait_for=pool_f) for c in track_f]
     loop_clips, slakh_clips = track(loop_f, "loops"), track(track_f, "Slakh tracks")
     loop_records, slakh_records = track(loop_rec_f, "loop edits"), track(track_rec_f, "stem edits")
 
     sources = ["sample"] if sample else [s for s, on in (("looperman", loops_src), ("slakh", slakh_src)) if on]
-    prov = provenance_block(cfg.profile, cfg.fingerprint(), {"edit_text": {"annotator": "templates", "model": "bundled-pools"}},
-                            {f"edit_{op}": template_version(op) for op in ("speed", "pitch", "add", "delete", "replace")},
-                            sources)
+    if uses_generated_pools(cfg):
+        text = cfg.annotators.text
+        writer = {"text": {"annotator": text.backend, "model": text.model, "pools": [f"generated:{n}" for n in EDIT_POOLS]}}
+        [f.result() for f in pool_f]
+        versions = {name: pool_fingerprint(store, cfg, name) for name in EDIT_POOLS}
+    else:
+        writer = {"edit_text": {"annotator": "templates", "model": "bundled-pools"}}
+        versions = {f"edit_{op}": template_version(op) for op in EDIT_OPS}
+    prov = provenance_block(cfg.profile, cfg.fingerprint(), writer, versions, sources)
     records = [*loop_records, *slakh_records]
     stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips], prov, loop_failures).result()
     out_dir = finalize.dataset_location(store, MUEDIT)

@@ -26,7 +26,8 @@ Two ways to use it:
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
@@ -89,6 +90,23 @@ def needs_runner(cfg: Config | RunnerSpec) -> bool:
     Only the kind is compared: a thread pool's size is not worth a subflow."""
     current = current_runner_kind()
     return current is not None and current != _spec(cfg).kind
+
+
+@contextlib.contextmanager
+def shared_cluster(cfg: Config) -> Iterator[dict[str, Any]]:
+    """For a flow that runs several dataset flows (build-all): with ``runner.kind: dask`` and no
+    ``dask_address``, one ``LocalCluster`` for all of them, so its worker processes (their imports
+    and the models they have set up) serve every dataset instead of one cluster each. Yields the
+    overrides that point the dataset flows at it ({} where there is nothing to share)."""
+    spec = cfg.runner
+    if spec.kind != "dask" or spec.dask_address:
+        yield {}
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=spec.max_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        yield {"runner.dask_address": cluster.scheduler_address}
 
 
 def run_with_runner(flow: Any, cfg: Config | RunnerSpec, **params: Any) -> Any:

@@ -4,6 +4,10 @@ A run's configuration is a named YAML profile (``mumu/profiles/<name>.yaml``, or
 any YAML file) with optional overrides applied on top, e.g. ``{"corpus.clips": 12}`` from a
 flow parameter or ``--set corpus.clips=12`` on the command line. The result is validated by
 pydantic, so a typo in a key is an error, not a silently ignored setting.
+
+A profile may start from another: ``extends: paper`` reads that profile first and merges this
+one's sections over it (a mapping merges key by key, anything else replaces), so ``paper-mini``
+says only what differs from ``paper``.
 """
 
 from __future__ import annotations
@@ -262,7 +266,7 @@ def available_profiles() -> list[str]:
     return sorted(p.name[:-5] for p in PROFILE_DIR.iterdir() if p.name.endswith(".yaml"))
 
 
-def _read_profile(profile: str) -> dict[str, Any]:
+def _read_profile(profile: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     path = Path(profile)
     if path.suffix in (".yaml", ".yml") and path.exists():
         text = path.read_text()
@@ -274,7 +278,18 @@ def _read_profile(profile: str) -> dict[str, Any]:
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise ValueError(f"profile {profile!r} must hold a mapping at the top level")
-    return data
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ValueError(f"profile {profile!r}: extends must name one profile")
+    if base in _seen or base == profile:
+        raise ValueError(f"profile {profile!r}: extends {base!r} in a cycle ({' -> '.join((*_seen, profile, base))})")
+    if not Path(base).suffix and path.suffix in (".yaml", ".yml") and (path.parent / f"{base}.yaml").exists():
+        base = str(path.parent / f"{base}.yaml")  # a sibling file of a profile given by path
+    parent = _read_profile(base, (*_seen, profile))
+    data.setdefault("profile", Path(profile).stem)
+    return _merge(parent, data)
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -11,8 +11,12 @@ and ``edits.stem_edits_per_segment`` of them are chosen by a hash of the segment
 means: input = the other stems + stem X of instrument A, output = the other stems + stem Y of
 instrument B, A != B, both from the same track.
 
-The human turn is the instruction and the model turn the response, both from the bundled
-templates (``tasks.edit_text``), filled with the edit's own parameters.
+The human turn is the instruction and the model turn the response, templates filled with the
+edit's own parameters (``tasks.edit_text.fields``): with an LLM text role, from the instruction
+and response pools that role wrote in this build (``tasks.pools.EDIT_POOLS``), drawn with the
+build's seed among the templates whose filled text agrees with the edit (``agreeing_templates``;
+an edit that no template describes becomes a failure row); with the CPU ``features`` role, from
+the bundled templates. The two are never mixed.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ import numpy as np
 
 from mumu.config import Config
 from schemas.datasets import MUEDIT
-from tasks.edit_text import instruction, instrument_label, template_version
+from tasks.edit_text import agreeing_templates, fields, fill, instruction, instrument_label, template_version
 from tasks.edits import apply_edit, stem_edit_options
 from tasks.media import MediaError, decode_audio_bytes, flac_bytes
 from tasks.records import assign, media_cell, records_table, turns
+from tasks.pools import EDIT_OPS, EDIT_POOLS, draw, pool_entries, pool_fingerprint, uses_generated_pools
 from tasks.slakh import active_ratio, plan_segments
 from tasks.stage import ShardResult, run_shard
 from tasks.store import Store, fingerprint_of
@@ -36,15 +41,55 @@ from tasks.store import Store, fingerprint_of
 EDITOR = {"annotator": "templates", "model": "bundled-pools"}
 
 
+class NoWording(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+class EditWording:
+    """The two turns of an edit record and their provenance: from the build's generated pools
+    (an LLM text role) or from the bundled templates (the ``features`` role)."""
+
+    def __init__(self, store: Store, cfg: Config):
+        self.generated = uses_generated_pools(cfg)
+        self.seed = cfg.seed
+        self.entries = {name: pool_entries(store, cfg, name) for name in EDIT_POOLS} if self.generated else {}
+        self.writer = {"backend": cfg.annotators.text.backend, "model": cfg.annotators.text.model}
+        self.versions = {op: "+".join(pool_fingerprint(store, cfg, f"edit_{op}{k}") for k in ("", "_response"))
+                         for op in EDIT_OPS} if self.generated else {}
+
+    def turns(self, op: str, params: dict, key: str) -> tuple[str, str, dict]:
+        """(instruction, response, provenance columns); NoWording when the pools have nothing for it."""
+        if not self.generated:
+            human, model = instruction(op, params, key)
+            return human, model, {**EDITOR, "prompt_version": template_version(op), "roles": None}
+        values = fields(op, params)
+        picked = {}
+        for role, name in (("instruction", f"edit_{op}"), ("response", f"edit_{op}_response")):
+            entries = self.entries[name]
+            if not entries:
+                raise NoWording("no_instruction_pool", f"the text role wrote no {name!r} pool in this build")
+            agreeing = set(agreeing_templates(op, [e.text for e in entries], [params]))
+            usable = [e for e in entries if e.text in agreeing]
+            if not usable:
+                raise NoWording("no_agreeing_template", f"none of the {len(entries)} {name} templates describes {params}")
+            picked[role] = draw(usable, f"{key}:{role}", self.seed)
+        roles = {role: {**self.writer, "pool": e.pool, "entry": e.entry} for role, e in picked.items()}
+        return (fill(picked["instruction"].text, values), fill(picked["response"].text, values),
+                {"annotator": self.writer["backend"], "model": self.writer["model"], "prompt_version": self.versions[op],
+                 "roles": json.dumps(roles, sort_keys=True)})
+
+
 def _record(rid: str, op: str, params: dict, clip: dict, split: str, inp: dict, out: dict, start: float, seconds: float,
-            key: str) -> dict:
-    human, model = instruction(op, params, key)
+            key: str, wording: EditWording) -> dict:
+    human, model, prov = wording.turns(op, params, key)
     return {
         "id": rid, "task": f"edit_{op}", "conversation": turns(human, model), "input_modality": "audio",
         "output_modality": "audio", "operation": op, "params": params, "input_audio": inp, "output_audio": out,
         "clip_id": clip["clip_id"], "group_id": clip["group_id"], "source": clip["source"], "origin": clip["origin"],
         "start_s": start, "end_s": start + seconds, "input_seconds": seconds, "tags": clip["tags"], "licence": clip["licence"],
-        **EDITOR, "prompt_version": template_version(op), "split": split,
+        **prov, "split": split,
     }
 
 
@@ -59,6 +104,7 @@ def _fmt(x: float) -> str:
 def loop_edit_records(store: Store, cfg: Config, clips_part: str, excluded: frozenset[str]):
     """Speed and pitch pairs for every loop of a clips shard -> (records table, failures)."""
     rows, failures = [], []
+    wording = EditWording(store, cfg)
     for clip in store.read_table(clips_part).to_pylist():
         cid = clip["clip_id"]
         if clip.get("quality_ok") is False:
@@ -81,8 +127,11 @@ def loop_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
                 failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": getattr(e, "reason", "edit_failed"),
                                  "detail": str(e)})
                 continue
-            rows.append(_record(rid, op, pair.params, clip, split, inp, _cell(pair.output, sr, f"{rid}.flac"), 0.0,
-                                clip["duration_s"], rid))
+            try:
+                rows.append(_record(rid, op, pair.params, clip, split, inp, _cell(pair.output, sr, f"{rid}.flac"), 0.0,
+                                    clip["duration_s"], rid, wording))
+            except NoWording as e:
+                failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": e.reason, "detail": e.detail})
     return records_table(MUEDIT, rows), failures
 
 
@@ -94,6 +143,7 @@ def _pick(options: list, key: str, n: int) -> list:
 def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: frozenset[str]):
     """Add / delete / replace pairs for every Slakh track of a clips shard -> (records table, failures)."""
     rows, failures = [], []
+    wording = EditWording(store, cfg)
     clips = store.read_table(clips_part).to_pylist()
     tracks: dict[str, list[dict]] = {}
     for c in clips:
@@ -142,16 +192,23 @@ def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
                     failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": getattr(e, "reason", "edit_failed"),
                                      "detail": str(e)})
                     continue
-                rows.append(_record(rid, op, pair.params, mix_clip, split, _cell(pair.input, sr, f"{rid}-in.flac"),
-                                    _cell(pair.output, sr, f"{rid}-out.flac"), start, seconds, rid))
+                try:
+                    rows.append(_record(rid, op, pair.params, mix_clip, split, _cell(pair.input, sr, f"{rid}-in.flac"),
+                                        _cell(pair.output, sr, f"{rid}-out.flac"), start, seconds, rid, wording))
+                except NoWording as e:
+                    failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": e.reason, "detail": e.detail})
     return records_table(MUEDIT, rows), failures
 
 
 def edit_records_shard(store: Store, cfg: Config, clips: ShardResult, kind: str, excluded: frozenset[str]) -> ShardResult:
     """Run (or skip) the MUEdit record stage for one clips shard of loops or Slakh tracks."""
     build = loop_edit_records if kind == "loops" else stem_edit_records
+    if uses_generated_pools(cfg):
+        wording = {"writer": [cfg.annotators.text.backend, cfg.annotators.text.model], "seed": cfg.seed,
+                   **{name: pool_fingerprint(store, cfg, name) for name in EDIT_POOLS}}
+    else:
+        wording = {op: template_version(op) for op in EDIT_OPS}
     fp = fingerprint_of(f"records/MUEdit/{kind}", clips.fingerprint, cfg.edits.model_dump(), cfg.slakh.model_dump(),
-                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded),
-                        {op: template_version(op) for op in ("speed", "pitch", "add", "delete", "replace")})
+                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded), wording)
     return run_shard(store, f"records/MUEdit-{kind}", clips.shard, fp, clips.ok,
                      lambda: build(store, cfg, clips.output, excluded))

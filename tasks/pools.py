@@ -3,8 +3,10 @@
 With an LLM ``text`` role (vLLM, OpenAI-compatible, transformers) the pools are written once per
 build by that role (``annotators.instruction_pools.generate_pool``: about 200 distinct lines per
 generation task, filtered and deduplicated, stored under ``<data_root>/pools/<name>/`` with a
-completion marker) and records draw from them with the build's seed. With the CPU ``features``
-role the bundled hand-written files are the pools. The two are never mixed: an LLM build whose
+completion marker) and records draw from them with the build's seed. MUEdit has an
+instruction and a response pool per subtype (``EDIT_POOLS``), templates whose placeholders
+(``{speed}``, ``{pitch}``, ``{instrument}``, ``{new_instrument}``) the edit's parameters fill. With
+the CPU ``features`` role the bundled hand-written files are the pools. The two are never mixed: an LLM build whose
 pool is missing or empty fails its records with ``no_instruction_pool``, it never falls back.
 """
 
@@ -19,6 +21,10 @@ from tasks.store import Store
 # generation task -> (generated pool name, bundled pool file)
 POOL_OF_TASK = {"text_to_music": ("text", "mucaps_generate"), "image_to_music": ("image", "muimage_generate"),
                 "video_to_music": ("video", "muvideo_generate")}
+# MUEdit: an instruction pool and a response pool per subtype (templates with the edit's placeholders)
+EDIT_OPS = ("speed", "pitch", "add", "delete", "replace")
+EDIT_POOLS = tuple(f"edit_{op}{kind}" for op in EDIT_OPS for kind in ("", "_response"))
+POOL_OF_TASK.update({name: (name, name) for name in EDIT_POOLS})
 LLM_BACKENDS = ("vllm", "openai", "transformers")
 
 

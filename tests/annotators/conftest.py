@@ -17,5 +17,6 @@ def vllm_text(tiny_llama_dir):
 
     spec = AnnotatorSpec(backend="vllm", model=str(tiny_llama_dir), batch_size=16, options=VLLM_OPTIONS)
     ann = get_annotator("text", spec, GenerationSpec(max_tokens=256))
+    ann.setup()
     yield ann
     ann.teardown()

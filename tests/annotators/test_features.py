@@ -100,6 +100,8 @@ def test_the_papers_mullama_without_its_release_says_what_to_download(monkeypatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # this machine cannot reach the Hub: say so, do not hang
     cfg = load_config("paper")
     assert cfg.annotators.music_caption.backend == "mullama"
+    ann = get_annotator("music_caption", cfg.annotators.music_caption, cfg.generation)  # nothing loaded yet
+    assert ann.identity()["model"] == "mu-llama/MU-LLaMA"
     with pytest.raises(ReleaseError, match="annotators.music_caption.model") as err:
-        get_annotator("music_caption", cfg.annotators.music_caption, cfg.generation)
+        ann.setup()
     assert "mu-llama/MU-LLaMA" in str(err.value) and "\n" not in str(err.value)

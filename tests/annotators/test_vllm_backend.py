@@ -50,7 +50,7 @@ def test_chat_template_is_applied(vllm_text):
     chat = vllm_text.builder.build(response_req(0))
     from annotators.vllm_backend import sampling_params
 
-    out = vllm_text.llm.chat([to_openai_messages(chat.messages)], sampling_params(chat), use_tqdm=False)[0]
+    out = vllm_text._engine().chat([to_openai_messages(chat.messages)], sampling_params(chat), use_tqdm=False)[0]
     assert out.prompt.startswith("<s><|user|>\nYou are a music assistant") and out.prompt.endswith("<|assistant|>\n")
 
 
@@ -60,7 +60,7 @@ def test_generate_path_without_chat_template(vllm_text, tiny_llama_dir):
 
     plain = VLLMAnnotator("text", AnnotatorSpec(backend="vllm", model=str(tiny_llama_dir), options={"chat": False}),
                           GenerationSpec(max_tokens=16, temperature=0.0))
-    plain.llm, plain._ready = vllm_text.llm, True  # share the session's engine
+    plain.llm, plain._ready = vllm_text._engine(), True  # share the session's engine
     chats = [plain.builder.build(response_req(i)) for i in range(3)]
     assert "<|user|>" not in prompt_text(chats[0])
     answers = plain._generate(chats)
