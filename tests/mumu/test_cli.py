@@ -91,7 +91,18 @@ def test_tiny_models_are_written_in_the_real_layouts(tmp_path):
     res = runner.invoke(app, ["tiny-models", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert ReleasePaths.of(tmp_path / "mu-llama").shards()  # params.json, shards, tokenizer.model, checkpoint.pth
-    for name in ("mistral", "llava", "video-llava", "mert"):
+    for name in ("mistral", "llava", "video-llava", "qwen2-audio", "mert"):
         assert (tmp_path / name / "config.json").exists(), name
+    from safetensors import safe_open
+
+    def names(model):
+        with safe_open(str(tmp_path / model / "model.safetensors"), "pt") as f:
+            return set(f.keys())
+
+    # the weight names of the releases (llava-hf/llava-1.5-7b-hf, Qwen/Qwen2-Audio-7B-Instruct), which vLLM loads
+    assert any(k.startswith("vision_tower.vision_model.") for k in names("llava"))
+    assert not any(k.startswith("vision_tower.") and ".vision_model." not in k for k in names("llava"))
+    assert any(k.startswith("language_model.model.layers.") for k in names("qwen2-audio"))
+    assert not any(k.startswith("language_model.model.model.") for k in names("qwen2-audio"))
     again = runner.invoke(app, ["tiny-models", str(tmp_path)])  # made once: a second run keeps them
     assert again.exit_code == 0

