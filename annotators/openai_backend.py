@@ -17,6 +17,9 @@ structured outputs. Media go as data URLs in ``image_url`` / ``video_url`` / ``a
   ``max_retries`` (default 3; the client retries connection errors and 429/5xx with backoff);
 * ``json_mode``: ``response_format`` (default) or ``structured_outputs`` (vLLM's own
   ``extra_body={"structured_outputs": {"json": schema}}``);
+* ``regex`` (default true): a plain-text answer's pattern (the one-sentence captions) goes to the
+  server as vLLM's ``extra_body={"structured_outputs": {"regex": ...}}``; false for servers that
+  do not know vLLM's extensions (the answers are checked either way);
 * the request options of ``annotators.requests``.
 """
 
@@ -73,6 +76,8 @@ class OpenAIAnnotator(ChatAnnotator):
             else:
                 body["response_format"] = {"type": "json_schema",
                                            "json_schema": {"name": f"{chat.kind}_output", "schema": chat.schema}}
+        elif chat.output.regex and self.options.get("regex", True):
+            extra["structured_outputs"] = {"regex": chat.output.regex}
         for name in ("ignore_eos", "min_tokens"):  # vLLM's extensions, used by the benchmark
             if name in p:
                 extra[name] = p[name]

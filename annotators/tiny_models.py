@@ -72,15 +72,17 @@ def _corpus() -> list[str]:
     return lines * 4
 
 
-def tiny_tokenizer(vocab_size: int = 600, extra_special: tuple[str, ...] = (), chat_template: str = CHAT_TEMPLATE):
-    """A byte-level BPE tokenizer trained now, as a ``PreTrainedTokenizerFast`` with a chat template."""
+def tiny_tokenizer(vocab_size: int = 600, extra_special: tuple[str, ...] = (), chat_template: str = CHAT_TEMPLATE,
+                   media_tokens: dict[str, str] | None = None):
+    """A byte-level BPE tokenizer trained now, as a ``PreTrainedTokenizerFast`` with a chat template
+    (``media_tokens``: the tokens processors read as ``tokenizer.image_token`` / ``video_token``)."""
     from transformers import PreTrainedTokenizerFast
 
     from model.tiny import train_bpe
 
     fast = PreTrainedTokenizerFast(tokenizer_object=train_bpe(_corpus(), vocab_size, SPECIAL + list(extra_special)),
                                    bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   extra_special_tokens={"image_token": "<image>", "video_token": "<video>"})
+                                   extra_special_tokens=media_tokens or {"image_token": "<image>", "video_token": "<video>"})
     fast.chat_template = chat_template
     fast.padding_side = "left"
     return fast
@@ -181,6 +183,49 @@ def tiny_video_llava(path: str | Path, image_size: int = 32, patch: int = 8, see
     return path
 
 
+VL_CHAT_TEMPLATE = (
+    # Qwen2-VL-Instruct's markup: each picture or video between <|vision_start|> and <|vision_end|>
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' or c['type'] == 'image_url' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif c['type'] == 'video' or c['type'] == 'video_url' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}{{ eos_token }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+VL_SPECIAL = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def tiny_qwen2_vl(path: str | Path, seed: int = 0) -> Path:
+    """A random Qwen2-VL (one-block vision tower, one-layer text model, M-RoPE) and its processor:
+    vLLM's model for videos (and pictures) in chat requests."""
+    import torch
+    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
+                              Qwen2VLVideoProcessor)
+
+    path = Path(path)
+    tok = tiny_tokenizer(extra_special=VL_SPECIAL, chat_template=VL_CHAT_TEMPLATE,
+                         media_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})
+    ids = {t: tok.convert_tokens_to_ids(t) for t in VL_SPECIAL}
+    cfg = Qwen2VLConfig(
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=128, num_heads=2, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2),
+        text_config=dict(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 12, 12]},
+                         tie_word_embeddings=False),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(cfg).eval()
+    model.generation_config.do_sample = False
+    model.save_pretrained(path)  # names as Qwen/Qwen2-VL-7B-Instruct's: model.*, visual.*, lm_head
+    pixels = {"min_pixels": 28 * 28 * 4, "max_pixels": 28 * 28 * 16}
+    Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**pixels), video_processor=Qwen2VLVideoProcessor(**pixels),
+                     tokenizer=tok, chat_template=VL_CHAT_TEMPLATE).save_pretrained(path)
+    return path
+
+
 AUDIO_CHAT_TEMPLATE = (
     # Qwen2-Audio-7B-Instruct's markup: each audio part becomes "Audio N: <|audio_bos|><|AUDIO|><|audio_eos|>"
     "{{ bos_token }}{% set audio_count = namespace(value=0) %}"
@@ -278,12 +323,13 @@ def _builders(seed: int) -> dict:
         "llava": lambda p: tiny_llava(p, seed=seed),
         "video-llava": lambda p: tiny_video_llava(p, seed=seed),
         "qwen2-audio": lambda p: tiny_qwen2_audio(p, seed=seed),
+        "qwen2-vl": lambda p: tiny_qwen2_vl(p, seed=seed),
         "mu-llama": lambda p: write_tiny_release(p, seed=seed),
         "mert": lambda p: _mert(p, seed),
     }
 
 
-NAMES = ("mistral", "llava", "video-llava", "qwen2-audio", "mu-llama", "mert")
+NAMES = ("mistral", "llava", "video-llava", "qwen2-audio", "qwen2-vl", "mu-llama", "mert")
 
 
 def build(root: str | Path, name: str, seed: int = 0) -> Path:

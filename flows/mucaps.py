@@ -14,6 +14,8 @@ from flows.stages import finalize_dataset, instruction_pool, mucaps_records
 from tasks import finalize, mucaps
 from tasks.cards import provenance_block
 from tasks.preflight import AUDIOSET
+from tasks.annotate import annotator_fingerprint
+from tasks.pools import pool_fingerprint, uses_generated_pools
 from tasks.store import Store
 
 
@@ -29,7 +31,13 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
     records_f = [mucaps_records.submit(cfg, c, a, st.excluded, pool_f) for c, a in zip(st.clips, music)]
     records = track(records_f, "MUCaps records")
 
-    prov = provenance_block(cfg.profile, cfg.fingerprint(), st.annotators(cfg), mucaps.prompt_versions(),
+    annotators, versions = st.annotators(cfg), mucaps.prompt_versions()
+    if uses_generated_pools(cfg):  # the text role wrote the text-to-music pool and the replies
+        pool_f.result()
+        annotators["text"] = annotator_fingerprint(cfg, "text")
+        versions = {"music_question": versions["music_question"],
+                    "text_to_music_pool": pool_fingerprint(Store(cfg.data_root), cfg, "text_to_music")}
+    prov = provenance_block(cfg.profile, cfg.fingerprint(), annotators, versions,
                             ["sample" if st.mirror.is_sample else "audioset"])
     stats = finalize_dataset.submit(cfg, "MUCaps", records, [*st.clips, *music], prov, st.segment_failures).result()
     out_dir = finalize.dataset_location(Store(cfg.data_root), mucaps.MUCAPS)

@@ -122,6 +122,13 @@ def tiny_qwen2_audio_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen2_vl_dir(tmp_path_factory):
+    from annotators import tiny_models
+
+    return tiny_models.tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"))
+
+
+@pytest.fixture(scope="session")
 def media_dir(tmp_path_factory):
     """Two pictures and two short videos (ffmpeg's test sources)."""
     import subprocess

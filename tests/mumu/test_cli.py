@@ -91,7 +91,7 @@ def test_tiny_models_are_written_in_the_real_layouts(tmp_path):
     res = runner.invoke(app, ["tiny-models", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert ReleasePaths.of(tmp_path / "mu-llama").shards()  # params.json, shards, tokenizer.model, checkpoint.pth
-    for name in ("mistral", "llava", "video-llava", "qwen2-audio", "mert"):
+    for name in ("mistral", "llava", "video-llava", "qwen2-audio", "qwen2-vl", "mert"):
         assert (tmp_path / name / "config.json").exists(), name
     from safetensors import safe_open
 
