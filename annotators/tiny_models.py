@@ -13,6 +13,8 @@
   transformers backend's video path.
 * ``tiny_qwen2_audio``: a random Qwen2-Audio (Whisper-style encoder + Qwen2) with its processor
   and the release's audio chat markup, for vLLM's audio path (the second music captioner).
+* ``tiny_qwen2_vl``: a random Qwen2-VL (vision tower with M-RoPE + Qwen2) with its image and video
+  processors, for vLLM's video path.
 
 Weights are saved under the names of the real releases (``rename_weights``), which are the names
 vLLM loads, where transformers 5 would write others.
@@ -23,7 +25,7 @@ vLLM loads, where transformers 5 would write others.
 
 ``write_all(root)`` writes every one of them under ``root`` (``mumu tiny-models DIR``), and a
 model id ``tiny:<name>`` (``tiny:mistral``, ``tiny:llava``, ``tiny:video-llava``,
-``tiny:qwen2-audio``, ``tiny:mu-llama``; ``tiny:mert`` and the trainer's parts come from
+``tiny:qwen2-audio``, ``tiny:qwen2-vl``, ``tiny:mu-llama``; ``tiny:mert`` and the trainer's parts come from
 ``model.tiny``) resolves to that model's folder in the tiny cache, built on first use
 (``resolve``): that is how the ``paper-mini`` profile names them. Every builder is deterministic
 (seeded) and cheap (about a second each on 2 cores).
