@@ -283,10 +283,10 @@ def _read_profile(profile: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
         return data
     if not isinstance(base, str):
         raise ValueError(f"profile {profile!r}: extends must name one profile")
-    if base in _seen or base == profile:
-        raise ValueError(f"profile {profile!r}: extends {base!r} in a cycle ({' -> '.join((*_seen, profile, base))})")
     if not Path(base).suffix and path.suffix in (".yaml", ".yml") and (path.parent / f"{base}.yaml").exists():
         base = str(path.parent / f"{base}.yaml")  # a sibling file of a profile given by path
+    if base in _seen or base == profile:
+        raise ValueError(f"profile {profile!r}: extends {base!r} in a cycle ({' -> '.join((*_seen, profile, base))})")
     parent = _read_profile(base, (*_seen, profile))
     data.setdefault("profile", Path(profile).stem)
     return _merge(parent, data)

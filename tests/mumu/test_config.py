@@ -4,7 +4,7 @@ from mumu.config import ConfigError, available_profiles, load_config, parse_assi
 
 
 def test_profiles_exist():
-    assert {"sample", "paper"} <= set(available_profiles())
+    assert {"sample", "paper", "paper-mini"} <= set(available_profiles())
 
 
 def test_paper_profile_carries_the_papers_numbers():
@@ -69,3 +69,29 @@ def test_profile_from_a_yaml_file(tmp_path):
     p.write_text("corpus: {clips: 2}\n")
     cfg = load_config(str(p))
     assert cfg.corpus.clips == 2 and cfg.profile == "mine"
+
+
+def test_paper_mini_is_the_paper_profile_with_models_sizes_and_mirror_changed():
+    paper, mini = load_config("paper").model_dump(), load_config("paper-mini").model_dump()
+    changed = {k for k in paper if paper[k] != mini[k]}
+    assert changed <= {"profile", "data_root", "mirror", "corpus", "shards", "targets", "eval_sizes", "splits", "pools",
+                       "annotators", "runner"}
+    assert mini["mirror"] == {**paper["mirror"], "sample": True}
+    assert mini["splits"] == {**paper["splits"], "eval_fraction": mini["splits"]["eval_fraction"]}  # a size only
+    assert mini["runner"] == {**paper["runner"], "max_workers": mini["runner"]["max_workers"]}
+    for role, spec in mini["annotators"].items():  # same backends, options and sampling; tiny models
+        assert spec["backend"] == paper["annotators"][role]["backend"] and spec["model"].startswith("tiny:")
+        assert spec["generation"] == paper["annotators"][role]["generation"]
+    assert mini["generation"] == paper["generation"] and mini["edits"] == paper["edits"]
+
+
+def test_extends_merges_sections_and_refuses_cycles(tmp_path):
+    (tmp_path / "base.yaml").write_text("extends: sample\ncorpus: {clips: 3}\nseed: 4\n")
+    (tmp_path / "child.yaml").write_text("extends: base\ncorpus: {seed: 9}\n")
+    cfg = load_config(str(tmp_path / "child.yaml"))
+    assert (cfg.corpus.clips, cfg.corpus.seed, cfg.seed, cfg.profile) == (3, 9, 4, "child")
+    assert cfg.annotators.music_caption.backend == "features"  # from sample, two levels up
+    (tmp_path / "a.yaml").write_text("extends: b\n")
+    (tmp_path / "b.yaml").write_text("extends: a\n")
+    with pytest.raises(ValueError, match="cycle"):
+        load_config(str(tmp_path / "a.yaml"))
