@@ -56,8 +56,19 @@ class EditWording:
         self.seed = cfg.seed
         self.entries = {name: pool_entries(store, cfg, name) for name in EDIT_POOLS} if self.generated else {}
         self.writer = {"backend": cfg.annotators.text.backend, "model": cfg.annotators.text.model}
+        self._memo: dict[tuple[str, str], list] = {}
         self.versions = {op: "+".join(pool_fingerprint(store, cfg, f"edit_{op}{k}") for k in ("", "_response"))
                          for op in EDIT_OPS} if self.generated else {}
+
+    def _agreeing(self, name: str, op: str, params: dict) -> list:
+        """The pool's entries whose filled text agrees with this edit (kept per pool and parameters:
+        loops share a handful of speed and pitch values)."""
+        key = (name, json.dumps(params, sort_keys=True))
+        if key not in self._memo:
+            entries = self.entries[name]
+            agreeing = set(agreeing_templates(op, [e.text for e in entries], [params]))
+            self._memo[key] = [e for e in entries if e.text in agreeing]
+        return self._memo[key]
 
     def turns(self, op: str, params: dict, key: str) -> tuple[str, str, dict]:
         """(instruction, response, provenance columns); NoWording when the pools have nothing for it."""
@@ -70,8 +81,7 @@ class EditWording:
             entries = self.entries[name]
             if not entries:
                 raise NoWording("no_instruction_pool", f"the text role wrote no {name!r} pool in this build")
-            agreeing = set(agreeing_templates(op, [e.text for e in entries], [params]))
-            usable = [e for e in entries if e.text in agreeing]
+            usable = self._agreeing(name, op, params)
             if not usable:
                 raise NoWording("no_agreeing_template", f"none of the {len(entries)} {name} templates describes {params}")
             picked[role] = draw(usable, f"{key}:{role}", self.seed)
