@@ -275,32 +275,32 @@ def tiny_qwen2_audio(path: str | Path, seed: int = 0) -> Path:
     return path
 
 
+def _renamed(name: str, prefixes: dict[str, str]) -> str:
+    """``name`` with its first matching prefix replaced (where the new prefix extends the old one,
+    a name that already has it is left alone)."""
+    for old, new in prefixes.items():
+        if name.startswith(old) and not (new.startswith(old) and name.startswith(new)):
+            return new + name[len(old):]
+    return name
+
+
 def rename_weights(path: str | Path, prefixes: dict[str, str]) -> None:
-    """Rewrite ``path``'s safetensors files with each name's first matching prefix replaced
-    (where the new prefix extends the old one, a name that already has it is left alone)."""
+    """Rewrite ``path``'s safetensors files (and a sharded save's index) with names ``_renamed``."""
+    import json
+
     from safetensors.torch import load_file, save_file
 
     for file in sorted(Path(path).glob("*.safetensors")):
         tensors = load_file(str(file))
-        renamed = {}
-        for name, t in tensors.items():
-            for old, new in prefixes.items():
-                if name.startswith(old) and not (new.startswith(old) and name.startswith(new)):
-                    name = new + name[len(old):]
-                    break
-            renamed[name] = t
+        renamed = {_renamed(name, prefixes): t for name, t in tensors.items()}
         if list(renamed) != list(tensors):
             tmp = file.with_suffix(".tmp")
             save_file(renamed, str(tmp), metadata={"format": "pt"})
             os.replace(tmp, file)
     index = Path(path) / "model.safetensors.index.json"
-    if index.exists():  # sharded saves name their weights in an index too
-        import json
-
+    if index.exists():
         data = json.loads(index.read_text())
-        data["weight_map"] = {next((new + k[len(old):] for old, new in prefixes.items()
-                                    if k.startswith(old) and not (new.startswith(old) and k.startswith(new))), k): v
-                              for k, v in data["weight_map"].items()}
+        data["weight_map"] = {_renamed(k, prefixes): v for k, v in data["weight_map"].items()}
         index.write_text(json.dumps(data, indent=2))
 
 

@@ -93,39 +93,36 @@ def prefect_harness():
 
 # tiny random annotator models and media, shared by tests/annotators and tests/tasks ----------------
 
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory):
+def _tiny(tmp_path_factory, builder: str) -> Path:
+    """A tiny model from ``annotators.tiny_models.<builder>``, written once per session."""
     from annotators import tiny_models
 
-    return tiny_models.tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    return getattr(tiny_models, builder)(tmp_path_factory.mktemp(builder.replace("_", "-")))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    return _tiny(tmp_path_factory, "tiny_llama")
 
 
 @pytest.fixture(scope="session")
 def tiny_llava_dir(tmp_path_factory):
-    from annotators import tiny_models
-
-    return tiny_models.tiny_llava(tmp_path_factory.mktemp("tiny-llava"))
+    return _tiny(tmp_path_factory, "tiny_llava")
 
 
 @pytest.fixture(scope="session")
 def tiny_video_llava_dir(tmp_path_factory):
-    from annotators import tiny_models
-
-    return tiny_models.tiny_video_llava(tmp_path_factory.mktemp("tiny-video-llava"))
+    return _tiny(tmp_path_factory, "tiny_video_llava")
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_audio_dir(tmp_path_factory):
-    from annotators import tiny_models
-
-    return tiny_models.tiny_qwen2_audio(tmp_path_factory.mktemp("tiny-qwen2-audio"))
+    return _tiny(tmp_path_factory, "tiny_qwen2_audio")
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen2_vl_dir(tmp_path_factory):
-    from annotators import tiny_models
-
-    return tiny_models.tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"))
+    return _tiny(tmp_path_factory, "tiny_qwen2_vl")
 
 
 @pytest.fixture(scope="session")
