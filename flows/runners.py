@@ -93,6 +93,30 @@ def needs_runner(cfg: Config | RunnerSpec) -> bool:
 
 
 @contextlib.contextmanager
+def one_prefect_api() -> Iterator[str]:
+    """Pin the Prefect API this process talks to in its settings, so that the worker processes of a
+    process pool or a Dask cluster report to the same one; yields its URL.
+
+    With no ``PREFECT_API_URL``, Prefect starts a temporary server in each process that needs a
+    client: every worker process would start its own (seconds of CPU each) on the same database,
+    and the flow run's task runs would be written through three servers at once. Here the
+    process's temporary server is started once and named in the settings that Prefect hands to
+    the tasks it submits; with an API URL set, nothing changes."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    api = PREFECT_API_URL.value()
+    if api or not get_current_settings().server.ephemeral.enabled:
+        yield api
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the process's own temporary server (a singleton), started once
+    server.start()
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield server.api_url
+
+
+@contextlib.contextmanager
 def shared_cluster(cfg: Config) -> Iterator[dict[str, Any]]:
     """For a flow that runs several dataset flows (build-all): with ``runner.kind: dask`` and no
     ``dask_address``, one ``LocalCluster`` for all of them, so its worker processes (their imports
@@ -104,12 +128,15 @@ def shared_cluster(cfg: Config) -> Iterator[dict[str, Any]]:
         return
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=spec.max_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+    with one_prefect_api(), LocalCluster(n_workers=spec.max_workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=None) as cluster:
         yield {"runner.dask_address": cluster.scheduler_address}
 
 
 def run_with_runner(flow: Any, cfg: Config | RunnerSpec, **params: Any) -> Any:
     """Run ``flow(**params)`` with the task runner ``cfg.runner`` picks (a subflow when called
-    inside a flow run)."""
-    return flow.with_options(task_runner=task_runner_for(cfg))(**params)
+    inside a flow run); its workers report to this process's Prefect API (``one_prefect_api``)."""
+    if _spec(cfg).kind == "thread":
+        return flow.with_options(task_runner=task_runner_for(cfg))(**params)
+    with one_prefect_api():
+        return flow.with_options(task_runner=task_runner_for(cfg))(**params)

@@ -136,3 +136,53 @@ def test_flow_switches_to_the_configured_runner_inside_a_run(prefect_harness):
     assert current_runner_kind() is None
     assert probe(kind="thread") == ["thread"]
     assert probe(kind="process") == ["switched", "process"]
+
+
+PROBE = """
+import json, os, sys
+from prefect import flow, task
+
+@task
+def where() -> dict:
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+    return {"pid": os.getpid(), "api": PREFECT_API_URL.value(),
+            "servers": [s.port for s in SubprocessASGIServer._instances.values() if s.running]}
+
+@flow
+def probe() -> list:
+    return [f.result() for f in [where.submit() for _ in range(4)]]
+
+if __name__ == "__main__":
+    from flows.runners import run_with_runner
+    from mumu.config import load_config
+    from prefect.server.api.server import SubprocessASGIServer
+
+    cfg = load_config("sample", {"runner.kind": sys.argv[1], "runner.max_workers": 2})
+    rows = run_with_runner(probe, cfg)
+    own = [s.api_url for s in SubprocessASGIServer._instances.values() if s.running]
+    print(json.dumps({"flow_pid": os.getpid(), "own": own, "rows": rows}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["dask", "process"])
+def test_workers_report_to_the_flow_process_temporary_server(tmp_path, kind):
+    """With no PREFECT_API_URL (a plain `mumu build` on a laptop), the flow process starts one
+    temporary Prefect server, and worker processes report to it instead of each starting a server of
+    their own on the same database."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe_flow.py"
+    script.write_text(PROBE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PYTHONPATH=os.getcwd())
+    out = subprocess.run([sys.executable, str(script), kind], capture_output=True, text=True, env=env,
+                         timeout=600, cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(report["own"]) == 1, report
+    workers = {r["pid"] for r in report["rows"]}
+    assert report["flow_pid"] not in workers
+    assert all(r["api"] == report["own"][0] and r["servers"] == [] for r in report["rows"]), report
