@@ -13,7 +13,7 @@ import json
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from mumu.config import AnnotatorSpec, GenerationSpec
 
@@ -43,6 +43,9 @@ class Result:
 
 class Annotator(ABC):
     backend: str = "?"
+    #: the backend's engine schedules requests itself (vLLM's continuous batching, an
+    #: OpenAI-compatible server): a shard's requests go to it at once and ``batch_size`` is not used
+    continuous_batching: bool = False
 
     def __init__(self, role: str, spec: AnnotatorSpec, generation: GenerationSpec):
         self.role, self.spec, self.generation = role, spec, generation
@@ -64,6 +67,13 @@ class Annotator(ABC):
     def identity(self) -> dict[str, Any]:
         return {"annotator": self.backend, "model": self.spec.model, "prompt_version": self.prompt_version,
                 "params": self.params, "seed": self.seed}
+
+    def batches(self, items: list) -> Iterator[list]:
+        """``items`` in the groups this backend is sent: all at once where its engine schedules
+        requests itself, else in groups of ``spec.batch_size`` (backends that pad a batch)."""
+        size = len(items) if self.continuous_batching else self.spec.batch_size
+        for start in range(0, len(items), max(1, size)):
+            yield items[start:start + size]
 
     def setup(self) -> None:
         self._ready = True

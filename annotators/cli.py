@@ -187,10 +187,9 @@ def annotate_cmd(
     caps = _captions(captions)
     ann_rows: list[dict] = []
     failures: list[dict] = []
-    size = spec.batch_size
-    for start in range(0, len(rows), size):
+    for group in annotator.batches(rows):
         batch = []
-        for clip in rows[start:start + size]:
+        for clip in group:
             ctx = None
             if role == "text":
                 c = caps.get(clip["clip_id"], {})

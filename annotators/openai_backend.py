@@ -34,6 +34,7 @@ from annotators.requests import ChatAnnotator, ChatRequest, Generation, to_opena
 
 class OpenAIAnnotator(ChatAnnotator):
     backend = "openai"
+    continuous_batching = True  # the server schedules; ``concurrency`` bounds what is in flight
     thread_safe = True  # HTTP clients: shards of a thread runner may send at the same time
 
     clients: list = []

@@ -10,7 +10,8 @@ Every LLM backend (``vllm``, ``openai``, ``transformers``) shares this module:
 * ``OutputSpec.check`` validates an answer (JSON parse, schema, length, must-start-with,
   one line, forbidden characters) and extracts the text;
 * ``ChatAnnotator`` is the base class of the backends: it answers from the request cache where
-  it can, sends the rest in batches of ``spec.batch_size`` through the backend's ``_generate``,
+  it can, sends the rest through the backend's ``_generate`` (all at once to an engine that
+  schedules requests itself, in batches of ``spec.batch_size`` to one that pads batches),
   regenerates invalid answers a bounded number of times (``options.max_attempts``, each
   attempt with its own derived seed), and turns what still fails into failure rows.
 
@@ -522,9 +523,7 @@ class ChatAnnotator(Annotator):
             else:
                 first_of[key] = i
                 todo.append(i)
-        size = max(1, self.spec.batch_size)
-        for start in range(0, len(todo), size):
-            idx = todo[start:start + size]
+        for idx in self.batches(todo):
             answers = self._generate_isolated([chats[i] for i in idx])
             self.sent += len(idx)
             for i, gen in zip(idx, answers):

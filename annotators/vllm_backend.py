@@ -133,6 +133,7 @@ def tolerate_foreign_modules() -> None:
 
 class VLLMAnnotator(ChatAnnotator):
     backend = "vllm"
+    continuous_batching = True  # a shard's requests go to the engine in one call; it schedules them
 
     llm = None
     _in_process = False

@@ -116,6 +116,8 @@ class GenerationSpec(Section):
 class AnnotatorSpec(Section):
     backend: Literal["features", "vllm", "openai", "transformers", "mullama"] = "features"
     model: str = "librosa-features"
+    # requests per call for backends that pad a batch (transformers, mullama); vllm and openai
+    # take a shard's requests at once and schedule them themselves
     batch_size: int = Field(16, ge=1)
     options: dict[str, Any] = {}
     # this role's sampling (temperature, top_p, max_tokens, seed); None: the profile's `generation`

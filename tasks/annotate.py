@@ -14,10 +14,9 @@ def caption_music_shard(store: Store, cfg: Config, clips_part: str):
     clips = store.read_table(clips_part, columns=["clip_id", "audio_path", "tags"]).to_pylist()
     annotator = annotator_for("music_caption", cfg, store)
     rows, failures = [], []
-    size = cfg.annotators.music_caption.batch_size
-    for start in range(0, len(clips), size):
+    for group in annotator.batches(clips):  # decoded a group at a time: the audio of one batch in memory
         batch = []
-        for clip in clips[start:start + size]:
+        for clip in group:
             try:
                 samples, sr = decode_audio_bytes(store.read_bytes(store.path(clip["audio_path"])))
             except (MediaError, OSError) as e:
@@ -63,9 +62,8 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str):
         req = Request(clip["clip_id"], role, tags=clip["tags"],
                       image_path=path if role == "image_caption" else None, video_path=path if role == "video_caption" else None)
         batch.append(req)
-    size = getattr(cfg.annotators, role).batch_size
-    for start in range(0, len(batch), size):
-        got_rows, got_failures = annotator.rows(annotator.annotate(batch[start:start + size]))
+    for group in annotator.batches(batch):
+        got_rows, got_failures = annotator.rows(annotator.annotate(group))
         rows += got_rows
         failures += got_failures
     rows.sort(key=lambda r: (r["clip_id"], r["kind"]))

@@ -11,10 +11,10 @@ class ScriptedAnnotator(ChatAnnotator):
     def __init__(self, role, spec, generation, answer=None):
         super().__init__(role, spec, generation)
         self.answer = answer or (lambda chat: '{"response": "Here is calm guitar music for you."}')
-        self.batches: list[list[ChatRequest]] = []
+        self.calls: list[list[ChatRequest]] = []  # what each _generate call was sent
 
     def _generate(self, chats):
-        self.batches.append(list(chats))
+        self.calls.append(list(chats))
         out = []
         for c in chats:
             a = self.answer(c)

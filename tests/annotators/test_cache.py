@@ -48,7 +48,7 @@ def test_rerun_sends_nothing(tmp_path):
     assert first.sent == 5
     second = scripted().use_cache(store)  # a rerun in a fresh process
     b = second.annotate(reqs)
-    assert second.sent == 0 and second.batches == []
+    assert second.sent == 0 and second.calls == []
     assert second.cache.stats()["hits"] == 5
     assert [r.text for r in a] == [r.text for r in b]
     assert second.rows(b) == first.rows(a)  # same rows, byte for byte

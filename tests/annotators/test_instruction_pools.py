@@ -47,7 +47,7 @@ def test_rules_and_dedup(tmp_path):
     assert row["prompt_version"] == __import__("annotators.prompts").prompts.prompt("instruction_pool_image").version
     assert json.loads(row["params"])["temperature"] == 0.6 and row["seed"] >= 0 and row["request"] == 0
     # the requests asked for JSON with a per-item pattern (enforced while decoding by vLLM)
-    chat = ann.batches[0][0]
+    chat = ann.calls[0][0]
     assert chat.schema["properties"]["instructions"]["items"]["pattern"].startswith("^Generate ")
     assert "10 different instructions" in chat.messages[-1]["content"][-1]["text"]
 

@@ -98,7 +98,7 @@ def test_annotate_validates_and_records_provenance():
     facts = json.loads(row["facts"])
     assert facts["attempts"] == 1 and isinstance(facts["request_seed"], int)
     # per-request seeds differ between clips and are stable across instances
-    seeds = [c.seed for b in ann.batches for c in b]
+    seeds = [c.seed for b in ann.calls for c in b]
     assert len(set(seeds)) == 2
     assert scripted().builder.build(response_req("as-a-0")).seed == seeds[0]
 
@@ -152,7 +152,20 @@ def test_bad_requests_become_failures():
 def test_batches_follow_batch_size():
     ann = scripted(batch_size=3)
     ann.annotate([response_req(f"as-{i}-0") for i in range(7)])
-    assert [len(b) for b in ann.batches] == [3, 3, 1]
+    assert [len(b) for b in ann.calls] == [3, 3, 1]
+
+
+def test_a_continuous_batching_engine_gets_the_whole_shard_in_one_call():
+    """vLLM and OpenAI-compatible servers schedule requests themselves: batch_size is not used."""
+    from annotators.openai_backend import OpenAIAnnotator
+    from annotators.vllm_backend import VLLMAnnotator
+
+    ann = scripted(batch_size=3)
+    ann.continuous_batching = True
+    ann.annotate([response_req(f"as-{i}-0") for i in range(7)])
+    assert [len(b) for b in ann.calls] == [7]
+    assert VLLMAnnotator.continuous_batching and OpenAIAnnotator.continuous_batching
+    assert list(ann.batches([])) == [] and list(scripted(batch_size=3).batches(list(range(7)))) == [[0, 1, 2], [3, 4, 5], [6]]
 
 
 def test_registry_resolves_the_llm_backends():
