@@ -9,6 +9,7 @@ loads anything.
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 from abc import ABC, abstractmethod
@@ -130,10 +131,19 @@ def annotator_for(role: str, cfg, store=None) -> Annotator:
 
 
 def teardown_all() -> None:
+    """Tear down every annotator of this process (its engine frees its memory): called on every
+    Dask worker when a run's cluster closes, and at the exit of any process that set one up."""
     with _LOCK:
-        for inst in _INSTANCES.values():
-            inst.teardown()
+        instances = list(_INSTANCES.values())
         _INSTANCES.clear()
+    for inst in instances:
+        try:
+            inst.teardown()
+        except Exception:  # noqa: BLE001 - one engine failing to stop must not keep the others up
+            pass
+
+
+atexit.register(teardown_all)
 
 
 # (backend, role) -> "module:Class"; role "*" serves every role of that backend.

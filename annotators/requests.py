@@ -35,6 +35,7 @@ from typing import Any, Callable
 from annotators.base import Annotator, Request, Result
 from annotators.cache import RequestCache, canonical, request_key
 from annotators.prompts import Template, is_comment, prompt
+from tasks.loads import LOAD, TEARDOWN, count
 
 # which prompt file a request kind uses (instruction pools pick theirs per pool)
 PROMPT_OF_KIND = {
@@ -488,11 +489,13 @@ class ChatAnnotator(Annotator):
     def setup(self) -> None:
         if not self._ready:
             self._load()
+            count(self.role, LOAD)
         super().setup()
 
     def teardown(self) -> None:
         if self._ready:
             self._unload()
+            count(self.role, TEARDOWN)
         super().teardown()
 
     def _load(self) -> None:  # pragma: no cover - backends override

@@ -42,6 +42,7 @@ import threading
 from typing import Any
 
 from annotators.requests import ChatAnnotator, ChatRequest, Generation, to_openai_messages
+from tasks.loads import RESTART, count
 
 
 CPU_KV_CACHE_BYTES = 512 * 2**20  # KV cache of an engine on CPU unless options.engine says otherwise
@@ -182,6 +183,7 @@ class VLLMAnnotator(ChatAnnotator):
         """The live engine; an in-process one is (re)started here when another role took the slot."""
         if self.llm is None or (self._in_process and not (_HOLDER and _HOLDER[0] is self)):
             self._load()
+            count(self.role, RESTART)  # another role's engine held this process's one in-process slot
         return self.llm
 
     def _generate(self, chats: list[ChatRequest]) -> list[Generation]:

@@ -10,7 +10,10 @@ from flows.checks import checked_config
 from flows.muedit import build_muedit
 from flows.mucaps import build_mucaps
 from flows.muvisual import build_muimage, build_muvideo
+from flows.report import flow_run_id
 from flows.runners import shared_cluster
+from tasks.run_report import merge_reports, write_report
+from tasks.store import Store
 
 
 @flow(name="build-all", log_prints=True)
@@ -21,5 +24,12 @@ def build_all(profile: str = "sample", data_root: str | None = None, overrides: 
     cfg = checked_config(profile, overrides, data_root)  # every source at once, before any dataset starts
     with shared_cluster(cfg) as cluster:  # one Dask cluster for the four datasets (runner.kind: dask)
         kw = dict(profile=profile, data_root=data_root, overrides={**(overrides or {}), **cluster} or None)
-        return {name: fn(**kw) for name, fn in (("MUCaps", build_mucaps), ("MUImage", build_muimage),
-                                                 ("MUVideo", build_muvideo), ("MUEdit", build_muedit))}
+        built = {name: fn(**kw) for name, fn in (("MUCaps", build_mucaps), ("MUImage", build_muimage),
+                                                  ("MUVideo", build_muvideo), ("MUEdit", build_muedit))}
+    # one report over the four datasets' (their own reports stay beside it)
+    store = Store(cfg.data_root)
+    report = write_report(store, merge_reports(
+        "build-all", flow_run_id(), {n: b["report"] for n, b in built.items()},
+        {"data_root": store.url_of(store.root), "profile": cfg.profile, "fingerprint": cfg.fingerprint()}))
+    print(f"run report: {report['path']}")
+    return {**built, "report": report}

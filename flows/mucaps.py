@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.audioset import audioset_stages
 from flows.checks import checked_config
-from flows.report import publish_summary, track
+from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, instruction_pool, mucaps_records
 from tasks import finalize, mucaps
@@ -42,5 +42,7 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
     stats = finalize_dataset.submit(cfg, "MUCaps", records, [*st.clips, *music], prov, st.segment_failures).result()
     out_dir = finalize.dataset_location(Store(cfg.data_root), mucaps.MUCAPS)
     stages = {**st.stages, "records": records}
-    publish_summary("MUCaps", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats)
-    return {"dataset": "MUCaps", "dir": out_dir, "stats": stats, "stages": stages}
+    report = publish_run_report("build-mucaps", cfg.data_root, stages, [pool_f.result()],
+                                {"profile": cfg.profile, "fingerprint": cfg.fingerprint()})
+    publish_summary("MUCaps", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats, report)
+    return {"dataset": "MUCaps", "dir": out_dir, "stats": stats, "stages": stages, "report": report}

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.checks import checked_config
-from flows.report import publish_summary, track
+from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.sample_corpus import make_sample_corpus
 from flows.stages import finalize_dataset, ingest_loops, ingest_slakh, instruction_pool, muedit_records
@@ -65,5 +65,7 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips], prov, loop_failures).result()
     out_dir = finalize.dataset_location(store, MUEDIT)
     stages = {"loops": loop_clips, "Slakh tracks": slakh_clips, "loop edits": loop_records, "stem edits": slakh_records}
-    publish_summary("MUEdit", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats)
-    return {"dataset": "MUEdit", "dir": out_dir, "stats": stats, "stages": stages}
+    report = publish_run_report("build-muedit", cfg.data_root, stages, [f.result() for f in pool_f],
+                                {"profile": cfg.profile, "fingerprint": cfg.fingerprint()})
+    publish_summary("MUEdit", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats, report)
+    return {"dataset": "MUEdit", "dir": out_dir, "stats": stats, "stages": stages, "report": report}

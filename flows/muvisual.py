@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.audioset import audioset_stages
 from flows.checks import checked_config
-from flows.report import publish_summary, track
+from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, instruction_pool, visual_records
 from mumu.config import Config
@@ -34,8 +34,10 @@ def build_visual(cfg: Config, dataset: str) -> dict:
     stats = finalize_dataset.submit(cfg, dataset, records, [*st.clips, *music, *visual], prov, st.segment_failures).result()
     out_dir = finalize.dataset_location(Store(cfg.data_root), spec_of(dataset))
     stages = {**st.stages, "records": records}
-    publish_summary(dataset, stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats)
-    return {"dataset": dataset, "dir": out_dir, "stats": stats, "stages": stages}
+    report = publish_run_report(f"build-{dataset.lower()}", cfg.data_root, stages, [pool_f.result()],
+                                {"profile": cfg.profile, "fingerprint": cfg.fingerprint()})
+    publish_summary(dataset, stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats, report)
+    return {"dataset": dataset, "dir": out_dir, "stats": stats, "stages": stages, "report": report}
 
 
 @flow(name="build-muimage", log_prints=True)

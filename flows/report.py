@@ -46,10 +46,42 @@ def stage_table(results: list[ShardResult]) -> dict:
     }
 
 
+def flow_run_id() -> str:
+    """This flow run's id (``local`` outside a Prefect run)."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or "local")
+
+
+def publish_run_report(flow: str, data_root: str, stages: dict[str, list[ShardResult]], pools: list[dict] = (),
+                       context: dict | None = None) -> dict:
+    """Write this flow run's report (``runs/<flow-run-id>.json``, see ``tasks/run_report``); the report."""
+    from tasks.run_report import run_report, write_report
+    from tasks.store import Store
+
+    store = Store(data_root)
+    return write_report(store, run_report(flow, flow_run_id(), stages, pools,
+                                          {"data_root": store.url_of(store.root), **(context or {})}))
+
+
+def _loads(entry: dict) -> str:
+    loads = entry["model_events"].get("load", {})
+    return ", ".join(f"{role}: {sum(per.values())} in {len(per)} process(es)" for role, per in loads.items()) or "-"
+
+
 def publish_summary(name: str, stages: dict[str, list[ShardResult]], dataset_rows: list[dict], dataset_dir: str,
-                    failures_by_reason: dict[str, int], stats: dict | None = None) -> None:
-    create_table_artifact([{"stage": s, **stage_table(r)} for s, r in stages.items()], key=artifact_key(f"{name}-stages"),
-                          description=f"{name}: per-stage counts, hours and failures")
+                    failures_by_reason: dict[str, int], stats: dict | None = None, report: dict | None = None) -> None:
+    """The flow's artifacts; the per-stage table is made from the run report where there is one."""
+    rows = []
+    for s, r in stages.items():
+        row = {"stage": s, **stage_table(r)}
+        entry = (report or {}).get("stages", {}).get(s)
+        if entry:
+            row.update({"wall s": entry["wall_seconds"], "CPU s": entry["cpu_seconds"], "model loads": _loads(entry)})
+        rows.append(row)
+    create_table_artifact(rows, key=artifact_key(f"{name}-stages"),
+                          description=f"{name}: per-stage counts, hours, failures, seconds and model loads"
+                                      + (f" (run report: {report['path']})" if report else ""))
     create_table_artifact(dataset_rows, key=artifact_key(f"{name}-splits"), description=f"{name}: records and hours per split")
     lines = [f"# {name}: left out, by reason", "", "| reason | items |", "| --- | ---: |"]
     lines += [f"| {k} | {v} |" for k, v in sorted(failures_by_reason.items())] or ["| (none) | 0 |"]

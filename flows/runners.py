@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
+from annotators.base import teardown_all
 from mumu.config import Config, RunnerSpec
 
 
@@ -126,17 +127,34 @@ def shared_cluster(cfg: Config) -> Iterator[dict[str, Any]]:
     if spec.kind != "dask" or spec.dask_address:
         yield {}
         return
-    from distributed import LocalCluster
+    with one_prefect_api(), local_cluster(spec) as address:
+        yield {"runner.dask_address": address}
 
-    with one_prefect_api(), LocalCluster(n_workers=spec.max_workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None) as cluster:
-        yield {"runner.dask_address": cluster.scheduler_address}
+
+@contextlib.contextmanager
+def local_cluster(spec: RunnerSpec) -> Iterator[str]:
+    """A ``distributed.LocalCluster`` of ``spec.max_workers`` worker processes (one thread each) for
+    a run; yields its address. When the run is over, every worker tears its annotators down (their
+    engines free their memory) before the cluster closes."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=spec.max_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        try:
+            yield cluster.scheduler_address
+        finally:
+            with Client(cluster.scheduler_address, timeout="30s") as client:
+                client.run(teardown_all)
 
 
 def run_with_runner(flow: Any, cfg: Config | RunnerSpec, **params: Any) -> Any:
     """Run ``flow(**params)`` with the task runner ``cfg.runner`` picks (a subflow when called
     inside a flow run); its workers report to this process's Prefect API (``one_prefect_api``)."""
-    if _spec(cfg).kind == "thread":
+    spec = _spec(cfg)
+    if spec.kind == "thread":
         return flow.with_options(task_runner=task_runner_for(cfg))(**params)
     with one_prefect_api():
+        if spec.kind == "dask" and not spec.dask_address:  # a cluster of the run's own, torn down after it
+            with local_cluster(spec) as address:
+                return flow.with_options(task_runner=dask_runner(spec.model_copy(update={"dask_address": address})))(**params)
         return flow.with_options(task_runner=task_runner_for(cfg))(**params)

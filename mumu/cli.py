@@ -231,11 +231,13 @@ def build_all_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
     from flows.build_all import build_all
 
     outs = _run(build_all, profile=profile, data_root=data_root, overrides=ov)
+    report = outs.pop("report")
     for out in outs.values():
         _print_splits(out["stats"])
     for name, out in outs.items():
         reasons = ", ".join(f"{k}: {v}" for k, v in out["stats"]["failures_by_reason"].items()) or "none"
         console.print(f"[bold green]{name}[/bold green] is in {out['dir']} (left out: {reasons})")
+    console.print(f"run report: {report['path']}", soft_wrap=True)
 
 
 def _build(fn_name: str, module: str, profile: str, data_root: Optional[str], set_: Optional[list[str]], verbose: bool,
@@ -252,6 +254,7 @@ def _build(fn_name: str, module: str, profile: str, data_root: Optional[str], se
     _print_stages(out["stages"])
     _print_splits(out["stats"])
     console.print(f"[bold green]{out['dataset']}[/bold green] is in {out['dir']}")
+    console.print(f"run report: {out['report']['path']}", soft_wrap=True)
 
 
 @build_app.command("muedit")

@@ -12,10 +12,12 @@ pool is missing or empty fails its records with ``no_instruction_pool``, it neve
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from annotators.prompts import pick, pool as bundled_pool
 from mumu.config import Config
+from tasks.loads import counting, process_name
 from tasks.store import Store
 
 # generation task -> (generated pool name, bundled pool file)
@@ -49,9 +51,12 @@ def make_pool(store: Store, cfg: Config, task: str) -> dict:
         return {"pool": f"bundled:{POOL_OF_TASK[task][1]}", "instructions": len(bundled_pool(POOL_OF_TASK[task][1]).lines()),
                 "reused": True}
     p = cfg.pools
-    made = generate_pool(annotator_for("text", cfg, store), name, p.target, p.per_request, p.max_requests, store)
+    t0, c0 = time.perf_counter(), time.process_time()
+    with counting() as events:
+        made = generate_pool(annotator_for("text", cfg, store), name, p.target, p.per_request, p.max_requests, store)
     return {"pool": f"generated:{name}", "instructions": len(made.rows), "rejects": len(made.rejects),
-            "requests": made.requests, "reused": made.reused}
+            "requests": made.requests, "reused": made.reused, "seconds": round(time.perf_counter() - t0, 3),
+            "cpu_seconds": round(time.process_time() - c0, 3), "process": process_name(), "model_events": events}
 
 
 def pool_entries(store: Store, cfg: Config, task: str) -> list[PoolEntry]:

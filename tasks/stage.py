@@ -22,6 +22,7 @@ from typing import Callable
 import pyarrow as pa
 
 from schemas.tables import FAILURES, table_from_rows
+from tasks.loads import counting, process_name
 from tasks.store import Store
 
 
@@ -58,6 +59,11 @@ class ShardResult:
     failures_by_reason: dict[str, int] = field(default_factory=dict)
     audio_seconds: float = 0.0
     seconds: float = 0.0
+    # what this run spent on the shard (0 and {} when it was skipped): CPU seconds of the process
+    # while the shard ran (shards sharing a process overlap), the process, and its model events
+    cpu_seconds: float = 0.0
+    process: str = ""
+    model_events: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -71,9 +77,10 @@ def run_shard(store: Store, stage: str, shard: int, fingerprint: str, n_items: i
     out, fail, marker = paths.output(store), paths.failures(store), paths.marker(store)
     if store.is_done(marker, fingerprint, [out, fail]):
         stats = store.read_json(marker)
-        return ShardResult(**{**stats, "skipped": True})
-    t0 = time.perf_counter()
-    table, failures = work()
+        return ShardResult(**{**stats, "skipped": True, "cpu_seconds": 0.0, "process": "", "model_events": {}})
+    t0, c0 = time.perf_counter(), time.process_time()
+    with counting() as events:
+        table, failures = work()
     failures = sorted(failures, key=lambda r: (r["item_id"], r["stage"], r["reason"]))
     store.write_table(out, table)
     store.write_table(fail, table_from_rows(failures, FAILURES))
@@ -85,6 +92,7 @@ def run_shard(store: Store, stage: str, shard: int, fingerprint: str, n_items: i
         fingerprint=fingerprint, output=out, failures_path=fail,
         failures_by_reason=dict(sorted(Counter(f["reason"] for f in failures).items())),
         audio_seconds=round(audio_seconds, 3), seconds=round(time.perf_counter() - t0, 3),
+        cpu_seconds=round(time.process_time() - c0, 3), process=process_name(), model_events=events,
     )
     body = result.to_dict()
     body.pop("skipped")

@@ -2,6 +2,7 @@
 
 import glob
 import hashlib
+import json
 import os
 
 import datasets
@@ -17,8 +18,11 @@ OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 3, "splits.eval_fracti
 
 
 def snapshot(root, skip_markers=True) -> dict[str, str]:
+    """sha256 of every file under the data root but the run reports (one new file per flow run)."""
     out = {}
     for path in glob.glob(f"{root}/**/*", recursive=True):
+        if os.path.relpath(path, root).startswith("runs/"):
+            continue
         if os.path.isfile(path) and not (skip_markers and "/_done/" in path):
             out[os.path.relpath(path, root)] = hashlib.sha256(open(path, "rb").read()).hexdigest()
     return out
@@ -70,6 +74,14 @@ def test_build_loads_validates_and_reports_every_failure(data_root, prefect_harn
     assert all(r.skipped for stage in again["stages"].values() for r in stage)
     assert again["stats"].get("skipped") is True
     assert snapshot(data_root, skip_markers=False) == before
+    # each run has its report: the first did every shard, the rerun none, and spent nothing
+    first, rerun = (json.loads(open(r["report"]["path"].removeprefix("file://")).read()) for r in (out, again))
+    assert first["flow"] == rerun["flow"] == "build-mucaps" and first["flow_run_id"] != rerun["flow_run_id"]
+    assert first["stages"]["clips"]["done"] == first["stages"]["clips"]["shards"] > 0
+    assert {"empty_file", "undecodable_audio"} <= set(first["stages"]["clips"]["failures_by_reason"])
+    assert first["stages"]["clips"]["cpu_seconds"] > 0 and first["stages"]["clips"]["wall_seconds"] > 0
+    assert all(e["done"] == 0 and e["wall_seconds"] == 0 and e["skipped"] == e["shards"] for e in rerun["stages"].values())
+    assert rerun["model_loads"] == {} and rerun["engine_restarts"] == {}
 
 
 def test_interrupted_build_resumes_to_identical_bytes(tmp_path, corpus_template, prefect_harness, monkeypatch):

@@ -116,3 +116,35 @@ def test_every_instruction_is_a_row_of_a_pool_this_build_generated(paper_mini):
     for name in ("text", "image", "video", "edit_speed", "edit_pitch_response"):
         table = pq.read_table(paper_mini / "pools" / name / "instructions.parquet").to_pylist()
         assert table and {row["annotator"] for row in table} == {"vllm"} and {row["model"] for row in table} == {"tiny:mistral"}
+
+
+def _digests(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for top in ("datasets", "work", "pools", "media") for p in sorted((root / top).rglob("*"))
+            if p.is_file() and "/_done/" not in str(p)}
+
+
+def test_the_run_reports_say_each_worker_loaded_each_model_once_and_a_rerun_loads_none(paper_mini):
+    def build_all_reports() -> list[dict]:
+        reports = [json.loads(p.read_text()) for p in (paper_mini / "runs").glob("*.json")]
+        return sorted((r for r in reports if r["flow"] == "build-all"), key=lambda r: r["written"])
+
+    first, = build_all_reports()
+    assert set(first["model_loads"]) == {"music_caption", "image_caption", "video_caption", "text"}, first["model_loads"]
+    # one load per role per worker process, whatever the number of shards and datasets it served
+    assert all(n == 1 for per in first["model_loads"].values() for n in per.values()), first["model_loads"]
+    assert all(len(per) <= 2 for per in first["model_loads"].values())  # runner.max_workers: 2
+    assert first["stages"]["MUCaps/music captions"]["done"] > 0
+
+    before = _digests(paper_mini)
+    env = {**os.environ, "PREFECT_HOME": str(paper_mini.parent / "prefect")}
+    out = subprocess.run([sys.executable, "-m", "mumu.cli", "build", "all", "--profile", "paper-mini",
+                          "--data-root", str(paper_mini)], capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    assert _digests(paper_mini) == before  # the rerun changes no byte
+    rerun = build_all_reports()[-1]
+    assert rerun["flow_run_id"] != first["flow_run_id"] and f"run report: {rerun['path']}" in out.stdout
+    assert rerun["model_loads"] == {} and rerun["engine_restarts"] == {}, rerun
+    assert all(e["done"] == 0 for e in rerun["stages"].values()) and all(p["reused"] for p in rerun["pools"])
