@@ -35,7 +35,7 @@ from typing import Any, Callable
 from annotators.base import Annotator, Request, Result
 from annotators.cache import RequestCache, canonical, request_key
 from annotators.prompts import Template, is_comment, prompt
-from tasks.loads import LOAD, TEARDOWN, count
+from tasks.loads import LOAD, count
 
 # which prompt file a request kind uses (instruction pools pick theirs per pool)
 PROMPT_OF_KIND = {
@@ -495,7 +495,6 @@ class ChatAnnotator(Annotator):
     def teardown(self) -> None:
         if self._ready:
             self._unload()
-            count(self.role, TEARDOWN)
         super().teardown()
 
     def _load(self) -> None:  # pragma: no cover - backends override

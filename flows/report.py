@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 
 from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
                                create_table_artifact, update_progress_artifact)
@@ -32,17 +31,17 @@ def track(futures: list, stage: str) -> list[ShardResult]:
 
 
 def stage_table(results: list[ShardResult]) -> dict:
-    reasons: Counter = Counter()
-    for r in results:
-        reasons.update(r.failures_by_reason)
+    from tasks.run_report import stage_entry
+
+    e = stage_entry(results)
     return {
-        "shards": len(results),
-        "skipped (already done)": sum(r.skipped for r in results),
-        "items": sum(r.items for r in results),
-        "ok": sum(r.ok for r in results),
-        "failed": sum(r.failed for r in results),
+        "shards": e["shards"],
+        "skipped (already done)": e["skipped"],
+        "items": e["items"],
+        "ok": e["ok"],
+        "failed": e["failed"],
         "hours": round(sum(r.audio_seconds for r in results) / 3600, 4),
-        "failures by reason": ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) or "-",
+        "failures by reason": ", ".join(f"{k}: {v}" for k, v in e["failures_by_reason"].items()) or "-",
     }
 
 

@@ -1,4 +1,4 @@
-"""Model events (loads, engine restarts, teardowns) counted per thread, so that a shard's result
+"""Model events (loads, engine restarts) counted per thread, so that a shard's result
 can say what its work set up, in which process; the run report adds them up.
 
 Annotators call ``count(role, event)``; ``run_shard`` (and the pool stage) wrap their work in
@@ -17,7 +17,7 @@ from typing import Iterator
 
 _LOCAL = threading.local()
 
-LOAD, RESTART, TEARDOWN = "load", "restart", "teardown"
+LOAD, RESTART = "load", "restart"
 
 
 def process_name() -> str:
