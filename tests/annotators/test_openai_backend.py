@@ -31,12 +31,17 @@ def free_port() -> int:
 def start_server(model_dir, log, tries: int = 3, name: str = "tiny-llava"):
     """vLLM's api_server on a free port -> (process, url). The port is chosen before the server binds
     it, so another process may take it in between: then the server exits with "Address already in
-    use" at once and another port is tried."""
+    use" at once and another port is tried. The server also answers to a name of its own (``token``),
+    and is ready only when that name is listed: a server of another test run that took the port
+    answers to ``name`` too, and must not be mistaken for this one."""
+    import uuid
+
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    token = f"{name}-{uuid.uuid4().hex}"
     for _ in range(tries):
         port = free_port()
         cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-               "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
+               "--served-model-name", name, token, "--host", "127.0.0.1", "--port", str(port),
                "--max-model-len", "1024", "--kv-cache-memory-bytes", str(512 * 2**20), "--enforce-eager",
                "--distributed-executor-backend", "uni"]
         with open(log, "wb") as out:
@@ -46,8 +51,10 @@ def start_server(model_dir, log, tries: int = 3, name: str = "tiny-llava"):
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
-                    assert json.load(r)["data"][0]["id"] == name
-                return proc, url
+                    ids = {m["id"] for m in json.load(r)["data"]}
+                if token in ids and name in ids and proc.poll() is None:
+                    return proc, url
+                raise ConnectionRefusedError(f"another server answers on port {port}: {sorted(ids)}")
             except OSError:
                 if proc.poll() is not None:
                     break
