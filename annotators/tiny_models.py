@@ -335,35 +335,20 @@ NAMES = ("mistral", "llava", "video-llava", "qwen2-audio", "qwen2-vl", "mu-llama
 
 
 def build(root: str | Path, name: str, seed: int = 0) -> Path:
-    """``root/<name>``: the tiny model of that name, built once (atomically: a temp folder renamed
-    into place; a folder with ``_complete`` is kept)."""
-    import shutil
-    import tempfile
-
+    """``root/<name>``: the tiny model of that name, built once across processes (``model.tiny.build_once``)."""
     from transformers.utils import logging as hf_logging
+
+    from model.tiny import build_once
 
     builders = _builders(seed)
     if name not in builders:
         raise ValueError(f"unknown tiny model {name!r}: expected one of {', '.join(NAMES)}")
-    root = Path(root)
-    dest = root / name
-    if (dest / "_complete").exists():
-        return dest
-    root.mkdir(parents=True, exist_ok=True)
-    hf_logging.disable_progress_bar()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    try:
+
+    def make(tmp: Path) -> None:
+        hf_logging.disable_progress_bar()
         builders[name](tmp)
-        (tmp / "_complete").write_text("")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    except OSError:
-        if not (dest / "_complete").exists():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # another process finished it first, or the build failed
-    return dest
+
+    return build_once(Path(root) / name, make, "_complete")
 
 
 def write_all(root: str | Path, seed: int = 0) -> dict[str, Path]:

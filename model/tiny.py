@@ -233,18 +233,41 @@ def default_cache() -> Path:
     return Path(os.environ.get("MUMU_TINY_CACHE", Path.home() / ".cache" / "mumu" / "tiny"))
 
 
+def build_once(dest: Path, build, marker: str) -> Path:
+    """``dest`` built by ``build(tmp)`` exactly once across processes: under a file lock beside it,
+    into a temporary folder that is renamed into place once ``marker`` is written in it. A folder
+    that holds ``marker`` is never touched again (another process may be reading it); one without it
+    is the remains of an interrupted build and is replaced."""
+    from filelock import FileLock
+
+    dest = Path(dest)
+    if (dest / marker).exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest.parent / f".{dest.name}.lock")):
+        if (dest / marker).exists():  # built by another process while this one waited
+            return dest
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+        try:
+            build(tmp)
+            (tmp / marker).write_text(json.dumps({"part": dest.name}))
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
 def ensure(cache: str | os.PathLike | None = None, seed: int = 0, parts: tuple[str, ...] | None = None) -> dict[str, Path]:
-    """Build the tiny parts that are missing under ``cache`` (atomically: temp folder + rename); their paths."""
+    """Build the tiny parts that are missing under ``cache`` (once, atomically: ``build_once``); their paths."""
     from transformers.utils import logging as hf_logging
 
     root = Path(cache) if cache else default_cache()
     root = root / f"v{VERSION}-seed{seed}"
-    root.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for part in parts or PARTS:
-        dest = root / part
-        if not (dest / "_complete.json").exists():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{part}-", dir=root))
+
+    def builder(part):
+        def build(tmp: Path) -> None:
             verbosity = hf_logging.get_verbosity()
             hf_logging.disable_progress_bar()
             hf_logging.set_verbosity_error()  # MusicGen's pad id = codebook size is outside the vocab by design
@@ -252,13 +275,9 @@ def ensure(cache: str | os.PathLike | None = None, seed: int = 0, parts: tuple[s
                 _BUILDERS[part](tmp, seed)
             finally:
                 hf_logging.set_verbosity(verbosity)
-            (tmp / "_complete.json").write_text(json.dumps({"part": part, "version": VERSION, "seed": seed}))
-            try:
-                os.replace(tmp, dest)
-            except OSError:  # another process finished it first
-                shutil.rmtree(tmp, ignore_errors=True)
-        out[part] = dest
-    return out
+        return build
+
+    return {part: build_once(root / part, builder(part), "_complete.json") for part in parts or PARTS}
 
 
 def resolve(model_id: str, cache: str | None = None) -> str:
