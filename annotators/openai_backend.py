@@ -13,8 +13,11 @@ structured outputs. Media go as data URLs in ``image_url`` / ``video_url`` / ``a
 * ``api_key``: default ``OPENAI_API_KEY`` or ``EMPTY`` (vLLM's server accepts any key unless
   started with ``--api-key``);
 * ``served_model``: the model name the server knows (default: the spec's ``model``);
-* ``concurrency`` (default 16): requests in flight per worker; ``timeout`` (s, default 600);
-  ``max_retries`` (default 3; the client retries connection errors and 429/5xx with backoff);
+* ``concurrency`` (default 16): requests in flight per server from each worker; ``timeout``
+  (s, default 600); ``max_retries`` (default 3; the client retries connection errors and
+  429/5xx with backoff). What still fails to connect then (a server down, a timeout, 5xx, 429)
+  raises ``BackendUnavailable``: the shard fails without a marker and is redone by a rerun,
+  where a request the server rejects (400: too long, bad media) fails that item alone;
 * ``json_mode``: ``response_format`` (default) or ``structured_outputs`` (vLLM's own
   ``extra_body={"structured_outputs": {"json": schema}}``);
 * ``regex`` (default true): a plain-text answer's pattern (the one-sentence captions) goes to the
@@ -29,7 +32,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from annotators.requests import ChatAnnotator, ChatRequest, Generation, to_openai_messages
+from annotators.requests import BackendUnavailable, ChatAnnotator, ChatRequest, Generation, to_openai_messages
 
 
 class OpenAIAnnotator(ChatAnnotator):
@@ -51,7 +54,8 @@ class OpenAIAnnotator(ChatAnnotator):
         key = self.options.get("api_key") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.clients = [OpenAI(base_url=url, api_key=key, timeout=float(self.options.get("timeout", 600)),
                                max_retries=int(self.options.get("max_retries", 3))) for url in self.base_urls]
-        self._pool = ThreadPoolExecutor(max_workers=max(1, int(self.options.get("concurrency", 16))),
+        per_server = max(1, int(self.options.get("concurrency", 16)))
+        self._pool = ThreadPoolExecutor(max_workers=per_server * len(self.clients),
                                         thread_name_prefix=f"openai-{self.role}")
         self._next = 0
 
@@ -87,9 +91,13 @@ class OpenAIAnnotator(ChatAnnotator):
         return body
 
     def _one(self, client, chat: ChatRequest) -> Generation:
+        import openai
+
         try:
             resp = client.chat.completions.create(**self.request_body(chat))
-        except Exception as e:  # connection, HTTP or validation error: this request fails alone
+        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as e:
+            raise BackendUnavailable(f"{client.base_url}: {type(e).__name__}: {e}"[:1000]) from e
+        except Exception as e:  # the server rejected this request (too long, bad media): it fails alone
             return Generation(None, error=f"{type(e).__name__}: {e}"[:1000])
         choice = resp.choices[0]
         return Generation(choice.message.content, choice.finish_reason)

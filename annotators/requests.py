@@ -13,7 +13,9 @@ Every LLM backend (``vllm``, ``openai``, ``transformers``) shares this module:
   it can, sends the rest through the backend's ``_generate`` (all at once to an engine that
   schedules requests itself, in batches of ``spec.batch_size`` to one that pads batches),
   regenerates invalid answers a bounded number of times (``options.max_attempts``, each
-  attempt with its own derived seed), and turns what still fails into failure rows.
+  attempt with its own derived seed), and turns what still fails into failure rows. A backend
+  that cannot be reached at all (``BackendUnavailable``: a server down, a dropped connection)
+  fails the shard instead, so that no marker is written and a rerun sends the requests again.
 
 Message parts are neutral (``{"type": "image", "path": ...}``); each backend renders them for
 its API: data URLs in OpenAI chat format for ``vllm`` and ``openai``, PIL images and frame arrays
@@ -278,6 +280,12 @@ def _rules(spec: OutputSpec) -> dict[str, Any]:
     if spec.regex or spec.must_end_with or spec.one_line:  # requests made before these rules keep their keys
         rules.update(regex=spec.regex, end=spec.must_end_with, one_line=spec.one_line)
     return rules
+
+
+class BackendUnavailable(ConnectionError):
+    """The backend could not answer at all (connection refused or dropped, timeout, 5xx, 429 after
+    the client's retries): a fact about the environment, not the item. It fails the shard (no
+    marker, no failure rows), Prefect retries the task, and a rerun redoes the shard."""
 
 
 @dataclass
@@ -551,6 +559,8 @@ class ChatAnnotator(Annotator):
             if len(answers) != len(chats):
                 raise RuntimeError(f"backend returned {len(answers)} answers for {len(chats)} requests")
             return answers
+        except BackendUnavailable:
+            raise
         except Exception as e:  # an engine error fails items, never the shard
             if len(chats) == 1:
                 return [Generation(None, error=f"{type(e).__name__}: {e}"[:1000])]

@@ -296,6 +296,61 @@ def config_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt, se
     print(json.dumps(cfg.model_dump(mode="json"), indent=2))
 
 
+@app.command("serve")
+def serve_cmd(role: str = typer.Argument(..., help="The annotator role whose model is served, e.g. text or image_caption."),
+              profile: str = ProfileOpt, set_: Optional[list[str]] = SetOpt,
+              replicas: Optional[int] = typer.Option(None, "--replicas", "-n",
+                                                     help="Servers to start (default: one per visible GPU, 1 without GPUs)."),
+              tensor_parallel: int = typer.Option(1, "--tensor-parallel", "-t", help="GPUs per server."),
+              host: str = typer.Option("127.0.0.1", "--host", help="Address the servers listen on (0.0.0.0: every interface)."),
+              log_dir: Path = typer.Option(Path("logs/serve"), "--log-dir", help="Where each server's log goes."),
+              urls_file: Optional[Path] = typer.Option(None, "--urls-file",
+                                                       help="Also write the URLs and --set lines here as JSON, once every server answers.")) -> None:
+    """Serve ROLE's model with vLLM's OpenAI-compatible server, one per GPU, until interrupted.
+
+    Prints the servers' URLs and the --set lines that send a build's ROLE requests to them
+    (backend openai); any number of CPU workers can then share the servers."""
+    import signal
+    import threading
+
+    from annotators.serve import ServeError, client_settings, start_servers, stop_servers
+    from mumu.config import load_config
+
+    try:
+        cfg = load_config(profile, _overrides(set_))
+    except ValueError as e:
+        console.print(f"[bold red]error[/bold red]: {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        with console.status(f"starting the {role} server(s)"):
+            servers = start_servers(cfg, role, replicas, tensor_parallel, host, log_dir)
+    except ServeError as e:
+        console.print(f"[bold red]error[/bold red]: {e}", highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(2)
+    urls = [s.url for s in servers]
+    settings = client_settings(cfg, role, urls)
+    for s in servers:
+        console.print(f"{role} server {s.url}" + (f" (GPUs {','.join(s.gpus)})" if s.gpus else " (CPU)"), highlight=False)
+    console.print("point a build at them with: " + " ".join(f"--set '{a}'" for a in settings), highlight=False,
+                  soft_wrap=True)
+    if urls_file is not None:
+        tmp = urls_file.with_name(f".{urls_file.name}.tmp")
+        tmp.write_text(json.dumps({"role": role, "urls": urls, "set": settings}, indent=2))
+        os.replace(tmp, urls_file)
+    try:
+        while not stop.wait(1.0):
+            dead = [s for s in servers if s.process.poll() is not None]
+            if dead:
+                console.print(f"[bold red]error[/bold red]: the server at {dead[0].url} stopped (log {dead[0].log})",
+                              highlight=False, soft_wrap=True)
+                raise typer.Exit(1)
+    finally:
+        stop_servers(servers)
+
+
 @app.command("tiny-models")
 def tiny_models_cmd(directory: Path = typer.Argument(..., help="Where the tiny models go (one folder each)."),
                     seed: int = typer.Option(0, "--seed")) -> None:

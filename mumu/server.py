@@ -36,6 +36,7 @@ from typing import Any, Iterator, Optional
 import typer
 
 from flows.limits import DOWNLOADS_LIMIT, GPU_LIMIT
+from mumu.devices import gpu_ids, visible_gpus
 
 CPU_POOL = "mumu-cpu"
 GPU_POOL = "mumu-gpu"
@@ -351,26 +352,6 @@ def deploy_all(env: dict[str, str], repo: Path, log_dir: Path) -> str:
     return "\n".join(outputs)
 
 
-def visible_gpus() -> int:
-    """How many GPUs this machine shows (CUDA_VISIBLE_DEVICES, else nvidia-smi -L), 0 without any."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    if not shutil.which("nvidia-smi"):
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-def _gpu_ids(n: int) -> list[str]:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else []
-    return (ids + [str(i) for i in range(len(ids), n)])[:n]
-
-
 # --------------------------------------------------------------------------- up / down / status
 
 
@@ -436,7 +417,7 @@ def up(host: str = "127.0.0.1", port: int = 4200, home: Path | None = None, repo
             state["workers"].append({**spawn(f"worker-{CPU_POOL}-{i}", cmd, env, log_dir, repo), "pool": CPU_POOL,
                                      "worker_name": name})
             _write_state(home, state)
-        for i, gpu in enumerate(_gpu_ids(gpus)):
+        for i, gpu in enumerate(gpu_ids(gpus)):
             name = f"{GPU_POOL}-{host_name}-{gpu}"
             cmd = prefect_cmd("worker", "start", "--pool", GPU_POOL, "--type", "process", "--name", name, "--limit", "1")
             genv = {**env, "CUDA_VISIBLE_DEVICES": gpu}
