@@ -47,6 +47,9 @@ class Annotator(ABC):
     #: the backend's engine schedules requests itself (vLLM's continuous batching, an
     #: OpenAI-compatible server): a shard's requests go to it at once and ``batch_size`` is not used
     continuous_batching: bool = False
+    #: the backend loads a model into this process (vllm, transformers, mullama), so with
+    #: ``resources: auto`` it needs a GPU where there is one
+    loads_model: bool = False
 
     def __init__(self, role: str, spec: AnnotatorSpec, generation: GenerationSpec):
         self.role, self.spec, self.generation = role, spec, generation
@@ -68,6 +71,11 @@ class Annotator(ABC):
     def identity(self) -> dict[str, Any]:
         return {"annotator": self.backend, "model": self.spec.model, "prompt_version": self.prompt_version,
                 "params": self.params, "seed": self.seed}
+
+    @property
+    def needs_gpu(self) -> bool:
+        """Whether this role's stage goes to GPU workers and its engine takes a GPU (``spec.resources``)."""
+        return needs_gpu(self.spec, self.loads_model)
 
     def batches(self, items: list) -> Iterator[list]:
         """``items`` in the groups this backend is sent: all at once where its engine schedules
@@ -100,6 +108,22 @@ class Annotator(ABC):
                          "facts": json.dumps(r.facts, sort_keys=True)})
         return rows, failures
 
+
+def needs_gpu(spec: AnnotatorSpec, loads_model: bool | None = None) -> bool:
+    """``spec.resources`` resolved: "gpu" / "cpu" as declared; "auto": a backend that loads a model,
+    on a machine that shows a GPU (``mumu.devices.visible_gpus``; no CUDA import)."""
+    if spec.resources != "auto":
+        return spec.resources == "gpu"
+    if loads_model is None:
+        loads_model = spec.backend in MODEL_BACKENDS
+    if not loads_model:
+        return False
+    from mumu.devices import visible_gpus
+
+    return visible_gpus() > 0
+
+
+MODEL_BACKENDS = ("vllm", "transformers", "mullama")  # backends that load a model into the worker
 
 _INSTANCES: dict[str, Annotator] = {}
 _LOCK = threading.Lock()

@@ -67,6 +67,7 @@ def _pixels(batch) -> Any:
 
 class TransformersAnnotator(ChatAnnotator):
     backend = "transformers"
+    loads_model = True
 
     model = processor = tokenizer = image_processor = None
     _sample_rate: int | None = None

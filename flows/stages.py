@@ -8,9 +8,13 @@ finished shards even on a fresh Prefect database. Retries cover transient errors
 
 from __future__ import annotations
 
+import contextlib
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from flows.limits import gpu_slot
+from flows.placement import role_needs_gpu
 from flows.retries import IO_RETRIES
 from mumu.config import Config
 from schemas.datasets import spec_for
@@ -38,7 +42,9 @@ def ingest_clips(cfg: Config, mirror: ingest.Mirror, shard: int, items: list[dic
 
 @task(name="caption", task_run_name="{role}-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def caption(cfg: Config, clips: ShardResult, role: str) -> ShardResult:
-    return annotate.captions_shard(Store(cfg.data_root), cfg, clips, role)
+    """One shard of ``role``'s captions; a role that needs a GPU holds a ``mumu-gpu`` slot meanwhile."""
+    with gpu_slot("cuda") if role_needs_gpu(cfg, role) else contextlib.nullcontext():
+        return annotate.captions_shard(Store(cfg.data_root), cfg, clips, role)
 
 
 @task(name="mucaps-records", task_run_name="mucaps-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)

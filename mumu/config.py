@@ -122,6 +122,10 @@ class AnnotatorSpec(Section):
     options: dict[str, Any] = {}
     # this role's sampling (temperature, top_p, max_tokens, seed); None: the profile's `generation`
     generation: GenerationSpec | None = None
+    # what the role's engine needs: "gpu" places its stage on GPU workers (Dask resource GPU=1) and
+    # keeps one such engine per worker process; "cpu" never; "auto": "gpu" for a backend that loads
+    # a model (vllm, transformers, mullama) on a machine that shows a GPU
+    resources: Literal["auto", "gpu", "cpu"] = "auto"
 
 
 class AnnotatorsSpec(Section):
@@ -230,6 +234,10 @@ class RunnerSpec(Section):
     kind: Literal["thread", "process", "dask"] = "thread"
     max_workers: int = Field(2, ge=1)
     dask_address: str | None = None
+    # GPU workers of a local Dask cluster, besides the max_workers CPU ones: each sees one GPU
+    # (CUDA_VISIBLE_DEVICES) and offers the resource GPU=1 that stages needing a GPU ask for.
+    # None: one per visible GPU. (An existing cluster's GPU workers are started with --resources GPU=1.)
+    gpu_workers: int | None = Field(None, ge=0)
 
 
 class Config(Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -12,6 +13,12 @@ def visible_gpus() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return _listed_gpus()
+
+
+@functools.lru_cache(maxsize=1)
+def _listed_gpus() -> int:
+    """GPUs ``nvidia-smi -L`` lists (asked once per process)."""
     if not shutil.which("nvidia-smi"):
         return 0
     try:

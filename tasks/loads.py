@@ -21,8 +21,10 @@ LOAD, RESTART = "load", "restart"
 
 
 def process_name() -> str:
-    """``host:pid`` of this process (one worker in a run report)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of this process (one worker in a run report), plus ``/gpu:<ids>`` for a worker
+    given its own GPUs (``CUDA_VISIBLE_DEVICES``)."""
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    return f"{socket.gethostname()}:{os.getpid()}" + (f"/gpu:{gpus}" if gpus and gpus != "-1" else "")
 
 
 def count(role: str, event: str = LOAD) -> None:

@@ -58,6 +58,7 @@ def release_folder(model: str) -> str:
 
 class MULlamaAnnotator(ChatAnnotator):
     backend = "mullama"
+    loads_model = True
 
     model = tokenizer = mert = mert_processor = None
 

@@ -119,3 +119,38 @@ def test_cli_rejects_unknown_roles(tmp_path):
 
     res = CliRunner().invoke(app, ["lyrics", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "unknown role" in res.output
+
+
+def test_engines_that_need_a_gpu_take_turns_in_one_process(tiny_llama_dir, tiny_llava_dir, media_dir):
+    """Two roles declared ``resources: gpu`` in one worker: only one engine is ever set up; the
+    other role's is torn down and set up again (a restart) when its next request comes."""
+    from annotators import requests
+    from tasks.loads import counting
+
+    def text_req(i):
+        return Request(f"as-t{i}-0", "response", tags=["Piano"], context={
+            "instruction": "Describe it.", "modality": "image", "music_caption": "A piano piece.",
+            "visual_caption": "A red sky."})
+
+    text = build_annotator(TransformersAnnotator, "text", str(tiny_llama_dir), generation=GEN, resources="gpu",
+                           options={"min_chars": 1, "max_attempts": 1})
+    image = build_annotator(TransformersAnnotator, "image_caption", str(tiny_llava_dir), generation=GEN,
+                            resources="gpu", options={"min_chars": 1, "max_attempts": 1})
+    cpu_only = build_annotator(TransformersAnnotator, "text", str(tiny_llama_dir), generation=GEN, resources="cpu",
+                               options={"min_chars": 1, "max_attempts": 1})
+    assert text.exclusive and image.exclusive and not cpu_only.exclusive
+    try:
+        with counting() as events:
+            text.annotate([text_req(0)])
+            assert requests._RESIDENT == [text] and text.model is not None
+            image.annotate([Request("as-img0-0", "image_caption", image_path=str(media_dir / "as-img0-0.jpg"))])
+            assert requests._RESIDENT == [image] and not text._ready and text.model is None  # freed
+            text.annotate([text_req(1)])
+            assert requests._RESIDENT == [text] and not image._ready
+            cpu_only.annotate([text_req(2)])  # a CPU engine beside it takes no turn
+            assert requests._RESIDENT == [text] and cpu_only._ready and text._ready
+        assert events == {"image_caption:load": 1, "text:load": 2, "text:restart": 1}
+    finally:
+        for ann in (text, image, cpu_only):
+            ann.teardown()
+    assert requests._RESIDENT == []

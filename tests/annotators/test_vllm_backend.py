@@ -16,6 +16,12 @@ from annotators.requests import response_schema, to_openai_messages
 pytestmark = pytest.mark.slow
 
 
+def engine(ann):
+    """The annotator's live engine (set up again if another role's engine took the slot)."""
+    ann.setup()
+    return ann.llm
+
+
 def response_req(i, **ctx):
     return Request(f"as-v{i:03d}-0", "response", tags=["Guitar", "Drum"],
                    context={"instruction": "Generate music to match the image.", "modality": "image",
@@ -35,7 +41,7 @@ def test_engine_is_loaded_once_per_process(vllm_text, tiny_llama_dir):
 
 def test_batched_chat_gives_schema_valid_json(vllm_text):
     chats = [vllm_text.builder.build(response_req(i)) for i in range(12)]
-    answers = vllm_text._generate(chats)  # one LLM.chat call, raw answers
+    answers = vllm_text._generate_isolated(chats)  # one LLM.chat call, raw answers
     assert len(answers) == 12
     import jsonschema
 
@@ -43,7 +49,7 @@ def test_batched_chat_gives_schema_valid_json(vllm_text):
         data = json.loads(a.text, strict=False)  # a random model's strings may hold raw control characters
         jsonschema.validate(data, response_schema(8, 60) | {"properties": {"response": {"type": "string"}}})
     # per-request seeds: same request, same answer; different clips, different answers
-    assert vllm_text._generate(chats[:2])[0].text == answers[0].text
+    assert vllm_text._generate_isolated(chats[:2])[0].text == answers[0].text
     assert len({a.text for a in answers}) > 6
 
 
@@ -51,7 +57,7 @@ def test_chat_template_is_applied(vllm_text):
     chat = vllm_text.builder.build(response_req(0))
     from annotators.vllm_backend import sampling_params
 
-    out = vllm_text._engine().chat([to_openai_messages(chat.messages)], sampling_params(chat), use_tqdm=False)[0]
+    out = engine(vllm_text).chat([to_openai_messages(chat.messages)], sampling_params(chat), use_tqdm=False)[0]
     assert out.prompt.startswith("<s><|user|>\nYou are a music assistant") and out.prompt.endswith("<|assistant|>\n")
 
 
@@ -61,7 +67,7 @@ def test_generate_path_without_chat_template(vllm_text, tiny_llama_dir):
 
     plain = VLLMAnnotator("text", AnnotatorSpec(backend="vllm", model=str(tiny_llama_dir), options={"chat": False}),
                           GenerationSpec(max_tokens=16, temperature=0.0))
-    plain.llm, plain._ready = vllm_text._engine(), True  # share the session's engine
+    plain.llm, plain._ready = engine(vllm_text), True  # share the session's engine
     chats = [plain.builder.build(response_req(i)) for i in range(3)]
     assert "<|user|>" not in prompt_text(chats[0])
     answers = plain._generate(chats)

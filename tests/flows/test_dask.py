@@ -186,3 +186,43 @@ def test_workers_report_to_the_flow_process_temporary_server(tmp_path, kind):
     workers = {r["pid"] for r in report["rows"]}
     assert report["flow_pid"] not in workers
     assert all(r["api"] == report["own"][0] and r["servers"] == [] for r in report["rows"]), report
+
+
+def test_a_stage_that_needs_a_gpu_runs_only_on_the_gpu_worker(tmp_path, corpus_template, prefect_harness):
+    """runner.gpu_workers=1 beside two CPU workers, and music captions declared `resources: gpu`: the
+    caption shards ask Dask for GPU=1, so all of them run in the one worker that offers it (which
+    sees only its own GPU), and the dataset is the same as a thread-runner build's."""
+    from flows.mucaps import build_mucaps
+    from flows.runners import run_with_runner
+    from mumu.config import load_config
+
+    thread_root, dask_root = tmp_path / "thread", tmp_path / "dask"
+    for root in (thread_root, dask_root):
+        shutil.copytree(corpus_template, root)
+    gpu = {"annotators.music_caption.resources": "gpu"}
+    threaded = build_mucaps(data_root=str(thread_root), overrides={**OVERRIDES, **gpu})
+    overrides = {**OVERRIDES, **gpu, "runner.kind": "dask", "runner.max_workers": 2, "runner.gpu_workers": 1}
+    out = run_with_runner(build_mucaps, load_config("sample", overrides, str(dask_root)), data_root=str(dask_root),
+                          overrides=overrides)
+
+    captioned = {r.process for r in out["stages"]["music captions"]}
+    assert len(out["stages"]["music captions"]) == 4 and len(captioned) == 1, captioned
+    assert captioned.pop().endswith("/gpu:0")
+    assert out["stats"]["splits"] == threaded["stats"]["splits"]
+    assert snapshot(thread_root) == snapshot(dask_root)
+
+
+def test_a_gpu_stage_with_no_gpu_worker_fails_at_once_naming_the_settings(tmp_path, corpus_template, prefect_harness):
+    from flows.mucaps import build_mucaps
+    from flows.placement import PlacementError
+    from flows.runners import run_with_runner
+    from mumu.config import load_config
+
+    root = tmp_path / "data"
+    shutil.copytree(corpus_template, root)
+    overrides = {**OVERRIDES, "annotators.music_caption.resources": "gpu", "runner.kind": "dask",
+                 "runner.max_workers": 1, "runner.gpu_workers": 0}
+    with pytest.raises(PlacementError, match="annotators.music_caption needs a GPU .* runner.gpu_workers"):
+        run_with_runner(build_mucaps, load_config("sample", overrides, str(root)), data_root=str(root),
+                        overrides=overrides)
+    assert not list(root.glob("work/**/_done/*.json"))  # it failed before any shard ran
