@@ -55,7 +55,7 @@ def audioset_stages(cfg: Config, roles: tuple[str, ...], limit: int | None = Non
     shards = ingest.work_shards(items, cfg)
     log.info("%d of %d segments selected, in %d shards (%d unreadable rows of the lists)", len(items),
              selection.segments, len(shards), len(segment_failures))
-    check_gpu_workers(cfg, roles)
+    check_gpu_workers(cfg, (*roles, "text"))
     clips_f = [ingest_clips.submit(cfg, mirror, i, part) for i, part in enumerate(shards)]
     captions_f = {}
     for role in roles:  # one role's shards after another: a GPU worker keeps one engine through a stage

@@ -8,6 +8,7 @@ from prefect import flow
 
 from flows.audioset import audioset_stages
 from flows.checks import checked_config
+from flows.placement import placed
 from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, instruction_pool, mucaps_records
@@ -27,8 +28,9 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
         return run_with_runner(build_mucaps, cfg, profile=profile, data_root=data_root, overrides=overrides)
     st = audioset_stages(cfg, ("music_caption",), limit=cfg.targets.MUCaps)
     music = st.captions["music_caption"]
-    pool_f = instruction_pool.submit(cfg, "text_to_music")  # once per build, before any record shard
-    records_f = [mucaps_records.submit(cfg, c, a, st.excluded, pool_f) for c, a in zip(st.clips, music)]
+    with placed(cfg, "text"):  # the text role writes the pool and the replies
+        pool_f = instruction_pool.submit(cfg, "text_to_music")  # once per build, before any record shard
+        records_f = [mucaps_records.submit(cfg, c, a, st.excluded, pool_f) for c, a in zip(st.clips, music)]
     records = track(records_f, "MUCaps records")
 
     annotators, versions = st.annotators(cfg), mucaps.prompt_versions()

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.checks import checked_config
+from flows.placement import check_gpu_workers, placed
 from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.sample_corpus import make_sample_corpus
@@ -45,9 +46,11 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     # a Slakh track yields a mix and a file per stem: a few tracks per shard
     track_f = [ingest_slakh.submit(cfg, i, part) for i, part in enumerate(chunk(tracks, max(1, cfg.shards.items_per_shard // 4)))]
     # the instruction and response pools of every subtype, once per build, before any record shard
-    pool_f = [instruction_pool.submit(cfg, name) for name in EDIT_POOLS]
-    loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded, wait_for=pool_f) for c in loop_f]
-    track_rec_f = [muedit_records.submit(cfg, c, "slakh", excluded, wait_for=pool_f) for c in track_f]
+    check_gpu_workers(cfg, ("text",))
+    with placed(cfg, "text"):  # the text role writes the pools and the replies
+        pool_f = [instruction_pool.submit(cfg, name) for name in EDIT_POOLS]
+        loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded, wait_for=pool_f) for c in loop_f]
+        track_rec_f = [muedit_records.submit(cfg, c, "slakh", excluded, wait_for=pool_f) for c in track_f]
     loop_clips, slakh_clips = track(loop_f, "loops"), track(track_f, "Slakh tracks")
     loop_records, slakh_records = track(loop_rec_f, "loop edits"), track(track_rec_f, "stem edits")
 

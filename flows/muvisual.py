@@ -8,6 +8,7 @@ from prefect import flow
 
 from flows.audioset import audioset_stages
 from flows.checks import checked_config
+from flows.placement import placed
 from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, instruction_pool, visual_records
@@ -24,8 +25,10 @@ def build_visual(cfg: Config, dataset: str) -> dict:
     role = KINDS[dataset][2]
     st = audioset_stages(cfg, ("music_caption", role), limit=getattr(cfg.targets, dataset))
     music, visual = st.captions["music_caption"], st.captions[role]
-    pool_f = instruction_pool.submit(cfg, KINDS[dataset][0])  # once per build, before any record shard
-    records_f = [visual_records.submit(cfg, dataset, c, m, v, st.excluded, pool_f) for c, m, v in zip(st.clips, music, visual)]
+    with placed(cfg, "text"):  # the text role writes the pool and the replies
+        pool_f = instruction_pool.submit(cfg, KINDS[dataset][0])  # once per build, before any record shard
+        records_f = [visual_records.submit(cfg, dataset, c, m, v, st.excluded, pool_f)
+                     for c, m, v in zip(st.clips, music, visual)]
     records = track(records_f, f"{dataset} records")
     annotators = {**st.annotators(cfg), "text": annotator_fingerprint(cfg, "text")}
     versions = {role: a["prompt_version"] for role, a in annotators.items()}

@@ -42,6 +42,18 @@ def placed(cfg: Config, role: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def gpu_held(cfg: Config, role: str) -> Iterator[None]:
+    """Inside a task of ``role``: one ``mumu-gpu`` slot while it works, when the role needs a GPU."""
+    if not role_needs_gpu(cfg, role):
+        yield
+        return
+    from flows.limits import gpu_slot
+
+    with gpu_slot("cuda"):
+        yield
+
+
 def check_gpu_workers(cfg: Config, roles: tuple[str, ...]) -> None:
     """Under Dask, fail at once (not after waiting forever) when a role needs a GPU and no worker of
     the cluster offers one."""

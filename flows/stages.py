@@ -8,13 +8,11 @@ finished shards even on a fresh Prefect database. Retries cover transient errors
 
 from __future__ import annotations
 
-import contextlib
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.limits import gpu_slot
-from flows.placement import role_needs_gpu
+from flows.placement import gpu_held
 from flows.retries import IO_RETRIES
 from mumu.config import Config
 from schemas.datasets import spec_for
@@ -43,7 +41,7 @@ def ingest_clips(cfg: Config, mirror: ingest.Mirror, shard: int, items: list[dic
 @task(name="caption", task_run_name="{role}-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def caption(cfg: Config, clips: ShardResult, role: str) -> ShardResult:
     """One shard of ``role``'s captions; a role that needs a GPU holds a ``mumu-gpu`` slot meanwhile."""
-    with gpu_slot("cuda") if role_needs_gpu(cfg, role) else contextlib.nullcontext():
+    with gpu_held(cfg, role):
         return annotate.captions_shard(Store(cfg.data_root), cfg, clips, role)
 
 
@@ -51,20 +49,23 @@ def caption(cfg: Config, clips: ShardResult, role: str) -> ShardResult:
 def mucaps_records(cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset,
                    pool: dict | None = None) -> ShardResult:
     """One shard of MUCaps records (``pool``: the text-to-music pool's summary, made before)."""
-    return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded)
+    with gpu_held(cfg, "text"):
+        return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded)
 
 
 @task(name="instruction-pool", task_run_name="instruction-pool-{task}", cache_policy=NO_CACHE, **IO_RETRIES)
 def instruction_pool(cfg: Config, task: str) -> dict:
     """The task's instruction pool: written once per build by an LLM text role (bundled otherwise)."""
-    return pools.make_pool(Store(cfg.data_root), cfg, task)
+    with gpu_held(cfg, "text"):
+        return pools.make_pool(Store(cfg.data_root), cfg, task)
 
 
 @task(name="visual-records", task_run_name="{dataset}-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def visual_records(cfg: Config, dataset: str, clips: ShardResult, music: ShardResult, visual: ShardResult,
                    excluded: frozenset, pool: dict | None = None) -> ShardResult:
     """One shard of MUImage / MUVideo records (``pool``: the finished pool's summary, run before)."""
-    return muvisual.visual_records_shard(Store(cfg.data_root), cfg, dataset, clips, music, visual, excluded)
+    with gpu_held(cfg, "text"):
+        return muvisual.visual_records_shard(Store(cfg.data_root), cfg, dataset, clips, music, visual, excluded)
 
 
 @task(name="ingest-loops", task_run_name="ingest-loops-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -79,7 +80,8 @@ def ingest_slakh(cfg: Config, shard: int, track_dirs: list[str]) -> ShardResult:
 
 @task(name="muedit-records", task_run_name="muedit-{kind}-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def muedit_records(cfg: Config, clips: ShardResult, kind: str, excluded: frozenset) -> ShardResult:
-    return muedit.edit_records_shard(Store(cfg.data_root), cfg, clips, kind, excluded)
+    with gpu_held(cfg, "text"):
+        return muedit.edit_records_shard(Store(cfg.data_root), cfg, clips, kind, excluded)
 
 
 @task(name="finalize-dataset", task_run_name="finalize-{dataset}", cache_policy=NO_CACHE, **IO_RETRIES)
