@@ -10,6 +10,7 @@ loads anything.
 from __future__ import annotations
 
 import atexit
+import multiprocessing.util
 import json
 import threading
 from abc import ABC, abstractmethod
@@ -168,6 +169,9 @@ def teardown_all() -> None:
 
 
 atexit.register(teardown_all)
+# worker processes of a process pool end through multiprocessing, which skips atexit but runs its
+# own finalizers: the same teardown there
+multiprocessing.util.Finalize(None, teardown_all, exitpriority=100)
 
 
 # (backend, role) -> "module:Class"; role "*" serves every role of that backend.
@@ -186,6 +190,15 @@ BACKENDS: dict[tuple[str, str], str] = {
 def _build(role: str, spec: AnnotatorSpec, generation: GenerationSpec) -> Annotator:
     import importlib
 
+    if ":" in spec.backend:  # package.module:Class, an annotator of the user's own
+        module, cls = spec.backend.split(":")
+        try:
+            found = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"annotators.{role}.backend {spec.backend!r} cannot be imported: {e}") from None
+        if not (isinstance(found, type) and issubclass(found, Annotator)):
+            raise ValueError(f"annotators.{role}.backend {spec.backend!r} is not an annotators.base.Annotator")
+        return found(role, spec, generation)
     target = BACKENDS.get((spec.backend, role)) or BACKENDS.get((spec.backend, "*"))
     if target is None:
         roles = sorted(r for b, r in BACKENDS if b == spec.backend)

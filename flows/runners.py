@@ -170,7 +170,11 @@ def run_with_runner(flow: Any, cfg: Config | RunnerSpec, **params: Any) -> Any:
     inside a flow run); its workers report to this process's Prefect API (``one_prefect_api``)."""
     spec = _spec(cfg)
     if spec.kind == "thread":
-        return flow.with_options(task_runner=task_runner_for(cfg))(**params)
+        try:
+            return flow.with_options(task_runner=task_runner_for(cfg))(**params)
+        finally:
+            if current_runner_kind() is None:  # a run of its own (not a subflow): its engines are done
+                teardown_all()
     with one_prefect_api():
         if spec.kind == "dask" and not spec.dask_address:  # a cluster of the run's own, torn down after it
             with local_cluster(spec) as address:

@@ -16,12 +16,13 @@ import copy
 import hashlib
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PROFILE_DIR = resources.files("mumu") / "profiles"
 
@@ -113,8 +114,12 @@ class GenerationSpec(Section):
     seed: int = 0
 
 
+BACKEND_NAMES = ("features", "vllm", "openai", "transformers", "mullama")
+
+
 class AnnotatorSpec(Section):
-    backend: Literal["features", "vllm", "openai", "transformers", "mullama"] = "features"
+    # one of BACKEND_NAMES, or "package.module:Class": an annotators.base.Annotator subclass of your own
+    backend: str = "features"
     model: str = "librosa-features"
     # requests per call for backends that pad a batch (transformers, mullama); vllm and openai
     # take a shard's requests at once and schedule them themselves
@@ -126,6 +131,14 @@ class AnnotatorSpec(Section):
     # keeps one such engine per worker process; "cpu" never; "auto": "gpu" for a backend that loads
     # a model (vllm, transformers, mullama) on a machine that shows a GPU
     resources: Literal["auto", "gpu", "cpu"] = "auto"
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v in BACKEND_NAMES or re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            return v
+        raise ValueError(f"unknown backend {v!r}: expected one of {', '.join(BACKEND_NAMES)}, "
+                         "or package.module:Class (an Annotator subclass)")
 
 
 class AnnotatorsSpec(Section):

@@ -1,0 +1,66 @@
+"""The annotator lifecycle under every runner, with a backend that counts (tests/support/counting_backend):
+fingerprints and planning set nothing up; under the thread, process and Dask (3 worker processes)
+runners each process that answers requests sets the role up once and tears it down when the run is
+over; a rerun of the finished build sets nothing up."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+
+import pytest
+
+pytestmark = pytest.mark.slow
+OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 2, "splits.eval_fraction": 0.4}
+COUNTING = "tests.support.counting_backend:CountingCaptioner"
+
+
+def events(log_dir) -> list[tuple[int, str, str]]:
+    path = log_dir / "events.log"
+    if not path.exists():
+        return []
+    return [(int(p), e, r) for p, e, r in (line.split() for line in path.read_text().splitlines())]
+
+
+@pytest.mark.parametrize("kind,workers", [("thread", 2), ("process", 2), ("dask", 3)])
+def test_each_worker_sets_a_role_up_once_and_tears_it_down(kind, workers, tmp_path, corpus_template, prefect_harness):
+    if kind == "dask":
+        pytest.importorskip("prefect_dask", reason="runner.kind: dask needs prefect-dask")
+    from flows.mucaps import build_mucaps
+    from flows.runners import run_with_runner
+    from mumu.config import load_config
+    from tasks.annotate import annotator_fingerprint
+    from tasks.ingest import plan_segments, resolve_mirror, work_shards
+    from tasks.splits import decontamination_ids
+    from tasks.store import Store
+
+    root, log_dir = tmp_path / "data", tmp_path / "events"
+    shutil.copytree(corpus_template, root)
+    log_dir.mkdir()
+    overrides = {**OVERRIDES, "annotators.music_caption.backend": COUNTING,
+                 "annotators.music_caption.options": {"log_dir": str(log_dir)},
+                 "runner.kind": kind, "runner.max_workers": workers}
+    cfg = load_config("sample", overrides, str(root))
+
+    # identity and planning need no model
+    fp = annotator_fingerprint(cfg, "music_caption")
+    assert fp["annotator"] == "counting"
+    items, _, _ = plan_segments(resolve_mirror(cfg, Store(cfg.data_root)), cfg, decontamination_ids(cfg))
+    assert work_shards(items, cfg) and events(log_dir) == []
+
+    out = run_with_runner(build_mucaps, cfg, data_root=str(root), overrides=overrides)
+    assert out["stats"]["splits"]["train"]["num_examples"] > 0
+    seen = events(log_dir)
+    setups = Counter(p for p, e, _ in seen if e == "setup")
+    teardowns = Counter(p for p, e, _ in seen if e == "teardown")
+    assert setups and max(setups.values()) == 1, seen  # at most once per process per role
+    assert teardowns == setups, seen  # and torn down in each when the run was over
+    if kind != "thread":
+        assert os.getpid() not in setups  # the flow process answered nothing
+    loads = out["report"]["model_loads"]["music_caption"]
+    assert sum(loads.values()) == len(setups) and all(n == 1 for n in loads.values())
+
+    again = run_with_runner(build_mucaps, cfg, data_root=str(root), overrides=overrides)
+    assert events(log_dir) == seen  # a rerun of the finished build sets nothing up
+    assert again["report"]["model_loads"] == {}
