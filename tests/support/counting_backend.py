@@ -1,18 +1,19 @@
-"""A test backend that counts its lifecycle: the features music captioner, with every setup and
-teardown appended to ``<options.log_dir>/events.log`` as ``<pid> <event> <role>`` (named in a
-profile as ``backend: tests.support.counting_backend:CountingCaptioner``). Its setup is where a
-real backend would load its model: it must happen only in workers, only for a request to answer,
-once per worker per role."""
+"""Test backends that count their lifecycle: the features captioners, with every setup and teardown
+appended to ``<options.log_dir>/events.log`` as ``<pid> <event> <role>`` (named in a profile as
+``backend: tests.support.counting_backend:CountingCaptioner`` or ``...:CountingImageCaptioner``).
+Their setup is where a real backend would load its model: it must happen only in workers, only
+for a request to answer, once per worker per role, and, for roles declared ``resources: gpu``,
+never while another such role's engine is set up in the same process."""
 
 from __future__ import annotations
 
 import os
 
 from annotators.features_backend import FeaturesMusicCaptioner
-from tasks.loads import LOAD, count
+from annotators.visual_features import FeaturesImageCaptioner
 
 
-class CountingCaptioner(FeaturesMusicCaptioner):
+class Counting:
     backend = "counting"
     loads_model = True
 
@@ -21,18 +22,21 @@ class CountingCaptioner(FeaturesMusicCaptioner):
         with open(os.path.join(folder, "events.log"), "a") as f:  # one short append per event
             f.write(f"{os.getpid()} {event} {self.role}\n")
 
-    def setup(self) -> None:
-        if not self._ready:
-            self._log("setup")
-            count(self.role, LOAD)
-        super().setup()
+    def _load(self) -> None:  # where a real backend loads its model (setup counts the load)
+        self._log("setup")
 
-    def teardown(self) -> None:
-        if self._ready:
-            self._log("teardown")
-        super().teardown()
+    def _unload(self) -> None:
+        self._log("teardown")
 
     def annotate(self, requests):
-        if requests and not self._ready:
+        if requests:
             self.setup()
         return super().annotate(requests)
+
+
+class CountingCaptioner(Counting, FeaturesMusicCaptioner):
+    pass
+
+
+class CountingImageCaptioner(Counting, FeaturesImageCaptioner):
+    pass
