@@ -109,4 +109,13 @@ class OpenAIAnnotator(ChatAnnotator):
             client = self.clients[self._next % n]
             self._next += 1
             futures.append(self._pool.submit(self._one, client, chat))
-        return [f.result() for f in futures]
+        answers, down = [], None
+        for f in futures:  # every request finishes (or fails) before the call returns
+            try:
+                answers.append(f.result())
+            except BackendUnavailable as e:
+                answers.append(None)
+                down = down or e
+        if down is not None:
+            raise BackendUnavailable(str(down), answers) from down
+        return answers

@@ -285,7 +285,13 @@ def _rules(spec: OutputSpec) -> dict[str, Any]:
 class BackendUnavailable(ConnectionError):
     """The backend could not answer at all (connection refused or dropped, timeout, 5xx, 429 after
     the client's retries): a fact about the environment, not the item. It fails the shard (no
-    marker, no failure rows), Prefect retries the task, and a rerun redoes the shard."""
+    marker, no failure rows), Prefect retries the task, and a rerun redoes the shard. ``answers``:
+    what the backend did answer in the same call (None where it did not), cached before the shard
+    fails, so that the rerun sends only the rest."""
+
+    def __init__(self, message: str, answers: list | None = None):
+        super().__init__(message)
+        self.answers = answers
 
 
 @dataclass
@@ -516,19 +522,27 @@ class ChatAnnotator(Annotator):
                 first_of[key] = i
                 todo.append(i)
         for idx in self.batches(todo):
-            answers = self._generate_isolated([chats[i] for i in idx])
+            try:
+                answers = self._generate_isolated([chats[i] for i in idx])
+            except BackendUnavailable as e:  # keep what was answered, then fail the shard
+                self._remember([(chats[i], gen) for i, gen in zip(idx, e.answers or []) if gen is not None])
+                raise
             self.sent += len(idx)
             for i, gen in zip(idx, answers):
                 out[i] = gen
-                if gen.error is None and gen.text is not None:
-                    c = chats[i]
-                    self.cache.put(c.key, {"text": gen.text, "finish_reason": gen.finish_reason, "model": c.model,
-                                           "prompt_version": c.prompt_version, "params": c.params, "seed": c.seed,
-                                           "inputs": c.inputs_hash(), "clip_id": c.clip_id, "kind": c.kind,
-                                           "attempt": c.attempt})
+            self._remember([(chats[i], gen) for i, gen in zip(idx, answers)])
         for i, j in dupes:
             out[i] = out[j]
         return out  # type: ignore[return-value]
+
+    def _remember(self, answered: list[tuple[ChatRequest, Generation]]) -> None:
+        """Cache the answers (backend errors are never cached)."""
+        for c, gen in answered:
+            if gen.error is None and gen.text is not None:
+                self.cache.put(c.key, {"text": gen.text, "finish_reason": gen.finish_reason, "model": c.model,
+                                       "prompt_version": c.prompt_version, "params": c.params, "seed": c.seed,
+                                       "inputs": c.inputs_hash(), "clip_id": c.clip_id, "kind": c.kind,
+                                       "attempt": c.attempt})
 
     def _generate_isolated(self, chats: list[ChatRequest]) -> list[Generation]:
         """``_generate``, but a request the engine rejects (too long, bad media) fails alone."""

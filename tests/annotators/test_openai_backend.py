@@ -100,3 +100,25 @@ def test_an_unreachable_server_fails_the_shard_and_its_rerun_sends_again(tiny_ll
             run_shard(store, "annotations/text", 0, "fp", 2, work)
     assert not store.exists(ShardPaths("annotations/text", 0).marker(store))
     assert not store.exists(ShardPaths("annotations/text", 0).failures(store))
+
+
+def test_answers_got_before_a_server_went_away_are_kept(server, tiny_llama_dir, tmp_path):
+    """One live server and one that refuses connections: the shard fails, but the live server's
+    answers are in the cache, so the rerun (both URLs live) sends only the other half."""
+    from annotators.requests import BackendUnavailable
+    from tasks.store import Store
+
+    store = Store(str(tmp_path))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{held.getsockname()[1]}/v1"
+        half = client(server, tiny_llama_dir, base_urls=[server, dead], max_retries=0, timeout=5, max_attempts=1)
+        with pytest.raises(BackendUnavailable):
+            half.use_cache(Store(str(tmp_path))).annotate([req(i) for i in range(6)])
+        half.teardown()
+    cached = len(list((tmp_path / "cache" / "requests" / "text").rglob("*.json")))
+    assert cached == 3  # the live server's share (round-robin), answered and kept
+    again = client(server, tiny_llama_dir, base_urls=[server, server], max_attempts=1).use_cache(store)
+    results = again.annotate([req(i) for i in range(6)])
+    assert again.sent == 3 and all(r.error_reason != "backend_error" for r in results)
+    again.teardown()
