@@ -5,6 +5,7 @@ from __future__ import annotations
 from annotators.base import Request, annotator_for, get_annotator
 from mumu.config import Config
 from schemas.tables import ANNOTATIONS, table_from_rows
+from tasks.faults import is_environment_fault
 from tasks.media import MediaError, decode_audio_bytes
 from tasks.store import Store
 
@@ -20,6 +21,8 @@ def caption_music_shard(store: Store, cfg: Config, clips_part: str):
             try:
                 samples, sr = decode_audio_bytes(store.read_bytes(store.path(clip["audio_path"])))
             except (MediaError, OSError) as e:
+                if is_environment_fault(e):  # a failing disk is not a fact about the clip
+                    raise
                 failures.append({"item_id": clip["clip_id"], "stage": "annotate/music_caption",
                                  "reason": getattr(e, "reason", "missing_media"), "detail": str(e)})
                 continue

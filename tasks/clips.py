@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
+from tasks.faults import is_environment_fault
 from tasks.audioset import MirrorIndex, Segment, label_names
 from tasks.media import MediaError, check_image, decode_audio_bytes, fit_length, flac_bytes, load_audio, probe_video
 from tasks.quality import measure_quality, quality_verdict
@@ -109,6 +110,8 @@ def ingest_audioset_shard(store: Store, cfg: Config, media_dir: str, items: list
         except MediaError as e:
             failures.append({"item_id": seg.clip_id, "stage": "clips", "reason": e.reason, "detail": e.detail})
         except Exception as e:  # an unexpected bug still must not lose the rest of the shard
+            if is_environment_fault(e):  # a full disk is not a fact about the item
+                raise
             failures.append({"item_id": seg.clip_id, "stage": "clips", "reason": "internal_error",
                              "detail": f"{type(e).__name__}: {e}"})
     rows.sort(key=lambda r: r["clip_id"])

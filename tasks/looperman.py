@@ -43,6 +43,7 @@ import requests
 
 from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
+from tasks.faults import is_environment_fault
 from tasks.media import MediaError, flac_bytes, load_audio
 from tasks.safe_paths import safe_join
 from tasks.store import Store
@@ -594,6 +595,8 @@ def ingest_looperman_shard(store: Store, cfg: Config, items: list[dict], downloa
             except MediaError as e:
                 failures.append({"item_id": item_id, "stage": "clips", "reason": e.reason, "detail": e.detail})
             except Exception as e:  # an unexpected bug still must not lose the rest of the shard
+                if is_environment_fault(e):  # a full disk is not a fact about the item
+                    raise
                 failures.append({"item_id": item_id, "stage": "clips", "reason": "internal_error",
                                  "detail": f"{type(e).__name__}: {e}"})
             finally:

@@ -34,6 +34,7 @@ import yaml
 
 from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
+from tasks.faults import is_environment_fault
 from tasks.media import FLUIDSYNTH_LOCK, MediaError, flac_bytes, load_audio
 from tasks.quality import frame_levels_db
 from tasks.safe_paths import safe_extract_tar, safe_join
@@ -498,6 +499,8 @@ def ingest_slakh_shard(store: Store, cfg: Config, track_dirs: list[str], soundfo
         except MediaError as e:
             failures.append({"item_id": f"sl-{name}", "stage": "clips", "reason": e.reason, "detail": e.detail})
         except Exception as e:  # an unexpected bug still must not lose the rest of the shard
+            if is_environment_fault(e):  # a full disk is not a fact about the item
+                raise
             failures.append({"item_id": f"sl-{name}", "stage": "clips", "reason": "internal_error",
                              "detail": f"{type(e).__name__}: {e}"})
     rows.sort(key=lambda r: r["clip_id"])
