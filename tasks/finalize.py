@@ -15,7 +15,7 @@ from schemas.datasets import DatasetSpec
 from schemas.tables import FAILURES, table_from_rows
 from tasks.cards import licence_text, render_card
 from tasks.plots import dataset_figures, figures_markdown
-from tasks.shards import assemble
+from tasks.shards import TrainCap, assemble_dataset
 from tasks.stage import ShardResult
 from tasks.store import Store, fingerprint_of
 
@@ -39,16 +39,30 @@ def collect_failures(store: Store, results: list[ShardResult]) -> list[dict]:
     return rows
 
 
+def default_caps(cfg: Config, name: str, order: list[str] | tuple[str, ...] = ()) -> list[TrainCap]:
+    """The dataset's train target as a cap on clips (``targets.<NAME>``; none when it is unset)."""
+    target = getattr(cfg.targets, name)
+    return [] if target is None else [TrainCap(target, order=tuple(order))]
+
+
 def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list[ShardResult],
-                     upstream: list[ShardResult], provenance: dict, extra_failures: list[dict] | None = None) -> dict:
-    """Assemble ``datasets/<NAME>`` from record parts; returns its stats (also in stats.json)."""
+                     upstream: list[ShardResult], provenance: dict, extra_failures: list[dict] | None = None,
+                     caps: list[TrainCap] | None = None) -> dict:
+    """Assemble ``datasets/<NAME>`` from record parts; returns its stats (also in stats.json).
+
+    The train split is cut to ``caps`` (default: ``targets.<NAME>`` clips in hash order): the
+    selection draws with headroom so that failures do not leave the split short, and this cut
+    makes the split exactly the target; ``stats["targets"]`` says how each target was met and,
+    when it was not, the failures that left it short."""
     out = dataset_dir(store, spec)
     marker = posixpath.join(out, "stats.json")
     eval_cap = getattr(cfg.eval_sizes, spec.name)
+    caps = default_caps(cfg, spec.name) if caps is None else list(caps)
     failures = sorted(collect_failures(store, [*upstream, *records]) + list(extra_failures or []),
                       key=lambda r: (r["stage"], r["item_id"], r["reason"]))
     fp = fingerprint_of("dataset", spec.name, [r.fingerprint for r in records], cfg.shards.max_shard_bytes,
-                        cfg.shards.max_row_group_bytes, eval_cap, provenance, failures)
+                        cfg.shards.max_row_group_bytes, eval_cap, provenance, failures,
+                        [(c.describe(), list(c.order)) for c in caps])
     if store.is_done(marker, fp, [posixpath.join(out, "README.md")]):
         stats = store.read_json(marker)
         files = [posixpath.join(out, f["path"]) for s in stats["splits"].values() for f in s["files"]]
@@ -57,15 +71,18 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
             return {**stats, "skipped": True}
 
     parts = [r.output for r in sorted(records, key=lambda r: (r.stage, r.shard)) if r.ok]
-    splits = assemble(store, spec, parts, out, cfg.shards.max_shard_bytes, cfg.shards.max_row_group_bytes, eval_cap)
+    splits, targets = assemble_dataset(store, spec, parts, out, cfg.shards.max_shard_bytes,
+                                       cfg.shards.max_row_group_bytes, eval_cap, caps)
     tasks: Counter = Counter()
-    for p in parts:
-        tasks.update(store.read_table(p, columns=["task"]).column("task").to_pylist())
+    for s in splits.values():
+        tasks.update(s.pop("tasks"))
     stats = {
         "dataset": spec.name,
         "splits": splits,
         "tasks": dict(sorted(tasks.items())),
         "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items())),
+        "targets": [{**t, "short_because": dict(sorted(Counter(f["reason"] for f in failures).items()))
+                     if t["shortfall"] else {}} for t in targets],
         "provenance": provenance,
     }
     store.write_table(store.path("work", "failures", f"{spec.name}.parquet"), table_from_rows(failures, FAILURES))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections import Counter
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -59,6 +60,43 @@ class RowRef:
     rid: str
     clip: str
     seconds: float
+    task: str = ""
+
+
+@dataclass(frozen=True)
+class TrainCap:
+    """At most ``limit`` train units of the records whose task is in ``tasks`` (None: every task).
+
+    A unit is a clip (``unit="clip"``: a kept clip keeps all its records, as a dataset's target
+    counts clips) or a record (``"record"``: MUEdit counts pairs). Units are kept in ``order``
+    (the selection's draw order: ids ranked first are kept first), then by a hash of their id, so
+    a build that selected with headroom keeps the same units whichever of them failed."""
+
+    limit: int
+    tasks: tuple[str, ...] | None = None
+    unit: str = "clip"
+    order: tuple[str, ...] = ()
+
+    def describe(self) -> dict:
+        return {"tasks": list(self.tasks) if self.tasks else "all", "unit": self.unit, "target": self.limit}
+
+
+def cap_train(refs: list[RowRef], caps: list[TrainCap]) -> tuple[list[RowRef], list[dict]]:
+    """The train rows that the caps keep (in their original order), and one report row per cap:
+    its target, the units built and kept, and the shortfall (0 when the target was met)."""
+    drop: set[int] = set()
+    report = []
+    for cap in caps:
+        mine = [i for i, r in enumerate(refs) if cap.tasks is None or r.task in cap.tasks]
+        unit_of = (lambda r: r.clip) if cap.unit == "clip" else (lambda r: r.rid)
+        units = sorted({unit_of(refs[i]) for i in mine})
+        rank = {u: k for k, u in enumerate(cap.order)}
+        units.sort(key=lambda u: (rank.get(u, len(rank)), hashlib.sha256(u.encode()).hexdigest()))
+        keep = set(units[:cap.limit])
+        drop.update(i for i in mine if unit_of(refs[i]) not in keep)
+        report.append({**cap.describe(), "built": len(units), "kept": len(keep),
+                       "shortfall": max(0, cap.limit - len(units))})
+    return [r for i, r in enumerate(refs) if i not in drop], report
 
 
 def row_sizes(table: pa.Table, media: list[str]) -> list[int]:
@@ -121,17 +159,26 @@ def _eval_cap(refs: list[RowRef], cap: int | None) -> list[RowRef]:
 def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, max_shard_bytes: int,
              max_row_group_bytes: int, eval_cap: int | None = None) -> dict:
     """Write the dataset's data files from record parts; returns per-split stats and the file list."""
+    return assemble_dataset(store, spec, parts, out_dir, max_shard_bytes, max_row_group_bytes, eval_cap)[0]
+
+
+def assemble_dataset(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, max_shard_bytes: int,
+                     max_row_group_bytes: int, eval_cap: int | None = None,
+                     train_caps: list[TrainCap] = ()) -> tuple[dict, list[dict]]:
+    """``assemble`` with the train split capped by ``train_caps``: (per-split stats, one row per
+    cap saying how its target was met)."""
     store.makedirs(posixpath.join(out_dir, "data"))
     store.clean_temporaries(out_dir)
     schema = spec.features.arrow_schema
     media = list(spec.media)
     refs: dict[str, list[RowRef]] = {s: [] for s in SPLITS}
     for pi, part in enumerate(parts):
-        names = ("id", SPLIT_COLUMN, "clip_id", spec.seconds_column, SIZE_COLUMN)
+        names = ("id", SPLIT_COLUMN, "clip_id", spec.seconds_column, SIZE_COLUMN, "task")
         t = store.read_table(part, columns=list(names))  # no media: sizes were measured when the part was made
-        for ri, (rid, split, clip, seconds, size) in enumerate(zip(*(t.column(c).to_pylist() for c in names))):
-            refs[split].append(RowRef(pi, ri, size, rid, clip, seconds or 0.0))
+        for ri, (rid, split, clip, seconds, size, task) in enumerate(zip(*(t.column(c).to_pylist() for c in names))):
+            refs[split].append(RowRef(pi, ri, size, rid, clip, seconds or 0.0, task))
     refs["eval"] = _eval_cap(refs["eval"], eval_cap)
+    refs["train"], targets = cap_train(refs["train"], list(train_caps))
 
     written: list[str] = []
     splits: dict[str, dict] = {}
@@ -169,12 +216,13 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
             written.append(path)
         clips = {r.clip: r.seconds for r in rows}
         splits[split] = {"num_examples": len(rows), "num_bytes": sum(f["bytes"] for f in files), "files": files,
-                         "clips": len(clips), "audio_hours": round(sum(clips.values()) / 3600, 4)}
+                         "clips": len(clips), "audio_hours": round(sum(clips.values()) / 3600, 4),
+                         "tasks": dict(sorted(Counter(r.task for r in rows).items()))}
 
     for old in store.glob(posixpath.join(out_dir, "data", "*.parquet")):
         if old not in written:
             store.rm(old)
-    return splits
+    return splits, targets
 
 
 def _take(group: list[RowRef], part_table) -> pa.Table:
