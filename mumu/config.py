@@ -95,6 +95,23 @@ class ShardSpec(Section):
     max_row_group_bytes: int = Field(64 * 2**20, gt=0)
 
 
+class DecontaminationListSpec(Section):
+    """One benchmark list whose clips never enter any split (``tasks.decontamination``)."""
+
+    # the list file (local path or fsspec URL); None: not set yet, refused by a build from a real AudioSet
+    # mirror unless required is false
+    path: str | None = None
+    # auto: told apart by the content (JSON: musicqa; a CSV header with ytid,start_s,end_s: musiccaps;
+    # with track_id and caption_id: song_describer; otherwise ids)
+    format: Literal["auto", "musiccaps", "musicqa", "song_describer", "ids"] = "auto"
+    # id: every clip of a listed video (or a listed clip id); window: only clips whose [start, end)
+    # overlaps a listed [start, end) by more than min_overlap_s (entries without times match by id)
+    match: Literal["id", "window"] = "id"
+    min_overlap_s: float = Field(0.0, ge=0)
+    # false: an unset path skips the list (a set path must still exist)
+    required: bool = True
+
+
 class SplitSpec(Section):
     """Deterministic splits: hash(seed, group key) decides, so one video never lands in two splits."""
 
@@ -102,9 +119,22 @@ class SplitSpec(Section):
     # each dataset's eval split is then capped at eval_sizes (the rest of the pool is left out)
     eval_fraction: float = Field(0.2, ge=0, lt=1)
     seed: int = 0
-    # ids (YouTube ids or clip ids) that must never enter any split, e.g. MusicCaps
+    # benchmark lists to exclude, by name (the name is what reports and failure rows say); a mapping,
+    # so a profile or --set splits.decontaminate.<name>.path=... changes one list's setting
+    decontaminate: dict[str, DecontaminationListSpec] = {}
+    # ids (YouTube ids or clip ids) that must never enter any split, and id-list files (format auto)
     decontaminate_ids: list[str] = []
     decontaminate_files: list[str] = []
+    # no list file is read beyond this size
+    decontaminate_max_bytes: int = Field(256 * 2**20, gt=0)
+
+    @field_validator("decontaminate")
+    @classmethod
+    def _list_names(cls, v: dict[str, DecontaminationListSpec]) -> dict[str, DecontaminationListSpec]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9][\w.\- ]{0,63}", name):
+                raise ValueError(f"list name {name!r}: use up to 64 letters, digits, '_', '-', '.' or spaces")
+        return v
 
 
 class GenerationSpec(Section):
@@ -421,6 +451,8 @@ def absolute_paths(cfg: Config) -> Config:
         "looperman": cfg.looperman.model_copy(update={"manifest": one(cfg.looperman.manifest),
                                                       "folder": one(cfg.looperman.folder)}),
         "slakh": cfg.slakh.model_copy(update={"root": one(cfg.slakh.root)}),
-        "splits": cfg.splits.model_copy(update={"decontaminate_files": many(cfg.splits.decontaminate_files)}),
+        "splits": cfg.splits.model_copy(update={
+            "decontaminate_files": many(cfg.splits.decontaminate_files),
+            "decontaminate": {k: v.model_copy(update={"path": one(v.path)}) for k, v in cfg.splits.decontaminate.items()}}),
         "download": cfg.download.model_copy(update={"cookies_file": one(cfg.download.cookies_file)}),
     })

@@ -93,6 +93,9 @@ def check_sources(cfg: Config, sources: tuple[str, ...], host: str) -> None:
         _must_exist("slakh.root", cfg.slakh.root, host)
     for p in _local_paths(cfg.splits.decontaminate_files):
         _must_exist("splits.decontaminate_files", p, host, "file")
+    from tasks.decontamination import check_config
+
+    check_config(cfg)  # every splits.decontaminate list set (where it must be) and present; ConfigError
     _must_exist("download.cookies_file", cfg.download.cookies_file, host, "file")
 
 

@@ -47,12 +47,25 @@ def records_table(spec: DatasetSpec, rows: list[dict]) -> pa.Table:
     return table.append_column(schema.field(SIZE_COLUMN), pa.array(row_sizes(table.drop_columns([SPLIT_COLUMN]), list(spec.media)), pa.int64()))
 
 
-def assign(clip: dict, eval_fraction: float, seed: int, excluded: frozenset[str]) -> str | None:
-    """The clip's split, or None when its video or clip is on the decontamination list.
+def excluded_by(clip: dict, excluded) -> str | None:
+    """The name of the decontamination list that excludes the clip, or None.
+
+    ``excluded``: a ``tasks.decontamination.Decontamination`` (matched by the clip's video, clip id and
+    ``[start_s, end_s)`` window), or any set of ids (matched by video or clip id; named "decontamination list")."""
+    match = getattr(excluded, "match", None)
+    if callable(match):
+        return match(clip["group_id"], clip.get("start_s"), clip.get("end_s"), clip_id=clip["clip_id"])
+    if clip["group_id"] in excluded or clip["clip_id"] in excluded:
+        return "decontamination list"
+    return None
+
+
+def assign(clip: dict, eval_fraction: float, seed: int, excluded) -> str | None:
+    """The clip's split, or None when a decontamination list excludes it (``excluded_by`` says which).
 
     A split fixed by the selection (a clip from an eval list) stands; otherwise the hash of the
     group key decides."""
-    if clip["group_id"] in excluded or clip["clip_id"] in excluded:
+    if excluded_by(clip, excluded) is not None:
         return None
     hint = json.loads(clip.get("meta") or "{}").get("split", "auto")
     if hint in ("train", "eval"):

@@ -3,16 +3,16 @@
 A record's split is decided by a hash of (split seed, group key), where the group key
 is the source video (YouTube id) or track: every clip of one video lands in the same split in all
 four datasets (one eval pool, so a video that is eval anywhere is train nowhere), and
-adding or removing other clips never moves a clip between splits. Ids on the decontamination
-list (e.g. MusicCaps' YouTube ids, which are AudioSet clips) are excluded from every split.
+adding or removing other clips never moves a clip between splits. Clips on a decontamination
+list (e.g. MusicCaps, whose clips are AudioSet clips; ``tasks.decontamination``) are excluded from every split.
 """
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from mumu.config import Config
+from tasks.decontamination import Decontamination, load_decontamination
 
 SPLITS = ("train", "eval")
 
@@ -23,13 +23,9 @@ def split_of(group_id: str, eval_fraction: float, seed: int = 0) -> str:
     return "eval" if u < eval_fraction else "train"
 
 
-def decontamination_ids(cfg: Config) -> frozenset[str]:
-    """Ids from the config and from id-list files (one id per line, or a CSV whose first column is the id)."""
-    ids = set(cfg.splits.decontaminate_ids)
-    for path in cfg.splits.decontaminate_files:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-        for line in text.splitlines():
-            first = line.split(",")[0].strip().strip('"')
-            if first and not first.startswith("#") and first.lower() not in ("ytid", "id", "youtube_id"):
-                ids.add(first)
-    return frozenset(ids)
+def decontamination_ids(cfg: Config) -> Decontamination:
+    """The configured decontamination lists (``tasks.decontamination``).
+
+    Kept for the callers that used a frozenset of ids: ``key in lists`` and ``sorted(lists)`` still work;
+    ``lists.match(ytid, start_s, end_s, clip_id)`` names the list that excludes a clip."""
+    return load_decontamination(cfg)
