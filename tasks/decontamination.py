@@ -34,6 +34,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import posixpath
 import re
 from dataclasses import asdict, dataclass
@@ -213,11 +214,8 @@ def check_config(cfg: Config) -> None:
             if spec.required and not _uses_sample_corpus(cfg):
                 raise _unset_error(cfg, name, setting)
             continue
-        if not _is_url(spec.path):
-            import os
-
-            if not os.path.isfile(spec.path):
-                raise ConfigError(f"{setting}.path: {spec.path} does not exist")
+        if not _is_url(spec.path) and not os.path.isfile(spec.path):
+            raise ConfigError(f"{setting}.path: {spec.path} does not exist")
 
 
 def load_decontamination(cfg: Config) -> Decontamination:
