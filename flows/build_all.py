@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 
 from flows.checks import checked_config
 from flows.muedit import build_muedit
@@ -12,6 +13,7 @@ from flows.mucaps import build_mucaps
 from flows.muvisual import build_muimage, build_muvideo
 from flows.report import flow_run_id
 from flows.runners import shared_cluster
+from tasks.paper_tables import write_tables
 from tasks.run_report import merge_reports, write_report
 from tasks.store import Store
 
@@ -28,8 +30,14 @@ def build_all(profile: str = "sample", data_root: str | None = None, overrides: 
                                                   ("MUVideo", build_muvideo), ("MUEdit", build_muedit))}
     # one report over the four datasets' (their own reports stay beside it)
     store = Store(cfg.data_root)
+    # the four datasets beside the paper's Table 1 and eval sets, next to the run report
+    tables_url, tables_md = write_tables(store, {n: b["stats"] for n, b in built.items()}, flow_run_id())
+    create_markdown_artifact(tables_md, key="build-all-paper-tables",
+                             description="the four datasets beside the paper's Table 1 and eval sets")
     report = write_report(store, merge_reports(
         "build-all", flow_run_id(), {n: b["report"] for n, b in built.items()},
-        {"data_root": store.url_of(store.root), "profile": cfg.profile, "fingerprint": cfg.fingerprint()}))
+        {"data_root": store.url_of(store.root), "profile": cfg.profile, "fingerprint": cfg.fingerprint(),
+         "paper_tables": tables_url}))
+    print(tables_md)
     print(f"run report: {report['path']}")
     return {**built, "report": report}

@@ -85,6 +85,11 @@ def publish_summary(name: str, stages: dict[str, list[ShardResult]], dataset_row
     lines = [f"# {name}: left out, by reason", "", "| reason | items |", "| --- | ---: |"]
     lines += [f"| {k} | {v} |" for k, v in sorted(failures_by_reason.items())] or ["| (none) | 0 |"]
     create_markdown_artifact("\n".join(lines), key=artifact_key(f"{name}-failures"), description=f"{name}: failures by reason")
+    if stats:
+        from tasks.paper_tables import tables_markdown
+
+        create_markdown_artifact(tables_markdown({name: stats}, heading="#"), key=artifact_key(f"{name}-paper-tables"),
+                                 description=f"{name}: Table 1 and the eval sets, built beside the paper")
     create_link_artifact(f"file://{dataset_dir}" if "://" not in dataset_dir else dataset_dir, link_text=f"{name} dataset",
                          key=artifact_key(f"{name}-output"))
     if stats and stats.get("statistics"):

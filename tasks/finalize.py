@@ -74,12 +74,19 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
     splits, targets = assemble_dataset(store, spec, parts, out, cfg.shards.max_shard_bytes,
                                        cfg.shards.max_row_group_bytes, eval_cap, caps)
     tasks: Counter = Counter()
-    for s in splits.values():
-        tasks.update(s.pop("tasks"))
+    task_seconds: Counter = Counter()
+    by_split: dict = {}  # per split and task: records and seconds of audio (tasks/paper_tables reads it)
+    for name, s in splits.items():
+        n, secs = s.pop("tasks"), s.pop("task_seconds", {})
+        tasks.update(n)
+        task_seconds.update(secs)
+        by_split[name] = {t: {"records": k, "seconds": secs.get(t, 0.0)} for t, k in n.items()}
     stats = {
         "dataset": spec.name,
         "splits": splits,
         "tasks": dict(sorted(tasks.items())),
+        "task_seconds": {t: round(v, 3) for t, v in sorted(task_seconds.items())},
+        "tasks_by_split": by_split,
         "failures_by_reason": dict(sorted(Counter(f["reason"] for f in failures).items())),
         "targets": [{**t, "short_because": dict(sorted(Counter(f["reason"] for f in failures).items()))
                      if t["shortfall"] else {}} for t in targets],

@@ -217,12 +217,21 @@ def assemble_dataset(store: Store, spec: DatasetSpec, parts: list[str], out_dir:
         clips = {r.clip: r.seconds for r in rows}
         splits[split] = {"num_examples": len(rows), "num_bytes": sum(f["bytes"] for f in files), "files": files,
                          "clips": len(clips), "audio_hours": round(sum(clips.values()) / 3600, 4),
-                         "tasks": dict(sorted(Counter(r.task for r in rows).items()))}
+                         "tasks": dict(sorted(Counter(r.task for r in rows).items())),
+                         "task_seconds": _task_seconds(rows)}
 
     for old in store.glob(posixpath.join(out_dir, "data", "*.parquet")):
         if old not in written:
             store.rm(old)
     return splits, targets
+
+
+def _task_seconds(rows: list[RowRef]) -> dict[str, float]:
+    """Seconds of audio per task, summed over records (a clip counts once per record of it)."""
+    out: dict[str, float] = {}
+    for r in rows:
+        out[r.task] = out.get(r.task, 0.0) + r.seconds
+    return {k: round(v, 3) for k, v in sorted(out.items())}
 
 
 def _take(group: list[RowRef], part_table) -> pa.Table:
