@@ -317,11 +317,14 @@ def read_media(path: str) -> bytes:
 
 
 def wav_bytes(samples: Any, sample_rate: int) -> bytes:
+    """The samples as a 32-bit float WAV, the same bytes for the same audio (they go into request keys)."""
     import numpy as np
-    import soundfile as sf
+    from scipy.io import wavfile
 
+    # scipy, not libsndfile: libsndfile's float WAVs carry a PEAK chunk with a timestamp, so the
+    # same clip gave other bytes, and another request-cache key, every second
     buf = io.BytesIO()
-    sf.write(buf, np.asarray(samples, dtype=np.float32).T, int(sample_rate), format="WAV", subtype="FLOAT")
+    wavfile.write(buf, int(sample_rate), np.asarray(samples, dtype=np.float32).T)
     return buf.getvalue()
 
 

@@ -15,6 +15,10 @@
   and the release's audio chat markup, for vLLM's audio path (the second music captioner).
 * ``tiny_qwen2_vl``: a random Qwen2-VL (vision tower with M-RoPE + Qwen2) with its image and video
   processors, for vLLM's video path.
+* ``tiny_clap``: a random CLAP (HTSAT audio tower + RoBERTa text tower) in the layout of laion's
+  ``larger_clap_music`` (config.json with its text / audio sub-configs, model.safetensors, the
+  feature extractor's preprocessor_config.json at 48 kHz and a RoBERTa byte-level BPE tokenizer),
+  for the caption gate (``annotators/clap.py``).
 
 Weights are saved under the names of the real releases (``rename_weights``), which are the names
 vLLM loads, where transformers 5 would write others.
@@ -25,7 +29,7 @@ vLLM loads, where transformers 5 would write others.
 
 ``write_all(root)`` writes every one of them under ``root`` (``mumu tiny-models DIR``), and a
 model id ``tiny:<name>`` (``tiny:mistral``, ``tiny:llava``, ``tiny:video-llava``,
-``tiny:qwen2-audio``, ``tiny:qwen2-vl``, ``tiny:mu-llama``; ``tiny:mert`` and the trainer's parts come from
+``tiny:qwen2-audio``, ``tiny:qwen2-vl``, ``tiny:mu-llama``, ``tiny:clap``; ``tiny:mert`` and the trainer's parts come from
 ``model.tiny``) resolves to that model's folder in the tiny cache, built on first use
 (``resolve``): that is how the ``paper-mini`` profile names them. Every builder is deterministic
 (seeded) and cheap (about a second each on 2 cores).
@@ -275,6 +279,49 @@ def tiny_qwen2_audio(path: str | Path, seed: int = 0) -> Path:
     return path
 
 
+CLAP_SPECIAL = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4, as laion's tokenizer has them
+
+
+def tiny_clap_tokenizer(vocab_size: int = 600, max_positions: int = 128):
+    """A RoBERTa tokenizer (``RobertaTokenizer``, byte-level BPE) whose vocabulary and merges are
+    trained now with ``tokenizers`` (``model.tiny.train_bpe``), as laion's CLAP checkpoints carry one."""
+    import json
+
+    from transformers import RobertaTokenizer
+
+    from model.tiny import train_bpe
+
+    bpe = json.loads(train_bpe(_corpus(), vocab_size, CLAP_SPECIAL).to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in bpe["merges"]]
+    return RobertaTokenizer(vocab=bpe["vocab"], merges=merges, model_max_length=max_positions - 2)
+
+
+def tiny_clap(path: str | Path, seed: int = 0) -> Path:
+    """A random CLAP in the layout of laion/larger_clap_music: the same processor (48 kHz, 10 s,
+    64 mel bins, hop 480, no fusion) and tower types, with one-block towers a few dozen wide."""
+    import torch
+    from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+
+    path = Path(path)
+    tok = tiny_clap_tokenizer()
+    cfg = ClapConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128, projection_dim=16,
+                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
+        audio_config=dict(patch_embeds_hidden_size=16, depths=[1, 1], num_attention_heads=[1, 2], hidden_size=32,
+                          projection_dim=16, window_size=8, spec_size=256, num_mel_bins=64, enable_fusion=False),
+        projection_dim=16)
+    torch.manual_seed(seed)
+    ClapModel(cfg).eval().save_pretrained(path)
+    # laion's preprocessor_config.json: 48 kHz, 10 s windows, repeat-padded; the gate never hands it
+    # more than one window, so its random truncation is never used
+    ClapFeatureExtractor(feature_size=64, sampling_rate=48_000, hop_length=480, max_length_s=10, fft_window_size=1024,
+                         frequency_min=50, frequency_max=14_000, truncation="rand_trunc", padding="repeatpad",
+                         processor_class="ClapProcessor").save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def _renamed(name: str, prefixes: dict[str, str]) -> str:
     """``name`` with its first matching prefix replaced (where the new prefix extends the old one,
     a name that already has it is left alone)."""
@@ -328,10 +375,11 @@ def _builders(seed: int) -> dict:
         "qwen2-vl": lambda p: tiny_qwen2_vl(p, seed=seed),
         "mu-llama": lambda p: write_tiny_release(p, seed=seed),
         "mert": lambda p: _mert(p, seed),
+        "clap": lambda p: tiny_clap(p, seed=seed),
     }
 
 
-NAMES = ("mistral", "llava", "video-llava", "qwen2-audio", "qwen2-vl", "mu-llama", "mert")
+NAMES = ("mistral", "llava", "video-llava", "qwen2-audio", "qwen2-vl", "mu-llama", "mert", "clap")
 
 
 def build(root: str | Path, name: str, seed: int = 0) -> Path:

@@ -55,14 +55,17 @@ def direct_build(root: str, clips: int) -> dict:
         store.clean_temporaries(store.path(folder))
     mirror = ingest.resolve_mirror(cfg, store)
     excluded = decontamination_ids(cfg)
-    items, segment_failures, _ = ingest.plan_segments(mirror, cfg, excluded, limit=cfg.targets.MUCaps)
-    shards = ingest.work_shards(items, cfg)
+    plan = ingest.plan_audioset(mirror, cfg, excluded)
+    shards = ingest.work_shards(plan.items, cfg)
+    members = [[it["clip_id"] for it in part if it["clip_id"] in plan.members("MUCaps")] for part in shards]
     clips_r = [ingest.clips_shard(store, cfg, mirror, i, part) for i, part in enumerate(shards)]
     music = [annotate.captions_shard(store, cfg, c, "music_caption") for c in clips_r]
-    records = [mucaps.records_shard(store, cfg, c, a, excluded) for c, a in zip(clips_r, music)]
+    records = [mucaps.records_shard(store, cfg, c, a, excluded, m) for c, a, m in zip(clips_r, music, members)]
     prov = provenance_block(cfg.profile, cfg.fingerprint(), {"music_caption": annotator_fingerprint(cfg, "music_caption")},
                             mucaps.prompt_versions(), ["sample" if mirror.is_sample else "audioset"])
-    stats = finalize.finalize_dataset(store, cfg, spec_for("MUCaps"), records, [*clips_r, *music], prov, segment_failures)
+    stats = finalize.finalize_dataset(store, cfg, spec_for("MUCaps"), records, [*clips_r, *music], prov, plan.failures,
+                                      finalize.default_caps(cfg, "MUCaps", plan.draws["MUCaps"].order),
+                                      {"draw": plan.draws["MUCaps"].report})
     return {"stats": stats, "shards": len(shards)}
 
 

@@ -19,6 +19,7 @@ from flows.stages import caption, ingest_clips
 from mumu.config import Config
 from tasks import ingest
 from tasks.annotate import annotator_fingerprint
+from tasks.finalize import default_caps
 from tasks.selection import SelectionReport
 from tasks.splits import decontamination_ids
 from tasks.stage import ShardResult
@@ -30,18 +31,33 @@ ROLE_TITLES = {"music_caption": "music captions", "image_caption": "image captio
 @dataclass
 class AudiosetStages:
     mirror: ingest.Mirror
-    excluded: frozenset[str]
+    excluded: frozenset[str]  # a tasks.decontamination.Decontamination
     clips: list[ShardResult]
     captions: dict[str, list[ShardResult]]
     segment_failures: list[dict]
     selection: SelectionReport
     stages: dict[str, list[ShardResult]] = field(default_factory=dict)
+    plan: ingest.AudiosetPlan | None = None
+    members: list[list[str]] = field(default_factory=list)  # per clips shard: the dataset's clips in it
 
     def annotators(self, cfg: Config) -> dict:
         return {role: annotator_fingerprint(cfg, role) for role in self.captions}
 
+    def finalize_args(self, cfg: Config, dataset: str) -> tuple[list, dict]:
+        """(train caps, extra stats) for the dataset's last stage: its target cut in draw order,
+        and the draw (pools, sizes, instrument classes, overlaps) for stats.json and the card."""
+        draw = self.plan.draws[dataset]
+        lists = self.excluded.describe() if hasattr(self.excluded, "describe") else []
+        return default_caps(cfg, dataset, draw.order), {
+            "draw": draw.report,
+            # segments each decontamination list removed at selection (before any dataset drew)
+            "decontamination": {"removed_at_selection": self.selection.decontaminated, "lists": lists}}
 
-def audioset_stages(cfg: Config, roles: tuple[str, ...], limit: int | None = None) -> AudiosetStages:
+
+def audioset_stages(cfg: Config, roles: tuple[str, ...], dataset: str) -> AudiosetStages:
+    """Clips and ``roles``' captions for ``dataset``: every drawn clip is ingested and
+    music-captioned (shared by the AudioSet datasets); image and video captions are made for the
+    clips of the dataset that needs them."""
     log = get_run_logger()
     store = Store(cfg.data_root)
     for folder in ("work", "media", "datasets"):
@@ -51,17 +67,21 @@ def audioset_stages(cfg: Config, roles: tuple[str, ...], limit: int | None = Non
         make_sample_corpus(cfg)
     mirror = ingest.resolve_mirror(cfg, store)
     excluded = decontamination_ids(cfg)
-    items, segment_failures, selection = ingest.plan_segments(mirror, cfg, excluded, limit=limit)
-    shards = ingest.work_shards(items, cfg)
-    log.info("%d of %d segments selected, in %d shards (%d unreadable rows of the lists)", len(items),
-             selection.segments, len(shards), len(segment_failures))
+    plan = ingest.plan_audioset(mirror, cfg, excluded)
+    shards = ingest.work_shards(plan.items, cfg)
+    mine = plan.members(dataset)
+    members = [[it["clip_id"] for it in part if it["clip_id"] in mine] for part in shards]
+    log.info("%d of %d segments qualify; the AudioSet datasets draw %d clips (%s: %d), in %d shards "
+             "(%d unreadable rows of the lists)", plan.selection.counts.get("selected", 0), plan.selection.segments,
+             len(plan.items), dataset, len(mine), len(shards), len(plan.failures))
     check_gpu_workers(cfg, (*roles, "text"))
     clips_f = [ingest_clips.submit(cfg, mirror, i, part) for i, part in enumerate(shards)]
     captions_f = {}
     for role in roles:  # one role's shards after another: a GPU worker keeps one engine through a stage
-        with placed(cfg, role):
-            captions_f[role] = [caption.submit(cfg, c, role) for c in clips_f]
+        with placed(cfg, role):  # music captions for every drawn clip; the others for this dataset's
+            only = [None] * len(shards) if role == "music_caption" else members
+            captions_f[role] = [caption.submit(cfg, c, role, o) for c, o in zip(clips_f, only)]
     clips = track(clips_f, "clips")
     captions = {role: track(f, ROLE_TITLES[role]) for role, f in captions_f.items()}
     stages = {"clips": clips, **{ROLE_TITLES[r]: v for r, v in captions.items()}}
-    return AudiosetStages(mirror, excluded, clips, captions, segment_failures, selection, stages)
+    return AudiosetStages(mirror, excluded, clips, captions, plan.failures, plan.selection, stages, plan, members)

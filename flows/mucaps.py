@@ -26,11 +26,12 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
     cfg = checked_config(profile, overrides, data_root, (AUDIOSET,))
     if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
         return run_with_runner(build_mucaps, cfg, profile=profile, data_root=data_root, overrides=overrides)
-    st = audioset_stages(cfg, ("music_caption",), limit=cfg.targets.MUCaps)
+    st = audioset_stages(cfg, ("music_caption",), "MUCaps")
     music = st.captions["music_caption"]
     with placed(cfg, "text"):  # the text role writes the pool and the replies
         pool_f = instruction_pool.submit(cfg, "text_to_music")  # once per build, before any record shard
-        records_f = [mucaps_records.submit(cfg, c, a, st.excluded, pool_f) for c, a in zip(st.clips, music)]
+        records_f = [mucaps_records.submit(cfg, c, a, st.excluded, pool_f, m)
+                     for c, a, m in zip(st.clips, music, st.members)]
     records = track(records_f, "MUCaps records")
 
     annotators, versions = st.annotators(cfg), mucaps.prompt_versions()
@@ -41,7 +42,8 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
                     "text_to_music_pool": pool_fingerprint(Store(cfg.data_root), cfg, "text_to_music")}
     prov = provenance_block(cfg.profile, cfg.fingerprint(), annotators, versions,
                             ["sample" if st.mirror.is_sample else "audioset"])
-    stats = finalize_dataset.submit(cfg, "MUCaps", records, [*st.clips, *music], prov, st.segment_failures).result()
+    stats = finalize_dataset.submit(cfg, "MUCaps", records, [*st.clips, *music], prov, st.segment_failures,
+                                    *st.finalize_args(cfg, "MUCaps")).result()
     out_dir = finalize.dataset_location(Store(cfg.data_root), mucaps.MUCAPS)
     stages = {**st.stages, "records": records}
     report = publish_run_report("build-mucaps", cfg.data_root, stages, [pool_f.result()],

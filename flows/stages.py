@@ -39,18 +39,20 @@ def ingest_clips(cfg: Config, mirror: ingest.Mirror, shard: int, items: list[dic
 
 
 @task(name="caption", task_run_name="{role}-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def caption(cfg: Config, clips: ShardResult, role: str) -> ShardResult:
-    """One shard of ``role``'s captions; a role that needs a GPU holds a ``mumu-gpu`` slot meanwhile."""
+def caption(cfg: Config, clips: ShardResult, role: str, only: list[str] | None = None) -> ShardResult:
+    """One shard of ``role``'s captions (``only``: of these clips of the shard); a role that needs a
+    GPU holds a ``mumu-gpu`` slot meanwhile."""
     with gpu_held(cfg, role):
-        return annotate.captions_shard(Store(cfg.data_root), cfg, clips, role)
+        return annotate.captions_shard(Store(cfg.data_root), cfg, clips, role, only)
 
 
 @task(name="mucaps-records", task_run_name="mucaps-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def mucaps_records(cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset,
-                   pool: dict | None = None) -> ShardResult:
-    """One shard of MUCaps records (``pool``: the text-to-music pool's summary, made before)."""
+                   pool: dict | None = None, members: list[str] | None = None) -> ShardResult:
+    """One shard of MUCaps records (``pool``: the text-to-music pool's summary, made before;
+    ``members``: MUCaps' clips of the shard)."""
     with gpu_held(cfg, "text"):
-        return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded)
+        return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded, members)
 
 
 @task(name="instruction-pool", task_run_name="instruction-pool-{task}", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -62,10 +64,11 @@ def instruction_pool(cfg: Config, task: str) -> dict:
 
 @task(name="visual-records", task_run_name="{dataset}-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def visual_records(cfg: Config, dataset: str, clips: ShardResult, music: ShardResult, visual: ShardResult,
-                   excluded: frozenset, pool: dict | None = None) -> ShardResult:
-    """One shard of MUImage / MUVideo records (``pool``: the finished pool's summary, run before)."""
+                   excluded: frozenset, pool: dict | None = None, members: list[str] | None = None) -> ShardResult:
+    """One shard of MUImage / MUVideo records (``pool``: the finished pool's summary, run before;
+    ``members``: the dataset's clips of the shard)."""
     with gpu_held(cfg, "text"):
-        return muvisual.visual_records_shard(Store(cfg.data_root), cfg, dataset, clips, music, visual, excluded)
+        return muvisual.visual_records_shard(Store(cfg.data_root), cfg, dataset, clips, music, visual, excluded, members)
 
 
 @task(name="ingest-loops", task_run_name="ingest-loops-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -79,13 +82,16 @@ def ingest_slakh(cfg: Config, shard: int, track_dirs: list[str]) -> ShardResult:
 
 
 @task(name="muedit-records", task_run_name="muedit-{kind}-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def muedit_records(cfg: Config, clips: ShardResult, kind: str, excluded: frozenset) -> ShardResult:
+def muedit_records(cfg: Config, clips: ShardResult, kind: str, excluded: frozenset,
+                   plan: ShardResult | None = None) -> ShardResult:
+    """One shard of MUEdit records (``plan``: the loop plan stage's result, for ``kind="loops"``)."""
     with gpu_held(cfg, "text"):
-        return muedit.edit_records_shard(Store(cfg.data_root), cfg, clips, kind, excluded)
+        return muedit.edit_records_shard(Store(cfg.data_root), cfg, clips, kind, excluded, plan)
 
 
 @task(name="finalize-dataset", task_run_name="finalize-{dataset}", cache_policy=NO_CACHE, **IO_RETRIES)
 def finalize_dataset(cfg: Config, dataset: str, records: list[ShardResult], upstream: list[ShardResult],
-                     provenance: dict, extra_failures: list[dict]) -> dict:
+                     provenance: dict, extra_failures: list[dict], caps: list | None = None,
+                     extra_stats: dict | None = None) -> dict:
     return finalize.finalize_dataset(Store(cfg.data_root), cfg, spec_for(dataset), records, upstream, provenance,
-                                     extra_failures)
+                                     extra_failures, caps, extra_stats)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROFILE_DIR = resources.files("mumu") / "profiles"
 
@@ -184,7 +184,23 @@ class TargetSpec(Section):
     MUCaps: int | None = None
     MUImage: int | None = None
     MUVideo: int | None = None
+    # MUEdit counts train pairs (records, not clips). Per subtype: speed pairs, pitch pairs (from
+    # disjoint sets of loops) and add / delete / replace pairs; None: everything the pool gives.
+    # MUEdit is the total: with subtype targets it is left unset or equals their sum; alone it caps
+    # the total train pairs
     MUEdit: int | None = None
+    MUEdit_speed: int | None = Field(None, ge=0)
+    MUEdit_pitch: int | None = Field(None, ge=0)
+    MUEdit_stems: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _muedit_total(self):
+        parts = (self.MUEdit_speed, self.MUEdit_pitch, self.MUEdit_stems)
+        if self.MUEdit is not None and any(p is not None for p in parts):
+            if any(p is None for p in parts) or sum(parts) != self.MUEdit:
+                raise ValueError(f"targets.MUEdit ({self.MUEdit}) is the total of MUEdit_speed, MUEdit_pitch and "
+                                 f"MUEdit_stems ({', '.join(map(str, parts))}): set all three to add up to it, or leave it unset")
+        return self
 
 
 class EvalSizeSpec(Section):
@@ -200,11 +216,45 @@ class EditSpec(Section):
     # duration ratios: output duration = factor x input duration (1.5 = 1.5 times longer = slower)
     speed_factors: list[float] = [0.5, 0.7, 1.3, 1.5]
     pitch_cents: list[int] = [-200, -100, 100, 200]
-    stem_edits_per_segment: int = Field(3, ge=1)  # add/delete/replace pairs per Slakh segment
+    # add/delete/replace pairs per Slakh span (a segment or a whole track: slakh.pair_span)
+    stem_edits_per_span: int = Field(3, ge=1)
+    # loop filters before the speed / pitch plan (tasks.edit_plan), besides the quality verdict:
+    # estimated signal-to-noise ratio (tasks.quality.snr_db) and Silero speech share; None: not applied
+    min_snr_db: float | None = None
+    max_speech_ratio: float | None = Field(None, ge=0, le=1)
+
+
+AudioSetDataset = Literal["MUCaps", "MUImage", "MUVideo"]
+
+
+class DrawSpec(Section):
+    """How one AudioSet dataset draws its clips from the qualifying segments (``tasks.draws``)."""
+
+    lists: list[str] = []  # segment list file names it draws from; empty: every list of the mirror
+    balance: bool = False  # spread instrument classes as evenly as the pool allows
+    disjoint_from: list[AudioSetDataset] = []  # datasets whose clips it never takes
+    same_as: AudioSetDataset | None = None  # the same clips as that dataset, in its order
+
+
+class DrawsSpec(Section):
+    MUCaps: DrawSpec = DrawSpec()
+    MUImage: DrawSpec = DrawSpec()
+    MUVideo: DrawSpec = DrawSpec()
+
+    @model_validator(mode="after")
+    def _no_self_reference(self):
+        for name in ("MUCaps", "MUImage", "MUVideo"):
+            d = getattr(self, name)
+            if name in d.disjoint_from or d.same_as == name:
+                raise ValueError(f"selection.draws.{name} names itself")
+            if d.same_as and d.disjoint_from:
+                raise ValueError(f"selection.draws.{name}: same_as takes another dataset's clips; "
+                                 "disjoint_from does not apply with it")
+        return self
 
 
 class SelectionSpec(Section):
-    """Which AudioSet segments qualify (``mumu select audioset``)."""
+    """Which AudioSet segments qualify (``mumu select audioset``), and which each dataset draws."""
 
     # a segment needs one of these labels or any of their ontology descendants
     required_labels: list[str] = ["/m/04rlf"]  # Music
@@ -219,6 +269,11 @@ class SelectionSpec(Section):
     train_lists: list[str] = []
     eval_lists: list[str] = []
     seed: int = 0
+    # each AudioSet dataset's draw: its lists, balance and overlap with the others (tasks.draws)
+    draws: DrawsSpec = DrawsSpec()
+    # drawn beyond each split's target, so failures on the way do not leave it short; the train
+    # split is then cut to its target exactly
+    headroom: float = Field(0.1, ge=0, le=10)
 
 
 class DownloadSpec(Section):
@@ -248,8 +303,11 @@ class LoopermanSpec(Section):
 
 class SlakhSpec(Section):
     root: str | None = None  # a Slakh2100 folder or the release tarball
+    # what one add / delete / replace pair spans: "segment" (clip_seconds cut from the track) or
+    # "track" (the whole track: input and output as long as the track)
+    pair_span: Literal["segment", "track"] = "segment"
     clip_seconds: float = Field(10.0, gt=0)
-    # a segment counts for an edit only when the edited stem is active this share of the time
+    # a span counts for an edit only when the edited stem is active this share of the time
     min_active_ratio: float = Field(0.5, ge=0, le=1)
     render_missing: bool = True  # render stems from MIDI with FluidSynth when the audio is absent
     max_tracks: int | None = None
@@ -263,6 +321,19 @@ class QualitySpec(Section):
     max_silence_ratio: float | None = 0.5
     max_clipping_ratio: float | None = 0.01
     max_speech_ratio: float | None = None
+
+
+class CaptionGateSpec(Section):
+    """The caption–audio agreement gate (``tasks/caption_gate.py``): each music caption is scored
+    against its clip by a CLAP model (cosine of the normalised audio and text embeddings)."""
+
+    # a CLAP checkpoint: laion/larger_clap_music, laion/larger_clap_music_and_speech, a folder in
+    # that layout, or tiny:clap; None: the gate is off and clap_score stays null
+    model: str | None = None
+    threshold: float = Field(0.1, ge=-1, le=1)  # captions scoring under it are regenerated, then failed
+    retries: int = Field(2, ge=0)  # regenerations of a caption under the threshold (sampling backends)
+    batch_size: int = Field(16, ge=1)  # clips per CLAP forward pass
+    device: str | None = None  # None: cuda where there is one, else cpu
 
 
 class PoolSpec(Section):
@@ -302,6 +373,7 @@ class Config(Section):
     looperman: LoopermanSpec = LoopermanSpec()
     slakh: SlakhSpec = SlakhSpec()
     quality: QualitySpec = QualitySpec()
+    caption_gate: CaptionGateSpec = CaptionGateSpec()
     pools: PoolSpec = PoolSpec()
     runner: RunnerSpec = RunnerSpec()
 

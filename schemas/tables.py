@@ -57,6 +57,9 @@ ANNOTATIONS = datasets.Features(
         "params": S,  # JSON sampling parameters
         "seed": I64,
         "facts": S,  # JSON: measured facts the text rests on
+        # music captions: CLAP cosine of the caption and its clip (tasks/caption_gate.py); null when
+        # the gate is off and for other kinds
+        "clap_score": F64,
     }
 )
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 from annotators.base import Request, annotator_for, get_annotator
 from mumu.config import Config
 from schemas.tables import ANNOTATIONS, table_from_rows
+from tasks.caption_gate import apply_gate, gate_identity
 from tasks.faults import is_environment_fault
 from tasks.media import MediaError, decode_audio_bytes
 from tasks.store import Store
 
 
 def caption_music_shard(store: Store, cfg: Config, clips_part: str):
-    """Music captions for every clip of a clips shard -> (annotations table, failure rows)."""
+    """Music captions for every clip of a clips shard -> (annotations table, failure rows).
+
+    With ``caption_gate.model`` set, each batch's captions are scored against their clips and
+    gated (``tasks.caption_gate``): the score goes into ``clap_score``, a caption that stays under
+    the threshold after its regenerations becomes a ``caption_disagrees`` failure row."""
     clips = store.read_table(clips_part, columns=["clip_id", "audio_path", "tags"]).to_pylist()
     annotator = annotator_for("music_caption", cfg, store)
     rows, failures = [], []
@@ -27,7 +32,12 @@ def caption_music_shard(store: Store, cfg: Config, clips_part: str):
                                  "reason": getattr(e, "reason", "missing_media"), "detail": str(e)})
                 continue
             batch.append(Request(clip["clip_id"], "music_caption", audio=(samples.mean(axis=0), sr), tags=clip["tags"]))
-        got_rows, got_failures = annotator.rows(annotator.annotate(batch))
+        results, scores = annotator.annotate(batch), {}
+        if cfg.caption_gate.model:
+            results, scores = apply_gate(cfg.caption_gate, annotator, batch, results)
+        got_rows, got_failures = annotator.rows(results)
+        for row in got_rows:
+            row["clap_score"] = scores.get(row["clip_id"])
         rows += got_rows
         failures += got_failures
     rows.sort(key=lambda r: (r["clip_id"], r["kind"]))
@@ -44,15 +54,20 @@ def music_captions_shard(store: Store, cfg: Config, clips: "ShardResult") -> "Sh
     from tasks.stage import run_shard
     from tasks.store import fingerprint_of
 
-    fp = fingerprint_of("annotations/music_caption", clips.fingerprint, annotator_fingerprint(cfg, "music_caption"))
+    # the gate's identity (its checkpoint, threshold, retries), without loading it; none when it is off
+    fp = fingerprint_of("annotations/music_caption", clips.fingerprint, annotator_fingerprint(cfg, "music_caption"),
+                        *([gate] if (gate := gate_identity(cfg.caption_gate)) else []))
     return run_shard(store, "annotations/music_caption", clips.shard, fp, clips.ok,
                      lambda: caption_music_shard(store, cfg, clips.output))
 
 
-def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str):
-    """Image or video captions for every clip of a clips shard that has that medium."""
+def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str, only: list[str] | None = None):
+    """Image or video captions for every clip of a clips shard (``only``: of these) that has that medium."""
     column = "image_path" if role == "image_caption" else "video_path"
     clips = store.read_table(clips_part, columns=["clip_id", column, "tags"]).to_pylist()
+    if only is not None:  # the shard's other clips are not in the dataset that needs this role
+        keep = set(only)
+        clips = [c for c in clips if c["clip_id"] in keep]
     annotator = annotator_for(role, cfg, store)
     rows, failures = [], []
     batch = []
@@ -73,13 +88,16 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str):
     return table_from_rows(rows, ANNOTATIONS), failures
 
 
-def captions_shard(store: Store, cfg: Config, clips: "ShardResult", role: str) -> "ShardResult":
-    """Run (or skip) one caption stage (music, image or video) for one clips shard."""
+def captions_shard(store: Store, cfg: Config, clips: "ShardResult", role: str,
+                   only: list[str] | None = None) -> "ShardResult":
+    """Run (or skip) one caption stage (music, image or video) for one clips shard (``only``: for
+    these of its clips; music captions are made for every clip)."""
     from tasks.stage import run_shard
     from tasks.store import fingerprint_of
 
     if role == "music_caption":
         return music_captions_shard(store, cfg, clips)
-    fp = fingerprint_of(f"annotations/{role}", clips.fingerprint, annotator_fingerprint(cfg, role))
-    return run_shard(store, f"annotations/{role}", clips.shard, fp, clips.ok,
-                     lambda: caption_visual_shard(store, cfg, clips.output, role))
+    fp = fingerprint_of(f"annotations/{role}", clips.fingerprint, annotator_fingerprint(cfg, role),
+                        None if only is None else sorted(only))
+    return run_shard(store, f"annotations/{role}", clips.shard, fp, clips.ok if only is None else len(only),
+                     lambda: caption_visual_shard(store, cfg, clips.output, role, only))

@@ -110,6 +110,7 @@ def render_card(spec: DatasetSpec, stats: dict, statistics_md: str = "") -> str:
         "| --- | ---: |",
         *([f"| {k} | {v} |" for k, v in sorted(stats.get("failures_by_reason", {}).items())] or ["| (none) | 0 |"]),
         "",
+        *caption_scores_section(stats),
         *([statistics_md.rstrip(), ""] if statistics_md else []),
         "## Provenance",
         "",
@@ -124,6 +125,25 @@ def render_card(spec: DatasetSpec, stats: dict, statistics_md: str = "") -> str:
         "",
     ]
     return DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines)).content
+
+
+def caption_scores_section(stats: dict) -> list[str]:
+    """The caption gate's score distribution (``stats["caption_scores"]``), as card lines; none
+    when the gate was off."""
+    g = stats.get("caption_scores")
+    if not g:
+        return []
+    lines = ["## Caption–audio agreement", "",
+             f"Every music caption was scored against its clip with the CLAP model `{g['model']}` (cosine similarity of "
+             f"the normalised audio and text embeddings). Captions under {g['threshold']} were regenerated up to "
+             f"{g['retries']} times, the best kept; {g['failed']} clip(s) still under it were left out "
+             "(`caption_disagrees`). Scores of the kept captions:", ""]
+    if not g["count"]:
+        return lines + ["(no caption scored)", ""]
+    return lines + ["| captions | min | 25% | median | 75% | max | mean |",
+                    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+                    f"| {g['count']} | {g['min']:.4f} | {g['q1']:.4f} | {g['median']:.4f} | {g['q3']:.4f} | "
+                    f"{g['max']:.4f} | {g['mean']:.4f} |", ""]
 
 
 def licence_text(spec: DatasetSpec, provenance: dict) -> str:

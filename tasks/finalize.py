@@ -13,6 +13,7 @@ from collections import Counter
 from mumu.config import Config
 from schemas.datasets import DatasetSpec
 from schemas.tables import FAILURES, table_from_rows
+from tasks.caption_gate import score_stats
 from tasks.cards import licence_text, render_card
 from tasks.plots import dataset_figures, figures_markdown
 from tasks.shards import TrainCap, assemble_dataset
@@ -47,13 +48,14 @@ def default_caps(cfg: Config, name: str, order: list[str] | tuple[str, ...] = ()
 
 def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list[ShardResult],
                      upstream: list[ShardResult], provenance: dict, extra_failures: list[dict] | None = None,
-                     caps: list[TrainCap] | None = None) -> dict:
+                     caps: list[TrainCap] | None = None, extra_stats: dict | None = None) -> dict:
     """Assemble ``datasets/<NAME>`` from record parts; returns its stats (also in stats.json).
 
     The train split is cut to ``caps`` (default: ``targets.<NAME>`` clips in hash order): the
     selection draws with headroom so that failures do not leave the split short, and this cut
     makes the split exactly the target; ``stats["targets"]`` says how each target was met and,
-    when it was not, the failures that left it short."""
+    when it was not, the failures that left it short. ``extra_stats`` (e.g. the selection's draw)
+    is written into stats.json as it is."""
     out = dataset_dir(store, spec)
     marker = posixpath.join(out, "stats.json")
     eval_cap = getattr(cfg.eval_sizes, spec.name)
@@ -62,7 +64,7 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
                       key=lambda r: (r["stage"], r["item_id"], r["reason"]))
     fp = fingerprint_of("dataset", spec.name, [r.fingerprint for r in records], cfg.shards.max_shard_bytes,
                         cfg.shards.max_row_group_bytes, eval_cap, provenance, failures,
-                        [(c.describe(), list(c.order)) for c in caps])
+                        [(c.describe(), list(c.order)) for c in caps], extra_stats)
     if store.is_done(marker, fp, [posixpath.join(out, "README.md")]):
         stats = store.read_json(marker)
         files = [posixpath.join(out, f["path"]) for s in stats["splits"].values() for f in s["files"]]
@@ -91,6 +93,8 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
         "targets": [{**t, "short_because": dict(sorted(Counter(f["reason"] for f in failures).items()))
                      if t["shortfall"] else {}} for t in targets],
         "provenance": provenance,
+        **score_stats(store, cfg.caption_gate, upstream, failures),  # the caption gate's scores
+        **(extra_stats or {}),
     }
     store.write_table(store.path("work", "failures", f"{spec.name}.parquet"), table_from_rows(failures, FAILURES))
     store.write_bytes(posixpath.join(out, "LICENSE.md"), licence_text(spec, provenance).encode())

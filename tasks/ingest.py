@@ -11,6 +11,7 @@ from mumu.config import Config
 from tasks.audioset import Segment, read_segments
 from tasks.ontology import ontology
 from tasks.parquet_mirror import ingest_parquet_shard, plan_parquet_mirror
+from tasks.draws import Draw, draw_datasets
 from tasks.selection import SelectionReport, select_segments
 from tasks.clips import AUDIOSET_LICENCE, ingest_audioset_shard, with_quality
 from tasks.stage import ShardResult, chunk, run_shard
@@ -70,10 +71,24 @@ def resolve_mirror(cfg: Config, store: Store) -> Mirror:
     return Mirror([csv_path], media_dir, SAMPLE_LICENCE, truth, is_sample=True)
 
 
-def plan_segments(mirror: Mirror, cfg: Config, excluded: frozenset[str] = frozenset(),
-                  limit: int | None = None) -> tuple[list[dict], list[dict], SelectionReport]:
-    """The mirror's segments that pass the selection rules, sorted by clip id, as work items;
-    plus the rows of the lists that could not be read, and the selection report."""
+@dataclass
+class AudiosetPlan:
+    """What the AudioSet datasets build: the clips of every dataset's draw (sorted by clip id; each
+    is ingested and music-captioned once, for all of them), each dataset's draw, the rows of the
+    lists that could not be read, and the selection report."""
+
+    items: list[dict]
+    draws: dict[str, Draw]
+    failures: list[dict]
+    selection: SelectionReport
+
+    def members(self, dataset: str) -> frozenset[str]:
+        return self.draws[dataset].members
+
+
+def plan_audioset(mirror: Mirror, cfg: Config, excluded: frozenset[str] = frozenset()) -> AudiosetPlan:
+    """Select the mirror's segments (``tasks.selection``) and draw each AudioSet dataset's clips
+    from them (``tasks.draws``)."""
     lists, failures, extra = {}, [], {}
     if mirror.parquet:
         planned, failures = plan_parquet_mirror(cfg)
@@ -84,16 +99,17 @@ def plan_segments(mirror: Mirror, cfg: Config, excluded: frozenset[str] = frozen
         failures += fails
         lists[os.path.basename(path)] = segs
     rows, report = select_segments(lists, ontology(), cfg.selection, excluded)
+    draws = draw_datasets(rows, cfg, lists_read=set(lists))
+    drawn = frozenset().union(*(d.members for d in draws.values()))
     by_id = {s.clip_id: s for segs in lists.values() for s in segs}
     items = []
     for r in rows:  # sorted by clip id; a segment listed twice is taken once
-        if items and items[-1]["clip_id"] == r["clip_id"]:
+        if r["clip_id"] not in drawn or (items and items[-1]["clip_id"] == r["clip_id"]):
             continue
         items.append({**by_id[r["clip_id"]].to_item(), "clip_id": r["clip_id"], "split": r["split"],
                       **extra.get(r["clip_id"], {})})
-    if limit is not None:
-        items = items[:limit]
-    return items, failures, report
+    report.counts["drawn"] = len(items)
+    return AudiosetPlan(items, draws, failures, report)
 
 
 def work_shards(items: list[dict], cfg: Config) -> list[list[dict]]:

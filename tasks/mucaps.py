@@ -17,7 +17,7 @@ from annotators.prompts import pick, pool, prompt
 from mumu.config import Config
 from schemas.datasets import MUCAPS
 from tasks.pools import draw, pool_entries, pool_fingerprint, uses_generated_pools
-from tasks.records import assign, media_cell, provenance, records_table, turns
+from tasks.records import assign, decontaminated_row, exclusion_key, media_cell, provenance, records_table, turns
 from tasks.stage import ShardResult, run_shard
 from tasks.store import Store, fingerprint_of
 
@@ -27,9 +27,14 @@ def prompt_versions() -> dict[str, str]:
             "music_response": pool("music_response").version}
 
 
-def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_part: str, excluded: frozenset[str]):
+def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_part: str, excluded: frozenset[str],
+                         members: list[str] | None = None):
+    """MUCaps records for the clips of a shard that MUCaps draws (``members``; None: all of them)."""
     clips = {c["clip_id"]: c for c in store.read_table(clips_part).to_pylist()}
     captions = [a for a in store.read_table(captions_part).to_pylist() if a["kind"] == "music_caption"]
+    if members is not None:  # the shard's other clips belong to other datasets' draws
+        keep = set(members)
+        captions = [a for a in captions if a["clip_id"] in keep]
     question = prompt("music_question").lines()[0]
     llm = uses_generated_pools(cfg)
     entries = pool_entries(store, cfg, "text_to_music") if llm else []
@@ -47,8 +52,7 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
             continue
         split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
         if split is None:
-            failures.append({"item_id": clip["clip_id"], "stage": "records/MUCaps", "reason": "decontaminated",
-                             "detail": f"{clip['group_id']} is on the decontamination list"})
+            failures.append(decontaminated_row(clip, excluded, "records/MUCaps"))
             continue
         todo.append((clip, ann, split))
     # text to music: with an LLM text role the human turn is a line of the pool it wrote in this
@@ -106,10 +110,12 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
     return records_table(MUCAPS, rows), failures
 
 
-def records_shard(store: Store, cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset[str]) -> ShardResult:
+def records_shard(store: Store, cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset[str],
+                  members: list[str] | None = None) -> ShardResult:
     text = annotator_for("text", cfg, store).identity() if uses_generated_pools(cfg) else None
     fp = fingerprint_of("records/MUCaps", clips.fingerprint, captions.fingerprint, cfg.splits.eval_fraction,
-                        cfg.splits.seed, sorted(excluded), prompt_versions(), text, cfg.seed,
-                        pool_fingerprint(store, cfg, "text_to_music"))
-    return run_shard(store, "records/MUCaps", clips.shard, fp, captions.ok,
-                     lambda: mucaps_records_shard(store, cfg, clips.output, captions.output, excluded))
+                        cfg.splits.seed, exclusion_key(excluded), prompt_versions(), text, cfg.seed,
+                        pool_fingerprint(store, cfg, "text_to_music"), None if members is None else sorted(members))
+    n = captions.ok if members is None else len(members)
+    return run_shard(store, "records/MUCaps", clips.shard, fp, n,
+                     lambda: mucaps_records_shard(store, cfg, clips.output, captions.output, excluded, members))

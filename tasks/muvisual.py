@@ -17,7 +17,7 @@ from annotators.features import instruments_from_tags
 from mumu.config import Config
 from schemas.datasets import MUIMAGE, MUVIDEO, DatasetSpec
 from tasks.pools import POOL_OF_TASK, draw, pool_entries, pool_fingerprint, uses_generated_pools
-from tasks.records import assign, media_cell, provenance, records_table, turns
+from tasks.records import assign, decontaminated_row, exclusion_key, media_cell, provenance, records_table, turns
 from tasks.stage import ShardResult, run_shard
 from tasks.store import Store, fingerprint_of
 
@@ -37,7 +37,8 @@ def role_of(annotation: dict) -> dict:
 
 
 def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, music_part: str, visual_part: str,
-                   excluded: frozenset[str]):
+                   excluded: frozenset[str], members: list[str] | None = None):
+    """The dataset's records for the clips of a shard that it draws (``members``; None: all)."""
     task, modality, role, column, spec = KINDS[dataset]
     stage = f"records/{dataset}"
     music = _by_clip(store, music_part, "music_caption")
@@ -46,8 +47,11 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
     llm = uses_generated_pools(cfg)
     entries = pool_entries(store, cfg, task) if llm else []
     todo, failures = [], []
+    keep = None if members is None else set(members)
     for clip in store.read_table(clips_part).to_pylist():
         cid = clip["clip_id"]
+        if keep is not None and cid not in keep:
+            continue  # another dataset's clip
         if cid not in music or cid not in visual:
             continue  # the caption stages already recorded why
         if clip.get("quality_ok") is False:
@@ -55,7 +59,7 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
             continue
         split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
         if split is None:
-            failures.append({"item_id": cid, "stage": stage, "reason": "decontaminated", "detail": clip["group_id"]})
+            failures.append(decontaminated_row(clip, excluded, stage))
             continue
         if llm and not entries:
             failures.append({"item_id": cid, "stage": stage, "reason": "no_instruction_pool",
@@ -114,13 +118,14 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
 
 
 def visual_records_shard(store: Store, cfg: Config, dataset: str, clips: ShardResult, music: ShardResult,
-                         visual: ShardResult, excluded: frozenset[str]) -> ShardResult:
+                         visual: ShardResult, excluded: frozenset[str], members: list[str] | None = None) -> ShardResult:
     writer = annotator_for("text", cfg, store)
     fp = fingerprint_of(f"records/{dataset}", clips.fingerprint, music.fingerprint, visual.fingerprint, writer.identity(),
-                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded), cfg.seed,
-                        pool_fingerprint(store, cfg, KINDS[dataset][0]))
+                        cfg.splits.eval_fraction, cfg.splits.seed, exclusion_key(excluded), cfg.seed,
+                        pool_fingerprint(store, cfg, KINDS[dataset][0]), None if members is None else sorted(members))
     return run_shard(store, f"records/{dataset}", clips.shard, fp, min(music.ok, visual.ok),
-                     lambda: visual_records(store, cfg, dataset, clips.output, music.output, visual.output, excluded))
+                     lambda: visual_records(store, cfg, dataset, clips.output, music.output, visual.output, excluded,
+                                            members))
 
 
 def spec_of(dataset: str) -> DatasetSpec:

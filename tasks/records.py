@@ -60,6 +60,22 @@ def excluded_by(clip: dict, excluded) -> str | None:
     return None
 
 
+def exclusion_key(excluded) -> str | list[str]:
+    """What a shard fingerprint holds of the decontamination lists: their digest (windows
+    included), or a plain set's sorted ids."""
+    fingerprint = getattr(excluded, "fingerprint", None)
+    return fingerprint() if callable(fingerprint) else sorted(excluded)
+
+
+def decontaminated_row(clip: dict, excluded, stage: str, item_id: str | None = None) -> dict | None:
+    """The failure row of a clip that a decontamination list excludes (None when none does)."""
+    listed = excluded_by(clip, excluded)
+    if listed is None:
+        return None
+    return {"item_id": item_id or clip["clip_id"], "stage": stage, "reason": "decontaminated",
+            "detail": f"{clip['group_id']} is on the decontamination list {listed!r}"}
+
+
 def assign(clip: dict, eval_fraction: float, seed: int, excluded) -> str | None:
     """The clip's split, or None when a decontamination list excludes it (``excluded_by`` says which).
 

@@ -8,7 +8,8 @@ The rules, all from ``selection`` in the config:
    (Speech by default, so speech-dominant clips stay out);
 3. ids on the decontamination list (e.g. MusicCaps) never qualify;
 4. a segment's instrument classes are the classes (``instrument_depth`` below "Musical
-   instrument") of its labels; a segment with none is ``unspecified``;
+   instrument") of its labels, the most specific ones (a family a more specific class of the
+   segment sits under is dropped); a segment with none is ``unspecified``;
 5. split: segments from ``eval_lists`` are eval, from ``train_lists`` train (a video that is on an
    eval list is dropped from train); with no lists configured the split is left to the build
    (``auto``: the hash of the video id);
@@ -31,6 +32,7 @@ import pyarrow as pa
 
 from mumu.config import SelectionSpec
 from tasks.audioset import Segment
+from tasks.records import excluded_by
 from tasks.ontology import Ontology
 
 UNSPECIFIED = "unspecified"
@@ -50,14 +52,16 @@ class SelectionReport:
     classes_before_cap: dict[str, int] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
     splits: dict[str, int] = field(default_factory=dict)
+    decontaminated: dict[str, int] = field(default_factory=dict)  # decontamination list -> segments removed
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: SelectionSpec,
-                    excluded_ids: frozenset[str] = frozenset()) -> tuple[list[dict], SelectionReport]:
-    """Apply the rules to segments grouped by the list (file name) they came from."""
+                    excluded_ids=frozenset()) -> tuple[list[dict], SelectionReport]:
+    """Apply the rules to segments grouped by the list (file name) they came from; ``excluded_ids``:
+    a ``tasks.decontamination.Decontamination`` (or a plain set of ids)."""
     onto.check(rules.required_labels, "selection.required_labels")
     onto.check(rules.excluded_labels, "selection.excluded_labels")
     onto.check([rules.instrument_root], "selection.instrument_root")
@@ -70,6 +74,7 @@ def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: Sele
 
     report = SelectionReport(segments=sum(len(v) for v in lists.values()))
     dropped: Counter = Counter()
+    by_list: Counter = Counter()
     kept: list[dict] = []
     for name, segs in sorted(lists.items()):
         for s in segs:
@@ -80,8 +85,11 @@ def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: Sele
             if any(m in excluded for m in labels):
                 dropped["excluded_label"] += 1
                 continue
-            if s.ytid in excluded_ids or s.clip_id in excluded_ids:
+            listed = excluded_by({"group_id": s.ytid, "clip_id": s.clip_id, "start_s": s.start_s, "end_s": s.end_s},
+                                 excluded_ids)
+            if listed is not None:
                 dropped["decontaminated"] += 1
+                by_list[listed] += 1
                 continue
             if name in eval_lists:
                 split = "eval"
@@ -93,7 +101,11 @@ def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: Sele
             else:
                 dropped["list_not_used"] += 1
                 continue
-            classes = sorted({owner[m] for m in labels if m in owner}) or [UNSPECIFIED]
+            found = {owner[m] for m in labels if m in owner}
+            # a family ("Wind instrument") that a more specific class of the segment ("Flute") sits
+            # under is not a class of its own: the segment is a flute segment
+            classes = sorted(c for c in found if not any(o != c and o in onto.descendants(c) for o in found)) \
+                or [UNSPECIFIED]
             kept.append({"clip_id": s.clip_id, "ytid": s.ytid, "start_s": s.start_s, "end_s": s.end_s,
                          "labels": labels, "tags": [onto.name(m) for m in labels],
                          "instrument_classes": [onto.name(c) if c != UNSPECIFIED else c for c in classes],
@@ -106,6 +118,7 @@ def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: Sele
     kept.sort(key=lambda r: r["clip_id"])
     report.counts["selected"] = len(kept)
     report.dropped = dict(sorted(dropped.items()))
+    report.decontaminated = dict(sorted(by_list.items()))
     report.classes = _class_counts(kept)
     report.splits = dict(sorted(Counter(r["split"] for r in kept).items()))
     return kept, report

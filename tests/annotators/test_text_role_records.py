@@ -25,7 +25,7 @@ def clips_and_music(tiny_llama_dir, data_root, pool_target: int):
                                      "options": VLLM_OPTIONS}}, str(data_root))
     store = Store(cfg.data_root)
     mirror = ingest.resolve_mirror(cfg, store)
-    items, _, _ = ingest.plan_segments(mirror, cfg)
+    items = ingest.plan_audioset(mirror, cfg).items
     clips = ingest.clips_shard(store, cfg, mirror, 0, items)
     return cfg, store, clips, annotate.captions_shard(store, cfg, clips, "music_caption")
 

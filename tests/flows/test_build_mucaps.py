@@ -95,11 +95,11 @@ def test_interrupted_build_resumes_to_identical_bytes(tmp_path, corpus_template,
     real = tasks.mucaps.mucaps_records_shard
     calls = []
 
-    def fail_on_second_shard(store, cfg, clips_part, captions_part, excluded):
+    def fail_on_second_shard(store, cfg, clips_part, captions_part, excluded, members=None):
         calls.append(clips_part)
         if clips_part.endswith("part-00001.parquet"):
             raise RuntimeError("injected interruption")
-        return real(store, cfg, clips_part, captions_part, excluded)
+        return real(store, cfg, clips_part, captions_part, excluded, members)
 
     monkeypatch.setattr(tasks.mucaps, "mucaps_records_shard", fail_on_second_shard)
     with pytest.raises(Exception, match="injected interruption"):

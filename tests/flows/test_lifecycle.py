@@ -30,7 +30,7 @@ def test_each_worker_sets_a_role_up_once_and_tears_it_down(kind, workers, tmp_pa
     from flows.runners import run_with_runner
     from mumu.config import load_config
     from tasks.annotate import annotator_fingerprint
-    from tasks.ingest import plan_segments, resolve_mirror, work_shards
+    from tasks.ingest import plan_audioset, resolve_mirror, work_shards
     from tasks.splits import decontamination_ids
     from tasks.store import Store
 
@@ -45,7 +45,7 @@ def test_each_worker_sets_a_role_up_once_and_tears_it_down(kind, workers, tmp_pa
     # identity and planning need no model
     fp = annotator_fingerprint(cfg, "music_caption")
     assert fp["annotator"] == "counting"
-    items, _, _ = plan_segments(resolve_mirror(cfg, Store(cfg.data_root)), cfg, decontamination_ids(cfg))
+    items = plan_audioset(resolve_mirror(cfg, Store(cfg.data_root)), cfg, decontamination_ids(cfg)).items
     assert work_shards(items, cfg) and events(log_dir) == []
 
     out = run_with_runner(build_mucaps, cfg, data_root=str(root), overrides=overrides)

@@ -132,7 +132,8 @@ def test_the_run_reports_say_each_worker_loaded_each_model_once_and_a_rerun_load
         return sorted((r for r in reports if r["flow"] == "build-all"), key=lambda r: r["written"])
 
     first, = build_all_reports()
-    assert set(first["model_loads"]) == {"music_caption", "image_caption", "video_caption", "text"}, first["model_loads"]
+    assert set(first["model_loads"]) == {"music_caption", "image_caption", "video_caption", "text",
+                                         "caption_gate"}, first["model_loads"]
     # one load per role per worker process, whatever the number of shards and datasets it served
     assert all(n == 1 for per in first["model_loads"].values() for n in per.values()), first["model_loads"]
     assert all(len(per) <= 2 for per in first["model_loads"].values())  # runner.max_workers: 2

@@ -75,7 +75,7 @@ def test_paper_mini_is_the_paper_profile_with_models_sizes_and_mirror_changed():
     paper, mini = load_config("paper").model_dump(), load_config("paper-mini").model_dump()
     changed = {k for k in paper if paper[k] != mini[k]}
     assert changed <= {"profile", "data_root", "mirror", "corpus", "shards", "targets", "eval_sizes", "splits", "pools",
-                       "annotators", "runner"}
+                       "annotators", "runner", "caption_gate"}
     assert mini["mirror"] == {**paper["mirror"], "sample": True}
     assert mini["splits"] == {**paper["splits"], "eval_fraction": mini["splits"]["eval_fraction"]}  # a size only
     assert mini["runner"] == {**paper["runner"], "max_workers": mini["runner"]["max_workers"]}
@@ -83,6 +83,10 @@ def test_paper_mini_is_the_paper_profile_with_models_sizes_and_mirror_changed():
         assert spec["backend"] == paper["annotators"][role]["backend"] and spec["model"].startswith("tiny:")
         assert spec["generation"] == paper["annotators"][role]["generation"]
     assert mini["generation"] == paper["generation"] and mini["edits"] == paper["edits"]
+    # the caption gate: the same threshold, retries and batches; only its CLAP is a tiny one
+    assert mini["caption_gate"] == {**paper["caption_gate"], "model": "tiny:clap"}
+    assert paper["caption_gate"]["model"] == "laion/larger_clap_music"
+    assert load_config("sample").caption_gate.model is None  # off in the sample profile
 
 
 def test_extends_merges_sections_and_refuses_cycles(tmp_path):

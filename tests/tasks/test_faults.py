@@ -32,7 +32,7 @@ def test_a_full_disk_mid_shard_fails_the_shard_and_the_rerun_builds_it(data_root
     cfg = load_config("sample", {"corpus.clips": 8, "shards.items_per_shard": 8}, str(data_root))
     store = Store(cfg.data_root)
     mirror = ingest.resolve_mirror(cfg, store)
-    items, _, _ = ingest.plan_segments(mirror, cfg)
+    items = ingest.plan_audioset(mirror, cfg).items
     real_write = Store.write_bytes
     writes = {"n": 0}
 
