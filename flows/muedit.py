@@ -1,26 +1,35 @@
-"""build-muedit: loops -> speed and pitch pairs; Slakh tracks -> add / delete / replace pairs."""
+"""build-muedit: loops -> the loop plan -> speed and pitch pairs; Slakh tracks -> add / delete / replace pairs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from flows.checks import checked_config
 from flows.placement import check_gpu_workers, placed
+from flows.retries import IO_RETRIES
 from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.sample_corpus import make_sample_corpus
+from mumu.config import Config
 from flows.stages import finalize_dataset, ingest_loops, ingest_slakh, instruction_pool, muedit_records
 from schemas.datasets import MUEDIT
-from tasks import finalize, ingest
+from tasks import edit_plan, finalize, ingest
 from tasks.cards import provenance_block
 from tasks.edit_text import template_version
 from tasks.pools import EDIT_OPS, EDIT_POOLS, pool_fingerprint, uses_generated_pools
 from tasks.preflight import LOOPERMAN, SLAKH
 from tasks.splits import decontamination_ids
-from tasks.stage import chunk
+from tasks.stage import ShardResult, chunk
 from tasks.store import Store
+
+
+@task(name="muedit-loop-plan", cache_policy=NO_CACHE, **IO_RETRIES)
+def plan_loop_edits(cfg: Config, loop_clips: list[ShardResult], excluded: frozenset) -> ShardResult:
+    """Which loops get a speed and which a pitch edit, and which one (``tasks.edit_plan``)."""
+    return edit_plan.loop_plan_stage(Store(cfg.data_root), cfg, loop_clips, excluded)
 
 
 @flow(name="build-muedit", log_prints=True)
@@ -49,9 +58,12 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     check_gpu_workers(cfg, ("text",))
     with placed(cfg, "text"):  # the text role writes the pools and the replies
         pool_f = [instruction_pool.submit(cfg, name) for name in EDIT_POOLS]
-        loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded, wait_for=pool_f) for c in loop_f]
+        # one edit per loop, disjoint and balanced: planned once every loop's clips row exists
+        plan_f = plan_loop_edits.submit(cfg, loop_f, excluded)
+        loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded, plan_f, wait_for=pool_f) for c in loop_f]
         track_rec_f = [muedit_records.submit(cfg, c, "slakh", excluded, wait_for=pool_f) for c in track_f]
     loop_clips, slakh_clips = track(loop_f, "loops"), track(track_f, "Slakh tracks")
+    plan = plan_f.result()
     loop_records, slakh_records = track(loop_rec_f, "loop edits"), track(track_rec_f, "stem edits")
 
     sources = ["sample"] if sample else [s for s, on in (("looperman", loops_src), ("slakh", slakh_src)) if on]
@@ -65,9 +77,13 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
         versions = {f"edit_{op}": template_version(op) for op in EDIT_OPS}
     prov = provenance_block(cfg.profile, cfg.fingerprint(), writer, versions, sources)
     records = [*loop_records, *slakh_records]
-    stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips], prov, loop_failures).result()
+    # the train split cut to each subtype's target, in the plan's draw order (stats.json: targets)
+    caps = edit_plan.train_caps(cfg, edit_plan.read_plan(store, plan))
+    stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips, plan], prov, loop_failures,
+                                    caps).result()
     out_dir = finalize.dataset_location(store, MUEDIT)
-    stages = {"loops": loop_clips, "Slakh tracks": slakh_clips, "loop edits": loop_records, "stem edits": slakh_records}
+    stages = {"loops": loop_clips, "loop plan": [plan], "Slakh tracks": slakh_clips, "loop edits": loop_records,
+              "stem edits": slakh_records}
     report = publish_run_report("build-muedit", cfg.data_root, stages, [f.result() for f in pool_f],
                                 {"profile": cfg.profile, "fingerprint": cfg.fingerprint()})
     publish_summary("MUEdit", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats, report)

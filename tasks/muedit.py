@@ -1,15 +1,16 @@
 """MUEdit records: edit pairs with instructions that agree with the applied edit.
 
-Loops (Looperman) give speed and pitch pairs: every loop, whole, with every configured speed
-factor (``speed_factor`` = output duration / input duration) and every pitch shift in cents.
-Slakh multitracks give add / delete / replace pairs: each track is cut into segments of
-``slakh.clip_seconds``; for each segment the valid stem edits (``tasks.edits.stem_edit_options``)
-that touch only stems whose instrument is unique in the track (so the words name exactly the
-edited part) and whose stems are audible for at least ``slakh.min_active_ratio`` of the segment
-are candidates,
-and ``edits.stem_edits_per_segment`` of them are chosen by a hash of the segment id. Replace
-means: input = the other stems + stem X of instrument A, output = the other stems + stem Y of
-instrument B, A != B, both from the same track.
+Loops (Looperman) give speed and pitch pairs as the loop plan says (``tasks.edit_plan``): one
+edit per loop, the whole loop, speed and pitch loops disjoint and balanced over categories, a
+speed factor (``speed_factor`` = output duration / input duration) or a pitch shift in cents.
+Slakh multitracks give add / delete / replace pairs over spans (``slakh.pair_span``): the whole
+track, or segments of ``slakh.clip_seconds``. For each span the valid stem edits
+(``tasks.edits.stem_edit_options``) that touch only stems whose instrument is unique in the track
+(so the words name exactly the edited part) and whose stems are audible for at least
+``slakh.min_active_ratio`` of the span are candidates, and ``edits.stem_edits_per_span`` of them
+are chosen by a hash of the span id. Replace means: input = the other stems + stem X of
+instrument A, output = the other stems + stem Y of instrument B, A != B, both from the same
+track. One track's stems are in memory at a time.
 
 The human turn is the instruction and the model turn the response, templates filled with the
 edit's own parameters (``tasks.edit_text.fields``): with an LLM text role, from the instruction
@@ -33,6 +34,7 @@ from tasks.edit_text import agreeing_templates, fields, fill, instruction, instr
 from tasks.edits import apply_edit, stem_edit_options
 from tasks.media import MediaError, decode_audio_bytes, flac_bytes
 from tasks.records import assign, media_cell, records_table, turns
+from tasks.edit_plan import read_plan
 from tasks.pools import EDIT_OPS, EDIT_POOLS, draw, pool_entries, pool_fingerprint, uses_generated_pools
 from tasks.slakh import active_ratio, plan_segments
 from tasks.stage import ShardResult, run_shard
@@ -107,41 +109,28 @@ def _cell(audio: np.ndarray, sr: int, name: str) -> dict:
     return {"bytes": flac_bytes(np.atleast_2d(audio), sr), "path": name}
 
 
-def _fmt(x: float) -> str:
-    return f"{x:g}".replace("-", "m").replace(".", "p")
-
-
-def loop_edit_records(store: Store, cfg: Config, clips_part: str, excluded: frozenset[str]):
-    """Speed and pitch pairs for every loop of a clips shard -> (records table, failures)."""
+def loop_edit_records(store: Store, cfg: Config, clips_part: str, plan: dict[str, dict]):
+    """The planned edit of each loop of a clips shard (``plan``: ``tasks.edit_plan.read_plan``; a loop
+    the plan filtered out or did not need gets none) -> (records table, failures)."""
     rows, failures = [], []
     wording = EditWording(store, cfg)
     for clip in store.read_table(clips_part).to_pylist():
         cid = clip["clip_id"]
-        if clip.get("quality_ok") is False:
-            failures.append({"item_id": cid, "stage": "records/MUEdit", "reason": "below_quality",
-                             "detail": "; ".join(clip["quality_reasons"])})
+        planned = plan.get(cid)
+        if planned is None:
             continue
-        split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
-        if split is None:
-            failures.append({"item_id": cid, "stage": "records/MUEdit", "reason": "decontaminated", "detail": clip["group_id"]})
-            continue
+        op, params, rid = planned["operation"], planned["params"], planned["record_id"]
         inp = media_cell(store, clip["audio_path"])
         y, sr = decode_audio_bytes(inp["bytes"])
-        edits = [("speed", {"speed_factor": float(f)}, f"speed-x{_fmt(f)}") for f in cfg.edits.speed_factors]
-        edits += [("pitch", {"pitch_cents": float(c)}, f"pitch-{_fmt(c)}c") for c in cfg.edits.pitch_cents]
-        for op, params, suffix in edits:
-            rid = f"{cid}-{suffix}"
-            try:
-                pair = apply_edit(op, y, sr, params)
-            except (MediaError, ValueError) as e:
-                failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": getattr(e, "reason", "edit_failed"),
-                                 "detail": str(e)})
-                continue
-            try:
-                rows.append(_record(rid, op, pair.params, clip, split, inp, _cell(pair.output, sr, f"{rid}.flac"), 0.0,
-                                    clip["duration_s"], rid, wording))
-            except NoWording as e:
-                failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": e.reason, "detail": e.detail})
+        try:
+            pair = apply_edit(op, y, sr, params)
+            rows.append(_record(rid, op, pair.params, clip, planned["split"], inp, _cell(pair.output, sr, f"{rid}.flac"),
+                                0.0, clip["duration_s"], rid, wording))
+        except (MediaError, ValueError) as e:
+            failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": getattr(e, "reason", "edit_failed"),
+                             "detail": str(e)})
+        except NoWording as e:
+            failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": e.reason, "detail": e.detail})
     return records_table(MUEDIT, rows), failures
 
 
@@ -158,7 +147,7 @@ def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
     tracks: dict[str, list[dict]] = {}
     for c in clips:
         tracks.setdefault(c["group_id"], []).append(c)
-    seconds = cfg.slakh.clip_seconds
+    whole = cfg.slakh.pair_span == "track"
     for track, parts in sorted(tracks.items()):
         mix_clip = next((c for c in parts if c["clip_id"].endswith("-mix")), None)
         stem_clips = {json.loads(c["meta"])["stem_id"]: c for c in parts if not c["clip_id"].endswith("-mix")}
@@ -183,18 +172,24 @@ def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
         unique = {sid for sid, v in names.items() if counts[instrument_label(v)] == 1}
         options = [(op, p) for op, p in stem_edit_options(names)
                    if all(p[key] in unique for key in ("stem", "keep", "stem_out") if key in p)]
-        for k, (start, _end) in enumerate(plan_segments(n / sr, seconds)):
-            a, b = int(round(start * sr)), int(round(start * sr)) + int(round(seconds * sr))
-            seg = {sid: np.ascontiguousarray(y[..., a:b]) for sid, y in audio.items()}
+        if whole:  # the whole track: every stem cut to the shortest, no copies
+            audio = {sid: y[..., :n] for sid, y in audio.items()}
+            spans = [(f"sl-{track}", 0, n)]
+        else:
+            step = int(round(cfg.slakh.clip_seconds * sr))
+            spans = [(f"sl-{track}-seg{k:02d}", int(round(start * sr)), int(round(start * sr)) + step)
+                     for k, (start, _end) in enumerate(plan_segments(n / sr, cfg.slakh.clip_seconds))]
+        for seg_id, a, b in spans:
+            seg = audio if whole else {sid: np.ascontiguousarray(y[..., a:b]) for sid, y in audio.items()}
+            start, seconds = a / sr, (b - a) / sr
             audible = {sid for sid, y in seg.items() if active_ratio(y, sr, 0.0, seconds) >= cfg.slakh.min_active_ratio}
             usable = [(op, p) for op, p in options
                       if all(p[key] in audible for key in ("stem", "keep", "stem_out") if key in p)]
-            seg_id = f"sl-{track}-seg{k:02d}"
             if not usable:
                 failures.append({"item_id": seg_id, "stage": "records/MUEdit", "reason": "edited_stem_silent",
                                  "detail": f"no stem edit of {seg_id} has audible stems"})
                 continue
-            for op, p in _pick(usable, seg_id, cfg.edits.stem_edits_per_segment):
+            for op, p in _pick(usable, seg_id, cfg.edits.stem_edits_per_span):
                 rid = f"{seg_id}-{op}-" + "-".join(f"{key}{p[key]}" for key in sorted(p))
                 try:
                     pair = apply_edit(op, seg, sr, p, names=names)
@@ -210,15 +205,23 @@ def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
     return records_table(MUEDIT, rows), failures
 
 
-def edit_records_shard(store: Store, cfg: Config, clips: ShardResult, kind: str, excluded: frozenset[str]) -> ShardResult:
-    """Run (or skip) the MUEdit record stage for one clips shard of loops or Slakh tracks."""
-    build = loop_edit_records if kind == "loops" else stem_edit_records
+def edit_records_shard(store: Store, cfg: Config, clips: ShardResult, kind: str, excluded: frozenset[str],
+                       plan: ShardResult | None = None) -> ShardResult:
+    """Run (or skip) the MUEdit record stage for one clips shard of loops (``plan``: the loop plan
+    stage's result, ``tasks.edit_plan.loop_plan_stage``) or of Slakh tracks."""
+    if kind == "loops":
+        if plan is None:
+            raise ValueError("the loops' record stage needs the loop plan (tasks.edit_plan.loop_plan_stage)")
+        ids = store.read_table(clips.output, columns=["clip_id"]).column("clip_id").to_pylist() if clips.ok else []
+        mine = read_plan(store, plan, ids)
+        build, planned = (lambda: loop_edit_records(store, cfg, clips.output, mine)), sorted(mine.items())
+    else:
+        build, planned = (lambda: stem_edit_records(store, cfg, clips.output, excluded)), None
     if uses_generated_pools(cfg):
         wording = {"writer": [cfg.annotators.text.backend, cfg.annotators.text.model], "seed": cfg.seed,
                    **{name: pool_fingerprint(store, cfg, name) for name in EDIT_POOLS}}
     else:
         wording = {op: template_version(op) for op in EDIT_OPS}
     fp = fingerprint_of(f"records/MUEdit/{kind}", clips.fingerprint, cfg.edits.model_dump(), cfg.slakh.model_dump(),
-                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded), wording)
-    return run_shard(store, f"records/MUEdit-{kind}", clips.shard, fp, clips.ok,
-                     lambda: build(store, cfg, clips.output, excluded))
+                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded), wording, planned)
+    return run_shard(store, f"records/MUEdit-{kind}", clips.shard, fp, clips.ok, build)

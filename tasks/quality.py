@@ -13,6 +13,13 @@ passes ``cfg.quality`` and why not. Nothing is deleted here: selection is a late
   ``silero-vad`` package, whose model file ships inside the package and runs on CPU through
   torch; nothing is downloaded). None when the package cannot be imported.
 * ``duration_s``.
+
+``snr_db`` (used by the MUEdit loop filter, ``tasks.edit_plan``) estimates a clip's
+signal-to-noise ratio blindly, by minimum statistics: the noise power in each frequency bin is a
+low quantile of that bin's STFT power over time, divided by the quantile's bias for Gaussian
+noise (whose bin powers are exponentially distributed), and the ratio is the rest of the power
+over that noise. Broadband noise and hiss lower it; a loop that sounds the same in every frame
+(a drone) reads as noisy too, which is the price of a blind estimate.
 """
 
 from __future__ import annotations
@@ -99,6 +106,28 @@ def speech_ratio(y: np.ndarray, sr: int) -> float | None:
             torch.set_num_threads(threads)
     speech = sum(min(s["end"], mono.size) - s["start"] for s in spans)
     return float(min(1.0, speech / mono.size))
+
+
+SNR_QUANTILE = 0.1
+SNR_FLOOR_DB, SNR_CEILING_DB = -100.0, 100.0
+
+
+def snr_db(y: np.ndarray, sr: int, n_fft: int = 1024, hop: int = 256, quantile: float = SNR_QUANTILE) -> float | None:
+    """Estimated signal-to-noise ratio in dB (minimum statistics, see the module docstring),
+    clamped to [-100, 100]; None for a clip shorter than one STFT frame or digital silence."""
+    import librosa
+
+    mono = np.atleast_2d(np.asarray(y, dtype=np.float32)).mean(axis=0)
+    if mono.size < n_fft or not np.any(mono):
+        return None
+    power = np.abs(librosa.stft(mono, n_fft=n_fft, hop_length=hop, center=False)) ** 2
+    noise = float(np.sum(np.quantile(power, quantile, axis=1)) / -np.log1p(-quantile))
+    signal = float(np.sum(power.mean(axis=1))) - noise
+    if noise <= 0.0:
+        return SNR_CEILING_DB
+    if signal <= 0.0:
+        return SNR_FLOOR_DB
+    return float(np.clip(10.0 * np.log10(signal / noise), SNR_FLOOR_DB, SNR_CEILING_DB))
 
 
 def measure_quality(y: np.ndarray, sr: int, qcfg) -> dict:
