@@ -29,6 +29,9 @@ def test_shared_stages_run_once(built):
         stages = out[name]["stages"]
         assert all(r.skipped for r in stages["clips"]) and all(r.skipped for r in stages["music captions"])
     assert not any(r.skipped for r in out["MUImage"]["stages"]["image captions"])
+    # the combined Table 1 / eval table over the four datasets, beside the run report
+    tables = open(out["report"]["paper_tables"].removeprefix("file://")).read()
+    assert all(f"| {n} | {out[n]['stats']['splits'].get('eval', {}).get('num_examples', 0)} / " in tables for n in DATASETS)
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
