@@ -91,19 +91,26 @@ def apply_gate(gate: CaptionGateSpec, annotator: Annotator, requests: list[Reque
     return out, scores
 
 
-def score_stats(store, gate: CaptionGateSpec, upstream: list, failures: list[dict]) -> dict[str, Any]:
+def score_stats(store, gate: CaptionGateSpec, upstream: list, failures: list[dict],
+                dataset_files: list[str] | None = None) -> dict[str, Any]:
     """``{"caption_scores": ...}`` for a dataset's stats: the distribution of the kept music
-    captions' scores (from the upstream ``annotations/music_caption`` parts), the threshold and the
-    clips the gate failed; ``{}`` with the gate off."""
+    captions' scores (from the upstream ``annotations/music_caption`` parts; with ``dataset_files``,
+    of the clips in those final Parquet files only), the threshold and the clips the gate failed
+    (among ``failures``); ``{}`` with the gate off."""
     import numpy as np
 
-    if not gate.model:
+    parts = [r for r in sorted(upstream, key=lambda r: (r.stage, r.shard)) if r.stage == "annotations/music_caption"]
+    if not gate.model or not parts:  # the gate is off, or this dataset has no music captions (MUEdit)
         return {}
+    keep = None
+    if dataset_files is not None:
+        keep = {i for f in dataset_files for i in store.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist()}
     values: list[float] = []
-    for r in sorted(upstream, key=lambda r: (r.stage, r.shard)):
-        if r.stage == "annotations/music_caption" and r.ok:
-            rows = store.read_table(r.output, columns=["kind", "clap_score"]).to_pylist()
-            values += [row["clap_score"] for row in rows if row["kind"] == "music_caption" and row["clap_score"] is not None]
+    for r in parts:
+        if r.ok:
+            rows = store.read_table(r.output, columns=["clip_id", "kind", "clap_score"]).to_pylist()
+            values += [row["clap_score"] for row in rows if row["kind"] == "music_caption"
+                       and row["clap_score"] is not None and (keep is None or row["clip_id"] in keep)]
     out: dict[str, Any] = {"model": gate.model, "threshold": gate.threshold, "retries": gate.retries, "count": len(values),
                            "failed": sum(1 for f in failures if f["reason"] == REASON)}
     if values:

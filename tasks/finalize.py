@@ -93,7 +93,9 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
         "targets": [{**t, "short_because": dict(sorted(Counter(f["reason"] for f in failures).items()))
                      if t["shortfall"] else {}} for t in targets],
         "provenance": provenance,
-        **score_stats(store, cfg.caption_gate, upstream, failures),  # the caption gate's scores
+        # the caption gate's scores, of the clips in this dataset's files
+        **score_stats(store, cfg.caption_gate, upstream, failures,
+                      [posixpath.join(out, f["path"]) for s in splits.values() for f in s["files"]]),
         **(extra_stats or {}),
     }
     store.write_table(store.path("work", "failures", f"{spec.name}.parquet"), table_from_rows(failures, FAILURES))

@@ -105,8 +105,12 @@ def test_a_caption_nobody_passes_is_regenerated_then_fails_with_its_score(tmp_pa
     assert base.annotator_for("music_caption", cfg, store).sent == 0
     assert failures_again == failures and again.equals(table)
 
-    stats = score_stats(store, cfg.caption_gate, [], failures)["caption_scores"]
+    empty = store.path("work/annotations/music_caption/part-00000.parquet")
+    store.write_table(empty, table)
+    shard = ShardResult("annotations/music_caption", 0, 2, 0, 2, False, "fp", empty, "")
+    stats = score_stats(store, cfg.caption_gate, [shard], failures)["caption_scores"]
     assert stats["failed"] == 2 and stats["count"] == 0
+    assert score_stats(store, cfg.caption_gate, [], failures) == {}  # no music captions upstream (MUEdit)
 
 
 def test_with_a_threshold_everyone_passes_the_scores_are_in_the_annotations_and_the_card(tmp_path, fresh):
@@ -130,6 +134,10 @@ def test_with_a_threshold_everyone_passes_the_scores_are_in_the_annotations_and_
     shard = ShardResult("annotations/music_caption", 0, 2, 2, 0, False, "fp", out, "")
     stats = score_stats(store, cfg.caption_gate, [shard], [{"reason": "caption_disagrees"}])
     g = stats["caption_scores"]
+    # only the clips in the dataset's files count
+    one = store.path("datasets/X/data/train-00000-of-00001.parquet")
+    store.write_table(one, pa.table({"clip_id": IDS[:1]}))
+    assert score_stats(store, cfg.caption_gate, [shard], [], [one])["caption_scores"]["count"] == 1
     scores = sorted(r["clap_score"] for r in rows)
     assert (g["count"], g["failed"], g["threshold"], g["model"]) == (2, 1, -1.0, "tiny:clap")
     assert g["min"] == round(scores[0], 4) and g["max"] == round(scores[1], 4)
