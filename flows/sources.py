@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -15,6 +16,7 @@ from schemas.tables import FAILURES, table_from_rows
 from tasks import download as dl
 from tasks.audioset import read_segments
 from tasks.ontology import ontology
+from tasks.draws import draw_datasets, draws_markdown
 from tasks.selection import report_markdown, select_segments, write_report
 from tasks.splits import decontamination_ids
 from tasks.stage import chunk
@@ -32,15 +34,23 @@ def select_audioset(segments: list[str], out: str, ontology_path: str | None = N
         lists[os.path.basename(path)] = segs
         unreadable += fails
     rows, report = select_segments(lists, ontology(ontology_path), cfg.selection, decontamination_ids(cfg))
+    draws = draw_datasets(rows, cfg, lists_read=set(lists))
+    drawn = {n: d.members for n, d in draws.items()}
+    for r in rows:  # which datasets draw each segment (download only those: `mumu download audioset`)
+        r["datasets"] = [n for n in drawn if r["clip_id"] in drawn[n]]
     paths = write_report(out, report, rows)
-    Store(out).write_table(Store(out).path("unreadable_rows.parquet"), table_from_rows(unreadable, FAILURES))
-    md = report_markdown(report)
+    store = Store(out)
+    paths["draws"] = store.path("draws.json")
+    store.write_json(paths["draws"], {n: {"clips": d.clips, "report": d.report} for n, d in draws.items()})
+    store.write_table(store.path("unreadable_rows.parquet"), table_from_rows(unreadable, FAILURES))
+    md = report_markdown(report) + "\n\n## What each dataset draws\n\n" + draws_markdown(draws)
     if unreadable:
         md += f"\n\n{len(unreadable)} rows of the lists could not be read (see unreadable_rows.parquet)."
     create_markdown_artifact(md, key="audioset-selection", description="AudioSet selection: counts and instrument classes")
     get_run_logger().info("selected %d of %d segments into %s", len(rows), report.segments, out)
     return {"selected": len(rows), "segments": report.segments, "unreadable": len(unreadable), "paths": paths,
-            "report": report.to_dict()}
+            "report": report.to_dict(), "draws": {n: d.report for n, d in draws.items()},
+            "draws_markdown": draws_markdown(draws)}
 
 
 @task(name="download-clips", task_run_name="download-clips-{shard:05d}", cache_policy=NO_CACHE)
@@ -51,14 +61,25 @@ def download_clips(cfg: Config, out: str, shard: int, items: list[dict]) -> dict
     return {**stats, "shard": shard, "failures": failures}
 
 
-def _segments_csv(rows: list[dict], out: str) -> str:
-    """A Google-format segment list of the verified clips, so the folder is a ready mirror."""
-    lines = ["# Segments downloaded by mumu download audioset", f"# num_segs={len(rows)}",
-             "# YTID, start_seconds, end_seconds, positive_labels"]
-    lines += [f'{r["ytid"]}, {r["start_s"]:.3f}, {r["end_s"]:.3f}, "{",".join(r["labels"])}"' for r in rows]
-    path = os.path.join(out, "segments.csv")
-    Store(out).write_bytes(path, ("\n".join(lines) + "\n").encode())
-    return path
+def _segments_csvs(rows: list[dict], out: str) -> list[str]:
+    """Google-format segment lists of the verified clips, one per list they were selected from
+    (named as that list, so ``selection.draws.<NAME>.lists`` still finds balanced_train_segments.csv):
+    the folder is a ready mirror."""
+    by_list: dict[str, list[dict]] = {}
+    for r in rows:
+        name = os.path.basename(str(r.get("list") or ""))
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.csv", name) or name == "parquet":
+            name = "segments.csv"
+        by_list.setdefault(name, []).append(r)
+    paths = []
+    for name, group in sorted(by_list.items()):
+        lines = ["# Segments downloaded by mumu download audioset", f"# num_segs={len(group)}",
+                 "# YTID, start_seconds, end_seconds, positive_labels"]
+        lines += [f'{r["ytid"]}, {r["start_s"]:.3f}, {r["end_s"]:.3f}, "{",".join(r["labels"])}"' for r in group]
+        path = os.path.join(out, name)
+        Store(out).write_bytes(path, ("\n".join(lines) + "\n").encode())
+        paths.append(path)
+    return paths
 
 
 @flow(name="download-audioset", log_prints=True)
@@ -68,7 +89,8 @@ def download_audioset(selection: str, out: str, profile: str = "sample", overrid
 
     cfg = load_config(profile, overrides)
     table_path = selection if selection.endswith(".parquet") else os.path.join(selection, "selection.parquet")
-    rows = pq.read_table(table_path).to_pylist()
+    # the segments some dataset draws (a selection made before draws existed: all of them)
+    rows = [r for r in pq.read_table(table_path).to_pylist() if r.get("datasets") is None or r["datasets"]]
     items = [{"ytid": r["ytid"], "start_s": r["start_s"], "end_s": r["end_s"], "labels": r["labels"],
               "start_text": f"{r['start_s']:.3f}", "origin": r["list"], "clip_id": r["clip_id"]} for r in rows]
     os.makedirs(out, exist_ok=True)
@@ -76,14 +98,14 @@ def download_audioset(selection: str, out: str, profile: str = "sample", overrid
     futures = [download_clips.submit(cfg, out, i, part) for i, part in enumerate(chunk(items, cfg.shards.items_per_shard))]
     results = track(futures, "downloads")
     verified = [r for r in rows if os.path.exists(os.path.join(out, f"{r['ytid']}_{int(r['start_s'])}.json"))]
-    csv_path = _segments_csv(verified, out)
+    csv_paths = _segments_csvs(verified, out)
     reasons: dict[str, int] = {}
     for r in results:
         for f in r["failures"]:
             reasons[f["reason"]] = reasons.get(f["reason"], 0) + 1
     summary = {"segments": len(items), "downloaded": sum(r["downloaded"] for r in results),
                "already_verified": sum(r["already_verified"] for r in results), "failed": sum(r["failed"] for r in results),
-               "failures_by_reason": dict(sorted(reasons.items())), "segments_csv": csv_path, "mirror": out}
+               "failures_by_reason": dict(sorted(reasons.items())), "segments_csv": csv_paths, "mirror": out}
     create_table_artifact([{k: v for k, v in summary.items() if k != "failures_by_reason"}], key="audioset-download",
                           description="AudioSet download: counts")
     create_table_artifact([{"reason": k, "clips": v} for k, v in summary["failures_by_reason"].items()] or [{"reason": "-", "clips": 0}],

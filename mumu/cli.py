@@ -183,6 +183,7 @@ def select_audioset_cmd(
     res = select_audioset(segments=[str(p) for p in segments], out=str(out),
                           ontology_path=str(ontology_path) if ontology_path else None, profile=profile, overrides=overrides)
     console.print(report_markdown(SelectionReport(**res["report"]), top=30), markup=False, highlight=False)
+    console.print(res["draws_markdown"], markup=False, highlight=False)
     console.print(f"[bold green]selection[/bold green]: {res['selected']} segments -> {out} (chart: {res['paths']['chart']})")
 
 
@@ -204,7 +205,8 @@ def download_audioset_cmd(
     console.print(t)
     for reason, n in res["failures_by_reason"].items():
         console.print(f"  failed: {reason}: {n}")
-    console.print(f"mirror ready: --set mirror.segments_csv=[{res['segments_csv']}] --set mirror.media_dir={res['mirror']}")
+    console.print(f"mirror ready: --set mirror.segments_csv=[{', '.join(res['segments_csv'])}] "
+                  f"--set mirror.media_dir={res['mirror']}")
 
 
 @build_app.command("muimage")

@@ -250,6 +250,15 @@ class DrawsSpec(Section):
             if d.same_as and d.disjoint_from:
                 raise ValueError(f"selection.draws.{name}: same_as takes another dataset's clips; "
                                  "disjoint_from does not apply with it")
+        deps = {n: set(getattr(self, n).disjoint_from) | ({getattr(self, n).same_as} - {None})
+                for n in ("MUCaps", "MUImage", "MUVideo")}
+        done: set[str] = set()
+        while len(done) < len(deps):  # each dataset's sources are drawn before it
+            ready = {n for n in deps if n not in done and deps[n] <= done}
+            if not ready:
+                raise ValueError("selection.draws: disjoint_from / same_as form a cycle among "
+                                 + ", ".join(sorted(set(deps) - done)) + " (declare each relation on one side)")
+            done |= ready
         return self
 
 

@@ -19,9 +19,10 @@ quality, an annotator error) do not leave the split short; the dataset's last st
 the train split to its target exactly, in draw order (``tasks.shards.TrainCap``). A dataset with
 no target takes its whole pool.
 
-Order is a seeded hash of the clip id, so the draw is the same whatever order the lists are
-read in, and adding segments to a list moves no clip already drawn out of a draw that is not
-balanced. Every clip the draws take is ingested and music-captioned once, for all datasets.
+Order is a hash of the seed, the dataset and the clip id: the draw is the same whatever order
+the lists are read in, adding segments to a list moves no clip already drawn out of a draw that
+is not balanced, and two datasets drawing from one pool do not take each other's clips as a
+prefix (the smaller nested in the larger) unless ``same_as`` says they share. Every clip the draws take is ingested and music-captioned once, for all datasets.
 """
 
 from __future__ import annotations
@@ -60,10 +61,6 @@ def split_for(row: dict, cfg: Config) -> str:
     if row["split"] in SPLITS:
         return row["split"]
     return split_of(row["ytid"], cfg.splits.eval_fraction, cfg.splits.seed)
-
-
-def hash_order(ids, seed: int) -> list[str]:
-    return sorted(ids, key=lambda c: hashlib.sha256(f"mumu-draw:{seed}:{c}".encode()).hexdigest())
 
 
 def draw_order(cfg: Config) -> list[str]:
@@ -115,7 +112,8 @@ def balanced(rows: list[dict], n: int, seed: int) -> list[dict]:
     return out
 
 
-def hash_rows(rows: list[dict], seed: int) -> list[dict]:
+def hash_rows(rows: list[dict], seed: str | int) -> list[dict]:
+    """Rows in a seeded hash order of their clip ids."""
     return sorted(rows, key=lambda r: hashlib.sha256(f"mumu-draw:{seed}:{r['clip_id']}".encode()).hexdigest())
 
 
@@ -146,10 +144,10 @@ def draw_datasets(rows: list[dict], cfg: Config, datasets: tuple[str, ...] = AUD
     for r in rows:
         by_id.setdefault(r["clip_id"], r)  # a segment listed twice is taken once
     split = {cid: split_for(r, cfg) for cid, r in by_id.items()}
-    seed = cfg.selection.seed
     draws: dict[str, Draw] = {}
     for name in draw_order(cfg):
         policy = getattr(cfg.selection.draws, name)
+        seed = f"{cfg.selection.seed}:{name}"  # each dataset draws on its own unless same_as says otherwise
         lists = set(policy.lists)
         taken_elsewhere = frozenset().union(*(draws[d].members for d in policy.disjoint_from))
         pool = [r for cid, r in by_id.items()

@@ -41,6 +41,7 @@ SELECTION_SCHEMA = pa.schema([
     ("clip_id", pa.string()), ("ytid", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
     ("labels", pa.list_(pa.string())), ("tags", pa.list_(pa.string())),
     ("instrument_classes", pa.list_(pa.string())), ("split", pa.string()), ("list", pa.string()),
+    ("datasets", pa.list_(pa.string())),  # the AudioSet datasets whose draw takes the segment
 ])
 
 

@@ -18,6 +18,10 @@ from flows.sources import download_audioset, select_audioset
 from tasks.selection import SELECTION_SCHEMA
 from tests.support.http_server import LoopbackServer
 
+
+def rows_of(sel) -> list[dict]:
+    return pq.read_table(sel / "selection.parquet" if sel.is_dir() else sel).to_pylist()
+
 pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IDS = ["aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc", "ddddddddddd"]
@@ -60,6 +64,12 @@ def test_select_flow_writes_table_report_and_chart(tmp_path, prefect_harness):
     assert out["selected"] == 1 and out["unreadable"] == 1
     assert (tmp_path / "sel" / "instrument_classes.png").stat().st_size > 1000
     assert pq.read_table(tmp_path / "sel" / "selection.parquet").column("tags").to_pylist() == [["Music", "Piano"]]
+    # what each dataset draws: in the report, the table and the artifact text
+    assert pq.read_table(tmp_path / "sel" / "selection.parquet").column("datasets").to_pylist() == [
+        ["MUCaps", "MUImage", "MUVideo"]]
+    for name, rep in out["draws"].items():  # the one piano segment, in whichever split its video hashes to
+        assert [rep[s]["classes"] for s in ("train", "eval") if rep[s]["drawn"]] == [{"Piano": 1}], name
+    assert "| MUImage | train |" in out["draws_markdown"]
 
 
 def test_killed_download_resumes_and_the_mirror_builds(tmp_path, server, prefect_harness):
@@ -94,7 +104,9 @@ def test_killed_download_resumes_and_the_mirror_builds(tmp_path, server, prefect
         assert (mirror / f"{y}_5.jpg").exists() and (mirror / f"{y}_5.mp4").exists()
 
     built = build_mucaps(data_root=str(tmp_path / "data"), overrides={
-        "mirror.segments_csv": [res["segments_csv"]], "mirror.media_dir": str(mirror), "splits.eval_fraction": 0.5})
+        "mirror.segments_csv": res["segments_csv"], "mirror.media_dir": str(mirror), "splits.eval_fraction": 0.5})
+    # one list per list the clips were selected from, named as it
+    assert [os.path.basename(p) for p in res["segments_csv"]] == sorted({r["list"] for r in rows_of(sel)})
     assert sum(s["num_examples"] for s in built["stats"]["splits"].values()) == 2 * len(IDS)
     clips = pq.read_table(tmp_path / "data" / "work" / "clips" / "audioset" / "part-00000.parquet").to_pylist()
     assert all(c["image_path"] and c["video_path"] for c in clips)

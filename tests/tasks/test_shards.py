@@ -60,3 +60,31 @@ def test_eval_cap_keeps_a_deterministic_subset(tmp_path):
     b = assemble(store, MUCAPS, parts, out, 10**9, 10**8, eval_cap=3)
     assert a["eval"]["num_examples"] == b["eval"]["num_examples"] == 3
     assert pq.read_table(f"{out}/data/eval-00000-of-00001.parquet").column("id").to_pylist() == ids_a
+
+
+def test_train_caps_cut_to_the_target_in_draw_order_and_report_shortfalls(tmp_path):
+    from tasks.records import records_table
+    from tasks.shards import TrainCap, assemble_dataset
+    from tests.helpers import mucaps_rows
+
+    store = Store(str(tmp_path))
+    rows = mucaps_rows(20)
+    # a second record for some clips: a clip-unit cap keeps all of a kept clip's records
+    rows += [{**r, "id": r["clip_id"] + "-generate", "task": "text_to_music"} for r in rows[:6]]
+    part = store.path("work", "records", "MUCaps", "part-00000.parquet")
+    store.write_table(part, records_table(MUCAPS, rows))
+    train_clips = sorted({r["clip_id"] for r in rows if r["split"] == "train"})
+    order = tuple(reversed(train_clips))  # the draw's order: the last clips first
+    out = store.path("datasets", "MUCaps")
+    splits, targets = assemble_dataset(store, MUCAPS, [part], out, 10**9, 10**8, None, [TrainCap(4, order=order)])
+    kept = pq.read_table(f"{out}/data/train-00000-of-00001.parquet").to_pylist()
+    assert sorted({r["clip_id"] for r in kept}) == sorted(order[:4])
+    assert len(kept) == sum(1 for r in rows if r["clip_id"] in order[:4])  # every record of a kept clip
+    assert splits["train"]["clips"] == 4 and targets == [{"tasks": "all", "unit": "clip", "target": 4,
+                                                          "built": len(train_clips), "kept": 4, "shortfall": 0}]
+    # per task group, counted in records; a target above what was built reports the shortfall
+    caps = [TrainCap(2, ("text_to_music",), "record"), TrainCap(100, ("music_captioning",), "record")]
+    splits, targets = assemble_dataset(store, MUCAPS, [part], out, 10**9, 10**8, None, caps)
+    n_gen = sum(1 for r in rows if r["split"] == "train" and r["task"] == "text_to_music")
+    assert splits["train"]["tasks"] == {"music_captioning": len(train_clips), "text_to_music": min(2, n_gen)}
+    assert targets[1]["shortfall"] == 100 - len(train_clips) and targets[0]["kept"] == min(2, n_gen)
