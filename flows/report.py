@@ -86,7 +86,14 @@ def publish_summary(name: str, stages: dict[str, list[ShardResult]], dataset_row
     lines += [f"| {k} | {v} |" for k, v in sorted(failures_by_reason.items())] or ["| (none) | 0 |"]
     create_markdown_artifact("\n".join(lines), key=artifact_key(f"{name}-failures"), description=f"{name}: failures by reason")
     if stats:
+        from tasks.composition import composition_lines
         from tasks.paper_tables import tables_markdown
+
+        composed = composition_lines(stats)
+        if composed:
+            create_markdown_artifact("\n".join([f"# {name}: composition", *composed[1:]]),
+                                     key=artifact_key(f"{name}-composition"),
+                                     description=f"{name}: targets, draw and decontamination")
 
         create_markdown_artifact(tables_markdown({name: stats}, heading="#"), key=artifact_key(f"{name}-paper-tables"),
                                  description=f"{name}: Table 1 and the eval sets, built beside the paper")

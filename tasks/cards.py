@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from schemas.datasets import DatasetSpec
+from tasks.composition import composition_lines
 from tasks.paper_tables import card_section as paper_tables_section
 
 LICENCE_NOTES = {
@@ -103,6 +104,7 @@ def render_card(spec: DatasetSpec, stats: dict, statistics_md: str = "") -> str:
         "| --- | ---: |",
         *[f"| {k} | {v} |" for k, v in sorted(stats.get("tasks", {}).items())],
         "",
+        *composition_lines(stats),
         *paper_tables_section(spec.name, stats),
         "## Left out",
         "",
