@@ -26,10 +26,17 @@ from tasks.stage import ShardResult, chunk
 from tasks.store import Store
 
 
+@task(name="muedit-loop-snr", task_run_name="muedit-loop-snr-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
+def measure_loops(cfg: Config, clips: ShardResult) -> ShardResult:
+    """The signal-to-noise ratio of each loop of a shard (``tasks.edit_plan``: the plan's filter)."""
+    return edit_plan.loop_measure_stage(Store(cfg.data_root), clips)
+
+
 @task(name="muedit-loop-plan", cache_policy=NO_CACHE, **IO_RETRIES)
-def plan_loop_edits(cfg: Config, loop_clips: list[ShardResult], excluded: frozenset) -> ShardResult:
+def plan_loop_edits(cfg: Config, loop_clips: list[ShardResult], measures: list[ShardResult],
+                    excluded: frozenset) -> ShardResult:
     """Which loops get a speed and which a pitch edit, and which one (``tasks.edit_plan``)."""
-    return edit_plan.loop_plan_stage(Store(cfg.data_root), cfg, loop_clips, excluded)
+    return edit_plan.loop_plan_stage(Store(cfg.data_root), cfg, loop_clips, excluded, measures)
 
 
 @flow(name="build-muedit", log_prints=True)
@@ -54,16 +61,17 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     loop_f = [ingest_loops.submit(cfg, i, part) for i, part in enumerate(chunk(loops, cfg.shards.items_per_shard))]
     # a Slakh track yields a mix and a file per stem: a few tracks per shard
     track_f = [ingest_slakh.submit(cfg, i, part) for i, part in enumerate(chunk(tracks, max(1, cfg.shards.items_per_shard // 4)))]
+    # one edit per loop, disjoint and balanced: planned once every loop's clips row and measure exist
+    snr_f = [measure_loops.submit(cfg, c) for c in loop_f]
+    plan_f = plan_loop_edits.submit(cfg, loop_f, snr_f, excluded)
     # the instruction and response pools of every subtype, once per build, before any record shard
     check_gpu_workers(cfg, ("text",))
     with placed(cfg, "text"):  # the text role writes the pools and the replies
         pool_f = [instruction_pool.submit(cfg, name) for name in EDIT_POOLS]
-        # one edit per loop, disjoint and balanced: planned once every loop's clips row exists
-        plan_f = plan_loop_edits.submit(cfg, loop_f, excluded)
         loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded, plan_f, wait_for=pool_f) for c in loop_f]
         track_rec_f = [muedit_records.submit(cfg, c, "slakh", excluded, wait_for=pool_f) for c in track_f]
     loop_clips, slakh_clips = track(loop_f, "loops"), track(track_f, "Slakh tracks")
-    plan = plan_f.result()
+    loop_snr, plan = track(snr_f, "loop measures"), track([plan_f], "loop plan")[0]
     loop_records, slakh_records = track(loop_rec_f, "loop edits"), track(track_rec_f, "stem edits")
 
     sources = ["sample"] if sample else [s for s, on in (("looperman", loops_src), ("slakh", slakh_src)) if on]
@@ -82,7 +90,7 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips, plan], prov, loop_failures,
                                     caps).result()
     out_dir = finalize.dataset_location(store, MUEDIT)
-    stages = {"loops": loop_clips, "loop plan": [plan], "Slakh tracks": slakh_clips, "loop edits": loop_records,
+    stages = {"loops": loop_clips, "loop measures": loop_snr, "loop plan": [plan], "Slakh tracks": slakh_clips, "loop edits": loop_records,
               "stem edits": slakh_records}
     report = publish_run_report("build-muedit", cfg.data_root, stages, [f.result() for f in pool_f],
                                 {"profile": cfg.profile, "fingerprint": cfg.fingerprint()})

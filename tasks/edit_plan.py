@@ -24,8 +24,10 @@ build, after the loops' clips stage and before the record stage, from the clips 
    ``len(list)`` draws: the values are spread evenly (counts differ by at most one) and do not
    follow the categories' round-robin.
 
-The plan depends only on the set of loops, their clips rows, the configuration and the seed: not
-on which clips shard finished first. It is a stage of its own (``plan/MUEdit-loops``, one part,
+The signal-to-noise ratio costs a spectrogram separation per loop, so it is measured per loops
+clips shard, in parallel (``plan/MUEdit-loop-snr``: a table of ``clip_id, snr_db``). The plan
+depends only on the set of loops, their clips rows and measures, the configuration and the seed:
+not on which shard finished first. It is a stage of its own (``plan/MUEdit-loops``, one part,
 marker and failures like every stage), so a rerun reads it back.
 """
 
@@ -47,6 +49,9 @@ from tasks.stage import ShardResult, run_shard
 from tasks.store import Store, fingerprint_of
 
 STAGE = "plan/MUEdit-loops"
+MEASURE_STAGE = "plan/MUEdit-loop-snr"
+MEASURE_VERSION = "hpr-margin2"  # bumped with the estimator in tasks.quality.snr_db
+MEASURE_SCHEMA = pa.schema([("clip_id", pa.string()), ("snr_db", pa.float64())])
 LOOP_OPS = ("speed", "pitch")
 STEM_TASKS = ("edit_add", "edit_delete", "edit_replace")
 UNKNOWN_CATEGORY = "unknown"
@@ -104,7 +109,8 @@ def filter_reasons(clip: dict, snr: float | None, cfg: Config) -> list[tuple[str
 
 def allocate(candidates: list[tuple[str, str]], needs: dict[str, int | None], seed: int) -> dict[str, list[str]]:
     """Disjoint, category-balanced draws: ``candidates`` as ``(clip_id, category)``, ``needs`` per
-    subtype (None: as many as the pool gives) -> the clip ids each subtype drew, in draw order."""
+    subtype (None: as many as the pool gives; on a tie the subtype named first draws first) -> the
+    clip ids each subtype drew, in draw order."""
     queues: dict[str, list[str]] = {}
     for cid, cat in sorted(candidates, key=lambda c: _hash(seed, "loop", c[0])):
         queues.setdefault(cat, []).append(cid)
@@ -155,9 +161,29 @@ def subtype_needs(cfg: Config) -> dict[str, dict[str, int | None]]:
     return out
 
 
-def plan_loops(store: Store, cfg: Config, clip_parts: list[str], excluded) -> tuple[pa.Table, list[dict]]:
-    """The plan table and the filters' failure rows, from the loops' clips parts."""
+def measure_loops(store: Store, clips_part: str) -> tuple[pa.Table, list[dict]]:
+    """``clip_id, snr_db`` for every loop of a clips shard."""
+    rows = []
+    for clip in store.read_table(clips_part, columns=["clip_id", "audio_path"]).to_pylist():
+        y, sr = decode_audio_bytes(store.read_bytes(store.path(clip["audio_path"])))
+        rows.append({"clip_id": clip["clip_id"], "snr_db": snr_db(y, sr)})
+    return pa.Table.from_pylist(rows, schema=MEASURE_SCHEMA), []
+
+
+def loop_measure_stage(store: Store, clips: ShardResult) -> ShardResult:
+    """Run (or skip) the loops' signal-to-noise measures for one loops clips shard."""
+    fp = fingerprint_of(MEASURE_STAGE, clips.fingerprint, MEASURE_VERSION)
+    if not clips.ok:
+        return run_shard(store, MEASURE_STAGE, clips.shard, fp, 0, lambda: (MEASURE_SCHEMA.empty_table(), []))
+    return run_shard(store, MEASURE_STAGE, clips.shard, fp, clips.ok, lambda: measure_loops(store, clips.output))
+
+
+def plan_loops(store: Store, cfg: Config, clip_parts: list[str], excluded,
+               measure_parts: list[str] = ()) -> tuple[pa.Table, list[dict]]:
+    """The plan table and the filters' failure rows, from the loops' clips parts and their measures
+    (a loop without a measure is measured here)."""
     clips = sorted((c for p in clip_parts for c in store.read_table(p).to_pylist()), key=lambda c: c["clip_id"])
+    measured = {r["clip_id"]: r["snr_db"] for p in measure_parts for r in store.read_table(p).to_pylist()}
     rows: dict[str, dict] = {}
     failures: list[dict] = []
     pools: dict[str, list[tuple[str, str]]] = {"train": [], "eval": []}
@@ -167,8 +193,11 @@ def plan_loops(store: Store, cfg: Config, clip_parts: list[str], excluded) -> tu
         if split is None:
             failures.append({"item_id": cid, "stage": "plan/MUEdit", "reason": "decontaminated", "detail": clip["group_id"]})
             continue
-        y, sr = decode_audio_bytes(store.read_bytes(store.path(clip["audio_path"])))
-        snr = snr_db(y, sr)
+        if cid in measured:
+            snr = measured[cid]
+        else:
+            y, sr = decode_audio_bytes(store.read_bytes(store.path(clip["audio_path"])))
+            snr = snr_db(y, sr)
         row = {"clip_id": cid, "category": category_of(clip), "split": split, "snr_db": snr,
                "speech_ratio": clip.get("speech_ratio"), "operation": None, "params": None, "record_id": None,
                "rank": None}
@@ -180,8 +209,12 @@ def plan_loops(store: Store, cfg: Config, clip_parts: list[str], excluded) -> tu
         pools[split].append((cid, row["category"]))
     values = {"speed": [float(f) for f in cfg.edits.speed_factors], "pitch": [float(c) for c in cfg.edits.pitch_cents]}
     keys = {"speed": "speed_factor", "pitch": "pitch_cents"}
+    so_far: Counter = Counter()
     for split, needs in subtype_needs(cfg).items():
+        # the subtype with fewer loops so far draws first, so a split of one loop evens the total out
+        needs = {op: needs[op] for op in sorted(needs, key=lambda o: (so_far[o], LOOP_OPS.index(o)))}
         drawn = allocate(pools[split], needs, cfg.seed)
+        so_far.update({op: len(ids) for op, ids in drawn.items()})
         for op, ids in drawn.items():
             for rank, (cid, v) in enumerate(zip(ids, edit_values(op, len(ids), values[op], cfg.seed, split))):
                 params = {keys[op]: v}
@@ -191,14 +224,17 @@ def plan_loops(store: Store, cfg: Config, clip_parts: list[str], excluded) -> tu
     return pa.Table.from_pylist(ordered, schema=PLAN_SCHEMA), failures
 
 
-def loop_plan_stage(store: Store, cfg: Config, loop_clips: list[ShardResult], excluded) -> ShardResult:
-    """Run (or skip) the plan stage over every finished loops clips shard."""
+def loop_plan_stage(store: Store, cfg: Config, loop_clips: list[ShardResult], excluded,
+                    measures: list[ShardResult] = ()) -> ShardResult:
+    """Run (or skip) the plan stage over every finished loops clips shard (``measures``: their
+    ``loop_measure_stage`` results)."""
     done = sorted((r for r in loop_clips if r.ok), key=lambda r: r.shard)
-    fp = fingerprint_of(STAGE, [r.fingerprint for r in done], cfg.edits.model_dump(), cfg.targets.model_dump(),
-                        cfg.eval_sizes.MUEdit, cfg.selection.headroom, cfg.splits.eval_fraction, cfg.splits.seed,
-                        cfg.seed, sorted(excluded))
+    measured = sorted((m for m in measures if m.ok), key=lambda m: m.shard)
+    fp = fingerprint_of(STAGE, [r.fingerprint for r in done], [m.fingerprint for m in measured],
+                        cfg.edits.model_dump(), cfg.targets.model_dump(), cfg.eval_sizes.MUEdit, cfg.selection.headroom,
+                        cfg.splits.eval_fraction, cfg.splits.seed, cfg.seed, sorted(excluded), MEASURE_VERSION)
     return run_shard(store, STAGE, 0, fp, sum(r.ok for r in done),
-                     lambda: plan_loops(store, cfg, [r.output for r in done], excluded))
+                     lambda: plan_loops(store, cfg, [r.output for r in done], excluded, [m.output for m in measured]))
 
 
 def read_plan(store: Store, plan: ShardResult, clip_ids=None) -> dict[str, dict]:

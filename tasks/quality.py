@@ -15,11 +15,12 @@ passes ``cfg.quality`` and why not. Nothing is deleted here: selection is a late
 * ``duration_s``.
 
 ``snr_db`` (used by the MUEdit loop filter, ``tasks.edit_plan``) estimates a clip's
-signal-to-noise ratio blindly, by minimum statistics: the noise power in each frequency bin is a
-low quantile of that bin's STFT power over time, divided by the quantile's bias for Gaussian
-noise (whose bin powers are exponentially distributed), and the ratio is the rest of the power
-over that noise. Broadband noise and hiss lower it; a loop that sounds the same in every frame
-(a drone) reads as noisy too, which is the price of a blind estimate.
+signal-to-noise ratio blindly, by harmonic-percussive-residual separation (Driedger, Müller and
+Disch, ISMIR 2014; ``librosa.decompose.hpss`` with a margin): what is neither horizontal in the
+spectrogram (sustained tones) nor vertical (onsets) is the residual, the noise-like part, and the
+ratio is the harmonic plus percussive energy over the residual's. White noise reads about -5 dB,
+music with audible hiss a few dB, clean loops 5 to 25 dB; a steady tone is signal, not noise.
+Noise concentrated at the lowest frequencies (rumble) can read as sustained tone.
 """
 
 from __future__ import annotations
@@ -108,21 +109,22 @@ def speech_ratio(y: np.ndarray, sr: int) -> float | None:
     return float(min(1.0, speech / mono.size))
 
 
-SNR_QUANTILE = 0.1
+SNR_MARGIN = 2.0
 SNR_FLOOR_DB, SNR_CEILING_DB = -100.0, 100.0
 
 
-def snr_db(y: np.ndarray, sr: int, n_fft: int = 1024, hop: int = 256, quantile: float = SNR_QUANTILE) -> float | None:
-    """Estimated signal-to-noise ratio in dB (minimum statistics, see the module docstring),
-    clamped to [-100, 100]; None for a clip shorter than one STFT frame or digital silence."""
+def snr_db(y: np.ndarray, sr: int, n_fft: int = 1024, hop: int = 256, margin: float = SNR_MARGIN) -> float | None:
+    """Estimated signal-to-noise ratio in dB (harmonic + percussive over residual energy, see the
+    module docstring), clamped to [-100, 100]; None for a clip shorter than one STFT frame or silent."""
     import librosa
 
     mono = np.atleast_2d(np.asarray(y, dtype=np.float32)).mean(axis=0)
     if mono.size < n_fft or not np.any(mono):
         return None
-    power = np.abs(librosa.stft(mono, n_fft=n_fft, hop_length=hop, center=False)) ** 2
-    noise = float(np.sum(np.quantile(power, quantile, axis=1)) / -np.log1p(-quantile))
-    signal = float(np.sum(power.mean(axis=1))) - noise
+    spec = librosa.stft(mono, n_fft=n_fft, hop_length=hop)
+    harmonic, percussive = librosa.decompose.hpss(spec, margin=margin)
+    signal = float(np.sum(np.abs(harmonic) ** 2) + np.sum(np.abs(percussive) ** 2))
+    noise = float(np.sum(np.abs(spec - harmonic - percussive) ** 2))
     if noise <= 0.0:
         return SNR_CEILING_DB
     if signal <= 0.0:

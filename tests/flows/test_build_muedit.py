@@ -1,7 +1,11 @@
-"""build-muedit end to end on the sample corpus's loops and Slakh-style tracks: words agree with audio."""
+"""build-muedit end to end on the sample corpus's loops and Slakh-style tracks, composed as the paper
+composes MUEdit (one edit per loop, disjoint balanced speed/pitch loops, whole-track stem pairs,
+per-subtype targets): words agree with audio."""
 
 import glob
+import json
 import re
+from collections import Counter
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,8 +19,12 @@ from tasks.edits import measure_pitch_shift_cents
 from tasks.media import decode_audio_bytes
 
 pytestmark = pytest.mark.slow
-OVERRIDES = {"corpus.clips": 2, "corpus.loops": 3, "corpus.slakh_tracks": 2, "corpus.slakh_seconds": 20.0,
-             "edits.stem_edits_per_segment": 4, "splits.eval_fraction": 0.3}
+# 10 loops (5 train, 5 eval at eval_fraction 0.2), 2 tracks of 20 s (one train, one eval), the
+# paper's composition and filters, small per-subtype targets
+TARGETS = {"MUEdit_speed": 2, "MUEdit_pitch": 2, "MUEdit_stems": 1}
+OVERRIDES = {"corpus.clips": 2, "corpus.loops": 10, "corpus.slakh_tracks": 2, "corpus.slakh_seconds": 20.0,
+             "slakh.pair_span": "track", "edits.stem_edits_per_span": 3, "edits.min_snr_db": 0.0,
+             "edits.max_speech_ratio": 0.1, "targets": TARGETS, "eval_sizes.MUEdit": 6}
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +35,75 @@ def built(tmp_path_factory, prefect_harness):
     return root, out, rows
 
 
+def _parts(root, stage: str) -> list[dict]:
+    return [r for f in sorted(glob.glob(f"{root}/work/{stage}/part-*.parquet")) for r in pq.read_table(f).to_pylist()]
+
+
 def test_every_kind_is_present_and_the_dataset_validates(built):
     root, out, rows = built
     ops = {r["operation"] for r in rows}
-    assert ops == {"speed", "pitch", "add", "delete", "replace"}
-    assert sum(r["operation"] == "speed" for r in rows) == 3 * 4 and sum(r["operation"] == "pitch" for r in rows) == 3 * 4
+    assert {"speed", "pitch"} <= ops and ops & {"add", "delete", "replace"}
     report = validate_dataset(f"{root}/datasets/MUEdit")
     assert report.ok, report.problems
+
+
+def test_one_edit_per_loop_from_disjoint_balanced_loop_sets(built):
+    root, _, rows = built
+    plan = _parts(root, "plan/MUEdit-loops")
+    loops = _parts(root, "clips/looperman")
+    assert len(plan) + len({f["item_id"] for f in pq.read_table(f"{root}/work/plan/MUEdit-loops/failures-00000.parquet")
+                            .to_pylist()}) == len(loops) == 10  # every loop planned or a failure row
+    made = _parts(root, "records/MUEdit-loops")
+    per_loop = Counter(r["clip_id"] for r in made)
+    planned = {p["clip_id"]: p for p in plan if p["operation"]}
+    assert set(per_loop) == set(planned) and set(per_loop.values()) == {1}  # one edit per planned loop
+    for r in made:
+        assert r["id"] == planned[r["clip_id"]]["record_id"] and r["operation"] == planned[r["clip_id"]]["operation"]
+    speed = {r["clip_id"] for r in rows if r["operation"] == "speed"}
+    pitch = {r["clip_id"] for r in rows if r["operation"] == "pitch"}
+    assert speed and pitch and not speed & pitch  # disjoint loop sets
+    for split in ("train", "eval"):  # within one subtype, categories differ by one where the pool allows
+        pool = Counter(p["category"] for p in plan if p["split"] == split)
+        used = Counter(p["category"] for p in plan if p["split"] == split and p["operation"])
+        for op in ("speed", "pitch"):
+            counts = Counter(p["category"] for p in plan if p["split"] == split and p["operation"] == op)
+            for a in pool:
+                for b in pool:
+                    if used[b] < pool[b]:
+                        assert counts[a] <= counts[b] + 1, (split, op, counts, pool)
+
+
+def test_subtype_targets_are_met_exactly(built):
+    root, out, rows = built
+    stats = json.loads(open(f"{root}/datasets/MUEdit/stats.json").read())
+    by_task = {tuple(t["tasks"]) if isinstance(t["tasks"], list) else t["tasks"]: t for t in stats["targets"]}
+    assert {k: v["target"] for k, v in by_task.items()} == {("edit_speed",): 2, ("edit_pitch",): 2,
+                                                           ("edit_add", "edit_delete", "edit_replace"): 1}
+    for t in stats["targets"]:
+        assert t["kept"] == t["target"] and t["shortfall"] == 0 and t["built"] >= t["target"], t
+    assert by_task[("edit_speed",)]["built"] == 3  # drawn with headroom (ceil(2 x 1.1)), cut at finalize
+    train = Counter(r["task"] for r in rows if r["id"] in _train_ids(root))
+    assert train["edit_speed"] == 2 and train["edit_pitch"] == 2
+    assert train["edit_add"] + train["edit_delete"] + train["edit_replace"] == 1
+
+
+def _train_ids(root) -> set[str]:
+    return {r["id"] for f in glob.glob(f"{root}/datasets/MUEdit/data/train-*.parquet")
+            for r in pq.read_table(f, columns=["id"]).to_pylist()}
+
+
+def test_whole_track_pairs_are_as_long_as_the_track(built):
+    root, _, rows = built
+    stem_rows = [r for r in rows if r["operation"] in ("add", "delete", "replace")]
+    assert stem_rows
+    for r in stem_rows:
+        track = r["group_id"]
+        n = min(sf.info(f).frames for f in glob.glob(f"{root}/media/audio/sl-{track}-S*.flac"))
+        x, sr = decode_audio_bytes(r["input_audio"]["bytes"])
+        y, _ = decode_audio_bytes(r["output_audio"]["bytes"])
+        assert x.shape[-1] == y.shape[-1] == n and n >= 19 * sr, (r["id"], x.shape, y.shape, n)
+        assert r["start_s"] == 0.0 and r["input_seconds"] == pytest.approx(n / sr)
+        assert re.fullmatch(rf"sl-{track}-(add|delete|replace)-.*", r["id"])  # a track, not a segment
 
 
 def test_words_agree_with_parameters_and_audio(built):
@@ -57,15 +127,18 @@ def test_stem_pairs_are_sums_of_the_tracks_stems(built):
     for r in rows:
         if r["operation"] not in ("add", "delete", "replace"):
             continue
-        m = re.match(r"sl-(Track\d+)-seg(\d+)-(\w+)-(.*)$", r["id"])
-        track, seg, op, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+        m = re.match(r"sl-(Track\d+)(?:-seg(\d+))?-(add|delete|replace)-(.*)$", r["id"])
+        track, seg, op, rest = m.group(1), m.group(2), m.group(3), m.group(4)
         params = dict(re.findall(r"(stem_out|stem|keep)(S\d\d)", rest))
         stems = {}
         for f in glob.glob(f"{root}/media/audio/sl-{track}-S*.flac"):
             sid = f.rsplit("-", 1)[1][:3]
             y, sr = sf.read(f, dtype="float32")
             stems[sid] = y
-        a, n = int(seg * 10 * sr), int(10 * sr)
+        if seg is None:  # a whole track: every stem to the shortest
+            a, n = 0, min(len(v) for v in stems.values())
+        else:
+            a, n = int(int(seg) * 10 * sr), int(10 * sr)
         cut = {k: v[a:a + n] for k, v in stems.items()}
         everything = sum(cut.values())
         if op == "add":
@@ -98,7 +171,7 @@ def test_the_real_slakh_fixture_end_to_end(tmp_path, corpus_template, prefect_ha
 
     edit_sources_shard(Store(str(root)), load_config("sample", {"corpus.loops": 2, "corpus.slakh_tracks": 0}, str(root)))
     out = build_muedit(data_root=str(root), overrides={"slakh.root": str(fixture), "looperman.folder": str(root / LOOPS_DIR),
-                                                      "edits.stem_edits_per_segment": 1, "corpus.loops": 2})
+                                                      "edits.stem_edits_per_span": 1, "corpus.loops": 2})
     rows = [r for f in sorted(glob.glob(f"{root}/datasets/MUEdit/data/*.parquet")) for r in pq.read_table(f).to_pylist()]
     stem_rows = [r for r in rows if r["clip_id"] == "sl-Track00001-mix"]
     assert len(stem_rows) >= 10 and {r["operation"] for r in stem_rows} >= {"add", "delete"}
@@ -110,4 +183,4 @@ def test_the_real_slakh_fixture_end_to_end(tmp_path, corpus_template, prefect_ha
     assert ("sl-Track00001-S06", "unrendered_stem") in {(f["item_id"], f["reason"]) for f in
                                                         pq.read_table(root / "work" / "failures" / "MUEdit.parquet").to_pylist()}
     assert validate_dataset(f"{root}/datasets/MUEdit").ok
-    assert out["stats"]["tasks"]["edit_speed"] == 2 * 4
+    assert out["stats"]["tasks"]["edit_speed"] == out["stats"]["tasks"]["edit_pitch"] == 1  # one edit per loop, even
