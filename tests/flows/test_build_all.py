@@ -13,17 +13,43 @@ OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 4, "corpus.loops": 2, 
              "splits.eval_fraction": 0.4}
 
 
+def musiccaps_list(corpus_template, path) -> list[str]:
+    """A decontamination list in MusicCaps' public CSV format naming two of the corpus's videos."""
+    lines = [ln for ln in (corpus_template / "corpus" / "audioset" / "balanced_train_segments.csv").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    ytids = sorted({ln.split(",")[0].strip() for ln in lines})[:2]
+    rows = ["ytid,start_s,end_s,audioset_positive_labels,aspect_list,caption,author_id,is_balanced_subset,is_audioset_eval"]
+    rows += [f'{y},0,10,"/m/04rlf","[\'piano\', \'calm\']","A calm piano, with a soft pad.",1,False,True' for y in ytids]
+    path.write_text("\n".join(rows) + "\n")
+    return ytids
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, corpus_template, prefect_harness):
     import shutil
 
     root = tmp_path_factory.mktemp("all") / "data"
     shutil.copytree(corpus_template, root)
-    return root, build_all(data_root=str(root), overrides=OVERRIDES)
+    listed = musiccaps_list(corpus_template, root.parent / "musiccaps-public.csv")
+    OVERRIDES["splits.decontaminate"] = {"MusicCaps": {"path": str(root.parent / "musiccaps-public.csv"),
+                                                       "format": "musiccaps"}}
+    return root, build_all(data_root=str(root), overrides=OVERRIDES), listed
+
+
+def test_a_musiccaps_list_removes_its_clips_from_every_split_and_is_counted(built):
+    root, out, listed = built
+    for name in ("MUCaps", "MUImage", "MUVideo"):
+        stats = out[name]["stats"]
+        assert stats["decontamination"]["removed_at_selection"] == {"MusicCaps": len(listed)}
+        assert [entry["entries"] for entry in stats["decontamination"]["lists"]] == [len(listed)]
+        ds = datasets.load_dataset("parquet", data_dir=str(root / "datasets" / name / "data"))
+        for split in ds:
+            assert not set(ds[split]["group_id"]) & set(listed), (name, split)
+        assert "| MusicCaps | musiccaps | loaded | 2 | 2 |" in (root / "datasets" / name / "README.md").read_text()
 
 
 def test_shared_stages_run_once(built):
-    _, out = built
+    _, out, _ = built
     assert not any(r.skipped for r in out["MUCaps"]["stages"]["clips"])
     for name in ("MUImage", "MUVideo"):
         stages = out[name]["stages"]
@@ -36,7 +62,7 @@ def test_shared_stages_run_once(built):
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_each_dataset_loads_and_decodes(built, name):
-    root, out = built
+    root, out, _ = built
     ds_dir = root / "datasets" / name
     assert validate_dataset(str(ds_dir)).ok
     card = yaml.safe_load((ds_dir / "README.md").read_text().split("---")[1])
@@ -69,7 +95,7 @@ def test_a_remote_data_root_builds_the_same_bytes(built, corpus_template, tmp_pa
 
     from tasks.store import Store
 
-    root, out = built
+    root, out, _ = built
     monkeypatch.setenv("MUMU_LOCAL_CACHE", str(tmp_path / "cache"))
     url = f"memory://mumu-remote-{tmp_path.name}"
     fs = fsspec.filesystem("memory")
