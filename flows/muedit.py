@@ -55,7 +55,7 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
         make_sample_corpus(cfg)
     excluded = decontamination_ids(cfg)
     loops, loop_failures = ingest.plan_loops(cfg, store)
-    tracks = ingest.plan_tracks(cfg, store)
+    tracks = edit_plan.pick_tracks(cfg, ingest.plan_tracks(cfg, store))  # slakh.max_tracks, in seeded order
     log.info("%d loops and %d Slakh tracks", len(loops), len(tracks))
 
     loop_f = [ingest_loops.submit(cfg, i, part) for i, part in enumerate(chunk(loops, cfg.shards.items_per_shard))]

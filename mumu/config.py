@@ -319,7 +319,8 @@ class SlakhSpec(Section):
     # a span counts for an edit only when the edited stem is active this share of the time
     min_active_ratio: float = Field(0.5, ge=0, le=1)
     render_missing: bool = True  # render stems from MIDI with FluidSynth when the audio is absent
-    max_tracks: int | None = None
+    # at most this many tracks are ingested, drawn in seeded hash order of their names (None: all)
+    max_tracks: int | None = Field(None, ge=1)
 
 
 class QualitySpec(Section):

@@ -251,6 +251,16 @@ def read_plan(store: Store, plan: ShardResult, clip_ids=None) -> dict[str, dict]
     return out
 
 
+def pick_tracks(cfg: Config, track_dirs: list[str]) -> list[str]:
+    """The Slakh tracks to ingest: all of them, or ``slakh.max_tracks`` drawn in seeded hash order of
+    their names (so a larger cap keeps the smaller cap's tracks); sorted."""
+    limit = cfg.slakh.max_tracks
+    if limit is None or len(track_dirs) <= limit:
+        return sorted(track_dirs)
+    ranked = sorted(track_dirs, key=lambda d: _hash(cfg.seed, "track", d.rstrip("/").rsplit("/", 1)[-1]))
+    return sorted(ranked[:limit])
+
+
 def train_caps(cfg: Config, planned: dict[str, dict]) -> list[TrainCap]:
     """MUEdit's train caps: one per subtype with a target (records, in the plan's draw order), or,
     with only ``targets.MUEdit`` set, one on all train pairs."""

@@ -8,8 +8,8 @@ import pytest
 
 from mumu.config import ConfigError, load_config
 from schemas.tables import CLIPS, table_from_rows
-from tasks.edit_plan import (allocate, edit_values, filter_reasons, loop_measure_stage, loop_plan_stage, plan_loops,
-                             read_plan, subtype_needs, train_caps)
+from tasks.edit_plan import (allocate, edit_values, filter_reasons, loop_measure_stage, loop_plan_stage, pick_tracks,
+                             plan_loops, read_plan, subtype_needs, train_caps)
 from tasks.media import flac_bytes
 from tasks.quality import snr_db
 from tasks.stage import ShardResult
@@ -162,3 +162,11 @@ def test_the_plan_stage_filters_plans_caps_and_ignores_shard_order(tmp_path):
     again, _ = plan_loops(store, cfg, regrouped, frozenset({"lm-t005"}), [m.output for m in measures[::-1]])
     assert again.equals(store.read_table(result.output))
     assert loop_plan_stage(store, cfg, shards, frozenset({"lm-t005"}), measures).skipped  # a rerun reads it back
+
+
+def test_max_tracks_draws_a_seeded_nested_subset():
+    tracks = [f"/data/slakh/Track{i:05d}" for i in range(1, 41)]
+    assert pick_tracks(load_config("sample"), tracks) == tracks
+    small, large = (pick_tracks(load_config("sample", {"slakh.max_tracks": n}), tracks[::-1]) for n in (5, 12))
+    assert len(small) == 5 and len(large) == 12 and set(small) <= set(large) and small == sorted(small)
+    assert small != tracks[:5]  # drawn, not the first names
