@@ -43,7 +43,7 @@ import pyarrow as pa
 from mumu.config import Config
 from tasks.media import decode_audio_bytes
 from tasks.quality import snr_db
-from tasks.records import assign
+from tasks.records import assign, decontaminated_row, exclusion_key
 from tasks.shards import TrainCap
 from tasks.stage import ShardResult, run_shard
 from tasks.store import Store, fingerprint_of
@@ -191,7 +191,7 @@ def plan_loops(store: Store, cfg: Config, clip_parts: list[str], excluded,
         cid = clip["clip_id"]
         split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
         if split is None:
-            failures.append({"item_id": cid, "stage": "plan/MUEdit", "reason": "decontaminated", "detail": clip["group_id"]})
+            failures.append(decontaminated_row(clip, excluded, "plan/MUEdit"))
             continue
         if cid in measured:
             snr = measured[cid]
@@ -232,7 +232,7 @@ def loop_plan_stage(store: Store, cfg: Config, loop_clips: list[ShardResult], ex
     measured = sorted((m for m in measures if m.ok), key=lambda m: m.shard)
     fp = fingerprint_of(STAGE, [r.fingerprint for r in done], [m.fingerprint for m in measured],
                         cfg.edits.model_dump(), cfg.targets.model_dump(), cfg.eval_sizes.MUEdit, cfg.selection.headroom,
-                        cfg.splits.eval_fraction, cfg.splits.seed, cfg.seed, sorted(excluded), MEASURE_VERSION)
+                        cfg.splits.eval_fraction, cfg.splits.seed, cfg.seed, exclusion_key(excluded), MEASURE_VERSION)
     return run_shard(store, STAGE, 0, fp, sum(r.ok for r in done),
                      lambda: plan_loops(store, cfg, [r.output for r in done], excluded, [m.output for m in measured]))
 

@@ -33,7 +33,7 @@ from schemas.datasets import MUEDIT
 from tasks.edit_text import agreeing_templates, fields, fill, instruction, instrument_label, template_version
 from tasks.edits import apply_edit, stem_edit_options
 from tasks.media import MediaError, decode_audio_bytes, flac_bytes
-from tasks.records import assign, media_cell, records_table, turns
+from tasks.records import assign, decontaminated_row, exclusion_key, media_cell, records_table, turns
 from tasks.edit_plan import read_plan
 from tasks.pools import EDIT_OPS, EDIT_POOLS, draw, pool_entries, pool_fingerprint, uses_generated_pools
 from tasks.slakh import active_ratio, plan_segments
@@ -157,7 +157,7 @@ def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
             continue
         split = assign(mix_clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
         if split is None:
-            failures.append({"item_id": f"sl-{track}", "stage": "records/MUEdit", "reason": "decontaminated", "detail": track})
+            failures.append(decontaminated_row(mix_clip, excluded, "records/MUEdit", f"sl-{track}"))
             continue
         meta = json.loads(mix_clip["meta"])
         names = {sid: meta["stems"][sid]["inst_class"] for sid in stem_clips}
@@ -223,5 +223,5 @@ def edit_records_shard(store: Store, cfg: Config, clips: ShardResult, kind: str,
     else:
         wording = {op: template_version(op) for op in EDIT_OPS}
     fp = fingerprint_of(f"records/MUEdit/{kind}", clips.fingerprint, cfg.edits.model_dump(), cfg.slakh.model_dump(),
-                        cfg.splits.eval_fraction, cfg.splits.seed, sorted(excluded), wording, planned)
+                        cfg.splits.eval_fraction, cfg.splits.seed, exclusion_key(excluded), wording, planned)
     return run_shard(store, f"records/MUEdit-{kind}", clips.shard, fp, clips.ok, build)

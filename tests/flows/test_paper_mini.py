@@ -118,6 +118,29 @@ def test_every_instruction_is_a_row_of_a_pool_this_build_generated(paper_mini):
         assert table and {row["annotator"] for row in table} == {"vllm"} and {row["model"] for row in table} == {"tiny:mistral"}
 
 
+def test_the_paper_composition_targets_draws_and_shared_clips(paper_mini):
+    from mumu.config import load_config
+
+    cfg = load_config("paper-mini")
+    stats = {d: json.loads((paper_mini / "datasets" / d / "stats.json").read_text()) for d in DATASETS}
+    for d in ("MUCaps", "MUImage", "MUVideo"):  # the train split cut to its target, or the shortfall said
+        (target,) = stats[d]["targets"]
+        assert target["target"] == getattr(cfg.targets, d)
+        assert stats[d]["splits"]["train"]["clips"] == target["kept"] == min(target["target"], target["built"])
+        assert bool(target["short_because"]) == (target["shortfall"] > 0)
+        assert stats[d]["draw"]["train"]["drawn"] >= target["built"]
+        assert "## Composition" in (paper_mini / "datasets" / d / "README.md").read_text()
+    assert stats["MUImage"]["draw"]["balance"] is True
+    # MUVideo draws MUImage's clips (same_as): every clip MUVideo drew, MUImage drew too
+    drawn = stats["MUVideo"]["draw"]
+    assert drawn["overlap"]["MUImage"] == drawn["train"]["drawn"] + drawn["eval"]["drawn"] > 0
+    # MUEdit: one target per subtype (Table 1's layout), met exactly or the shortfall said
+    assert {tuple(t["tasks"]) for t in stats["MUEdit"]["targets"]} == {
+        ("edit_speed",), ("edit_pitch",), ("edit_add", "edit_delete", "edit_replace")}
+    for t in stats["MUEdit"]["targets"]:
+        assert t["kept"] == min(t["target"], t["built"]) and bool(t["short_because"]) == (t["shortfall"] > 0)
+
+
 def _digests(root: Path) -> dict[str, str]:
     import hashlib
 
