@@ -46,6 +46,7 @@ def direct_build(root: str, clips: int) -> dict:
     from tasks import annotate, finalize, ingest, mucaps
     from tasks.annotate import annotator_fingerprint
     from tasks.cards import provenance_block
+    from tasks.draws import dataset_extras
     from tasks.splits import decontamination_ids
     from tasks.store import Store
 
@@ -65,7 +66,7 @@ def direct_build(root: str, clips: int) -> dict:
                             mucaps.prompt_versions(), ["sample" if mirror.is_sample else "audioset"])
     stats = finalize.finalize_dataset(store, cfg, spec_for("MUCaps"), records, [*clips_r, *music], prov, plan.failures,
                                       finalize.default_caps(cfg, "MUCaps", plan.draws["MUCaps"].order),
-                                      {"draw": plan.draws["MUCaps"].report})
+                                      dataset_extras(plan.draws["MUCaps"], plan.selection.decontaminated, excluded))
     return {"stats": stats, "shards": len(shards)}
 
 

@@ -19,6 +19,7 @@ from flows.stages import caption, ingest_clips
 from mumu.config import Config
 from tasks import ingest
 from tasks.annotate import annotator_fingerprint
+from tasks.draws import dataset_extras
 from tasks.finalize import default_caps
 from tasks.selection import SelectionReport
 from tasks.splits import decontamination_ids
@@ -47,11 +48,7 @@ class AudiosetStages:
         """(train caps, extra stats) for the dataset's last stage: its target cut in draw order,
         and the draw (pools, sizes, instrument classes, overlaps) for stats.json and the card."""
         draw = self.plan.draws[dataset]
-        lists = self.excluded.describe() if hasattr(self.excluded, "describe") else []
-        return default_caps(cfg, dataset, draw.order), {
-            "draw": draw.report,
-            # segments each decontamination list removed at selection (before any dataset drew)
-            "decontamination": {"removed_at_selection": self.selection.decontaminated, "lists": lists}}
+        return default_caps(cfg, dataset, draw.order), dataset_extras(draw, self.selection.decontaminated, self.excluded)
 
 
 def audioset_stages(cfg: Config, roles: tuple[str, ...], dataset: str) -> AudiosetStages:

@@ -197,3 +197,11 @@ def draws_markdown(draws: dict[str, Draw]) -> str:
     if overlaps:
         lines += ["", "Shared clips: " + "; ".join(overlaps) + "."]
     return "\n".join(lines)
+
+
+def dataset_extras(draw: Draw, decontaminated: dict[str, int], excluded) -> dict:
+    """What a dataset's stats.json says of its composition: its draw (pools, sizes, instrument
+    classes, overlaps) and what each decontamination list removed at selection."""
+    lists = excluded.describe() if hasattr(excluded, "describe") else []
+    return {"draw": draw.report, "decontamination": {"removed_at_selection": dict(decontaminated), "lists": lists}}
+

@@ -146,7 +146,8 @@ def media_dir(tmp_path_factory):
 # the four sample datasets, for the model, metrics and plot tests ---------------------------------
 
 DATASETS = ("MUCaps", "MUImage", "MUVideo", "MUEdit")
-BUILD_OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 4, "corpus.loops": 2, "corpus.slakh_tracks": 1,
+# four loops: one edit each (speed or pitch), so the train split holds a few of each
+BUILD_OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 4, "corpus.loops": 4, "corpus.slakh_tracks": 1,
                    "splits.eval_fraction": 0.25}
 
 
