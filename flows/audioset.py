@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from prefect import get_run_logger
 
-from flows.placement import check_gpu_workers, placed
+from flows.placement import check_gpu_workers, placed, role_needs_gpu
 from flows.report import track
 from flows.sample_corpus import make_sample_corpus
 from flows.stages import caption, ingest_clips
@@ -74,10 +74,16 @@ def audioset_stages(cfg: Config, roles: tuple[str, ...], dataset: str) -> Audios
     check_gpu_workers(cfg, (*roles, "text"))
     clips_f = [ingest_clips.submit(cfg, mirror, i, part) for i, part in enumerate(shards)]
     captions_f = {}
+    gpu_stage: list = []  # the previous GPU role's shards
     for role in roles:  # one role's shards after another: a GPU worker keeps one engine through a stage
+        # a GPU role starts once the previous GPU role is done: a shard of it that is ready early
+        # (its clips came first) would otherwise swap the worker's engine back and forth
+        after = gpu_stage if role_needs_gpu(cfg, role) else []
         with placed(cfg, role):  # music captions for every drawn clip; the others for this dataset's
             only = [None] * len(shards) if role == "music_caption" else members
-            captions_f[role] = [caption.submit(cfg, c, role, o) for c, o in zip(clips_f, only)]
+            captions_f[role] = [caption.submit(cfg, c, role, o, wait_for=after) for c, o in zip(clips_f, only)]
+        if role_needs_gpu(cfg, role):
+            gpu_stage = captions_f[role]
     clips = track(clips_f, "clips")
     captions = {role: track(f, ROLE_TITLES[role]) for role, f in captions_f.items()}
     stages = {"clips": clips, **{ROLE_TITLES[r]: v for r, v in captions.items()}}
