@@ -374,11 +374,13 @@ def decode_frames(path: str, fps: float, side: int = FRAME_SIDE) -> tuple[np.nda
     """(frames, clean): frames at ``fps`` as float RGB (n, side, side, 3) in 0..1, area-averaged; clean is
     False when ffmpeg reported errors (a damaged or truncated stream) but some frames decoded."""
     vf = f"fps={fps:.6f},scale={side}:{side}:flags=area,format=rgb24"
+    from tasks.media import MediaError, run_ffmpeg
+
     try:
-        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-map", "0:v:0", "-an", "-vf", vf,
-                               "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"], capture_output=True, timeout=FFMPEG_TIMEOUT_S)
-    except subprocess.TimeoutExpired as e:
-        raise VideoError("undecodable_video", f"ffmpeg timed out after {FFMPEG_TIMEOUT_S} s on {os.path.basename(path)}") from e
+        proc = run_ffmpeg(path, [], ["-map", "0:v:0", "-an", "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+                          timeout=FFMPEG_TIMEOUT_S, reason="undecodable_video")
+    except MediaError as e:
+        raise VideoError(e.reason, str(e)) from e
     frame_bytes = side * side * 3
     n = len(proc.stdout) // frame_bytes
     if n == 0:

@@ -106,7 +106,9 @@ class TaskResult:
 
 def eval_files(data_root: str, dataset: str, split: str = "eval") -> list[str]:
     fs, root = fsspec.core.url_to_fs(str(data_root))
-    files = sorted(fs.glob(f"{root.rstrip('/')}/datasets/{dataset}/data/{split}-*.parquet"))
+    from tasks.store import list_files  # the folder is listed literally, never expanded as a glob
+
+    files = list_files(fs, f"{root.rstrip('/')}/datasets/{dataset}/data", f"{split}-*.parquet")
     return [fs.unstrip_protocol(f) if "://" in str(data_root) else f for f in files]
 
 

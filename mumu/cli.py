@@ -66,8 +66,9 @@ def _overrides(items: Optional[list[str]]) -> dict:
 
     try:
         return parse_assignments(items)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from e
+    except ValueError as e:  # one line and exit 2, like every other configuration mistake
+        console.print(f"[bold red]error[/bold red]: --set: {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 class _Bars:

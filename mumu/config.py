@@ -34,7 +34,7 @@ class Section(BaseModel):
 class AudioSpec(Section):
     """How every clip's audio is normalised when it enters the clips table."""
 
-    sample_rate: int = Field(24_000, gt=0)
+    sample_rate: int = Field(24_000, gt=0, le=655_350)  # FLAC stores rates up to 655,350 Hz
     channels: Literal[1, 2] = 1
     clip_seconds: float = Field(10.0, gt=0)
     # a clip shorter than clip_seconds - min_duration_slack is a failure, not a padded success
@@ -216,6 +216,23 @@ class EditSpec(Section):
     # duration ratios: output duration = factor x input duration (1.5 = 1.5 times longer = slower)
     speed_factors: list[float] = [0.5, 0.7, 1.3, 1.5]
     pitch_cents: list[int] = [-200, -100, 100, 200]
+
+    @field_validator("speed_factors")
+    @classmethod
+    def _speeds(cls, v: list[float]) -> list[float]:
+        bad = [f for f in v if not (0.1 <= f <= 10) or f == 1]  # sox tempo: a ratio in 0.1..10, 1 is no edit
+        if bad:
+            raise ValueError(f"speed factors must be duration ratios in 0.1..10 other than 1, got {bad}")
+        return v
+
+    @field_validator("pitch_cents")
+    @classmethod
+    def _pitches(cls, v: list[int]) -> list[int]:
+        bad = [c for c in v if c == 0 or abs(c) > 2400]  # sox pitch: two octaves either way at most
+        if bad:
+            raise ValueError(f"pitch shifts must be non-zero and within +-2400 cents, got {bad}")
+        return v
+
     # add/delete/replace pairs per Slakh span (a segment or a whole track: slakh.pair_span)
     stem_edits_per_span: int = Field(3, ge=1)
     # loop filters before the speed / pitch plan (tasks.edit_plan), besides the quality verdict:
@@ -386,6 +403,14 @@ class Config(Section):
     caption_gate: CaptionGateSpec = CaptionGateSpec()
     pools: PoolSpec = PoolSpec()
     runner: RunnerSpec = RunnerSpec()
+
+    @field_validator("data_root")
+    @classmethod
+    def _no_chained_root(cls, v: str) -> str:
+        if "::" in v:  # fsspec would write to the chain's last link, not to the path named (tasks.store.check_root)
+            raise ValueError("contains '::' (an fsspec chain separator, which would write somewhere else); "
+                             "give a plain local path or one URL such as s3://bucket/prefix")
+        return v
 
     def fingerprint(self, *sections: str) -> str:
         """A short hash of the named sections, or of everything that shapes the data (where it is

@@ -36,6 +36,10 @@ CLIPS = datasets.Features(
         "image_path": S,
         "image_sha256": S,
         "meta": S,  # JSON: source-specific metadata and ground truth
+        # JSON {medium: {stage, reason, detail}} for a still / video that was found but refused (its
+        # path is then null); null when none. The clip keeps its audio; the medium's caption stage
+        # reports the problem, so only the datasets that need the medium show it
+        "media_errors": S,
         # quality measures (tasks/quality.py): columns, never deletions; builds select by thresholds
         "loudness_lufs": F64,  # ITU-R BS.1770 integrated loudness; null when unmeasurable
         "silence_ratio": F64,

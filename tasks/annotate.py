@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from annotators.base import Request, annotator_for, get_annotator
 from mumu.config import Config
 from schemas.tables import ANNOTATIONS, table_from_rows
@@ -64,7 +66,10 @@ def music_captions_shard(store: Store, cfg: Config, clips: "ShardResult") -> "Sh
 def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str, only: list[str] | None = None):
     """Image or video captions for every clip of a clips shard (``only``: of these) that has that medium."""
     column = "image_path" if role == "image_caption" else "video_path"
-    clips = store.read_table(clips_part, columns=["clip_id", column, "tags"]).to_pylist()
+    medium = column[:-5]
+    # clips parts written before ``media_errors`` existed (or by hand) have no such column
+    extra = ["media_errors"] if "media_errors" in store.parquet_file(clips_part).schema_arrow.names else []
+    clips = store.read_table(clips_part, columns=["clip_id", column, "tags", *extra]).to_pylist()
     if only is not None:  # the shard's other clips are not in the dataset that needs this role
         keep = set(only)
         clips = [c for c in clips if c["clip_id"] in keep]
@@ -73,8 +78,11 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str, 
     batch = []
     for clip in clips:
         if not clip[column]:
-            failures.append({"item_id": clip["clip_id"], "stage": f"annotate/{role}", "reason": f"no_{column[:-5]}",
-                             "detail": f"the mirror has no {column[:-5]} for this clip"})
+            # a medium the clips stage found but refused says why, with that stage's reason
+            refused = json.loads(clip.get("media_errors") or "{}").get(medium)
+            failures.append({"item_id": clip["clip_id"], **refused} if refused else
+                            {"item_id": clip["clip_id"], "stage": f"annotate/{role}", "reason": f"no_{medium}",
+                             "detail": f"the mirror has no {medium} for this clip"})
             continue
         path = store.local_path(store.path(clip[column]))  # the tools open files by path
         req = Request(clip["clip_id"], role, tags=clip["tags"],

@@ -9,8 +9,8 @@ non-numeric times, unknown label ids) becomes a failure with its line number, ne
 from __future__ import annotations
 
 import csv
-import io
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -18,9 +18,28 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from tasks.parsing import csv_records
+
 YTID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
 LABEL_RE = re.compile(r"^/[a-z]/[0-9a-z_]+$")
 RESOURCES = resources.files("tasks") / "resources" / "audioset"
+# The longest YouTube video is 12 hours; AudioSet segments are 10 s. A time or a length beyond
+# these is a mangled row (``1e306`` would overflow the clip id), never a segment.
+MAX_TIME_S = 12 * 3600.0
+MAX_SEGMENT_S = 60.0
+
+
+def check_times(where: str, start_s: float, end_s: float, max_len: float = MAX_SEGMENT_S) -> str | None:
+    """Why ``start_s..end_s`` cannot be a segment (None when it can): finite, 0 <= start < end, bounded."""
+    if not (math.isfinite(start_s) and math.isfinite(end_s)):
+        return f"{where}: start/end {start_s}/{end_s} are not finite numbers"
+    if not (0 <= start_s < end_s):
+        return f"{where}: need 0 <= start < end, got {start_s}..{end_s}"
+    if end_s > MAX_TIME_S:
+        return f"{where}: end {end_s} s is beyond {MAX_TIME_S:.0f} s, longer than any YouTube video"
+    if end_s - start_s > max_len:
+        return f"{where}: segment of {end_s - start_s} s is longer than the {max_len:.0f} s allowed"
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,8 +90,10 @@ def read_segments(path: str | os.PathLike, text: str | None = None) -> tuple[lis
     segments: list[Segment] = []
     failures: list[dict] = []
     seen: set[tuple[str, float]] = set()
-    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
-    for lineno, row in enumerate(reader, start=1):
+    for lineno, row, why in csv_records(text, name, max_lines=1, skipinitialspace=True):
+        if why is not None:
+            failures.append(_fail(f"{name}:{lineno}", "malformed_row", why))
+            continue
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         first = row[0].strip()
@@ -93,8 +114,9 @@ def read_segments(path: str | os.PathLike, text: str | None = None) -> tuple[lis
         except ValueError:
             failures.append(_fail(where, "bad_time", f"{where}: start/end {start!r}/{end!r} are not numbers"))
             continue
-        if not (0 <= start_s < end_s):
-            failures.append(_fail(where, "bad_time", f"{where}: need 0 <= start < end, got {start_s}..{end_s}"))
+        bad_time = check_times(where, start_s, end_s)
+        if bad_time:
+            failures.append(_fail(where, "bad_time", bad_time))
             continue
         mids = tuple(m.strip() for m in labels.split(",") if m.strip())
         bad = [m for m in mids if not LABEL_RE.match(m) or m not in known]

@@ -3,15 +3,18 @@
 For each segment the mirror's audio is decoded, normalised (rate, channels) and cut to the
 clip length, then written as FLAC under ``media/audio/<clip_id>.flac``; the mirror's still and
 video, when present, are checked and copied under ``media/image`` and ``media/video``. The
-clips table row references each file by path and sha256.
+clips table row references each file by path and sha256. A bad still or video costs the clip
+only that medium: its path stays empty and its problem goes into ``media_errors``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Callable
 
 import pyarrow as pa
+from PIL import Image
 
 from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
@@ -21,6 +24,7 @@ from tasks.media import MediaError, check_image, decode_audio_bytes, fit_length,
 from tasks.quality import measure_quality, quality_verdict
 from tasks.store import Store, sha256_bytes
 
+CLIPS_STAGE = "clips/audioset"  # the stage name of tasks/ingest.clips_shard; media problems are "<it>/image" / "<it>/video"
 AUDIOSET_LICENCE = "YouTube video (original uploader's terms); AudioSet labels CC BY 4.0"
 
 
@@ -47,31 +51,76 @@ def ingest_segment(store: Store, cfg: Config, index: MirrorIndex, seg: Segment, 
     audio_rel = f"media/audio/{clip_id}.flac"
     audio_sha = store.write_bytes(store.path(audio_rel), flac_bytes(audio, a.sample_rate))
 
-    image_rel = image_sha = video_rel = video_sha = None
+    # A still or a video serves only MUImage / MUVideo: its problem never costs the clip its audio
+    # (MUCaps needs nothing else). It is kept in the row's ``media_errors``, and the caption stage
+    # of that medium turns it into that dataset's failure row (tasks/annotate.caption_visual_shard).
+    errors: dict[str, dict] = {}
+    image = video = (None, None)
     if found["image"]:
-        data = open(str(found["image"]), "rb").read()
-        check_image(data, os.path.basename(str(found["image"])))
-        ext = str(found["image"]).rsplit(".", 1)[-1].lower()
-        image_rel = f"media/image/{clip_id}.{ext}"
-        image_sha = store.write_bytes(store.path(image_rel), data)
+        image = attach_medium(errors, "image", lambda: _copy_still(store, cfg, str(found["image"]), clip_id))
     if found["video"] and not found["whole"]:
-        info = probe_video(str(found["video"]))
-        if info["duration_s"] < seconds - 0.5:
-            raise MediaError("too_short", f"{clip_id}: video lasts {info['duration_s']:.2f} s, {seconds:.2f} s expected")
-        data = open(str(found["video"]), "rb").read()
-        ext = str(found["video"]).rsplit(".", 1)[-1].lower()
-        video_rel = f"media/video/{clip_id}.{ext}"
-        video_sha = store.write_bytes(store.path(video_rel), data)
+        video = attach_medium(errors, "video", lambda: _copy_video(store, cfg, str(found["video"]), clip_id, seconds))
 
     meta = {"segment": seg.origin, "mirror_file": os.path.basename(str(found["audio"])), "split": split}
     if ground_truth:
         meta["ground_truth"] = ground_truth
     return clip_row(seg, seconds, audio_rel, audio_sha, cfg, licence, json.dumps(meta, sort_keys=True),
-                    image=(image_rel, image_sha), video=(video_rel, video_sha))
+                    image=image, video=video, media_errors=errors)
+
+
+def _read_medium(cfg: Config, path: str) -> bytes:
+    size = os.path.getsize(path)
+    if size > cfg.mirror.max_file_bytes:
+        raise MediaError("oversized_file", f"{os.path.basename(path)} is {size} bytes, over mirror.max_file_bytes "
+                                           f"({cfg.mirror.max_file_bytes})")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _copy_still(store: Store, cfg: Config, path: str, clip_id: str) -> tuple[str, str]:
+    data = _read_medium(cfg, path)
+    check_image(data, os.path.basename(path))
+    rel = f"media/image/{clip_id}.{path.rsplit('.', 1)[-1].lower()}"
+    return rel, store.write_bytes(store.path(rel), data)
+
+
+def _copy_video(store: Store, cfg: Config, path: str, clip_id: str, seconds: float) -> tuple[str, str]:
+    info = probe_video(path)
+    if info["duration_s"] < seconds - 0.5:
+        raise MediaError("video_too_short", f"{clip_id}: video lasts {info['duration_s']:.2f} s, {seconds:.2f} s expected")
+    data = _read_medium(cfg, path)
+    rel = f"media/video/{clip_id}.{path.rsplit('.', 1)[-1].lower()}"
+    return rel, store.write_bytes(store.path(rel), data)
+
+
+def medium_reason(medium: str, e: Exception) -> str:
+    """A reason code that names the medium (``image_too_large``, ``no_video_stream``,
+    ``video_too_short``, ``undecodable_image``...), never one an audio problem also uses."""
+    if isinstance(e, Image.DecompressionBombError):
+        return "image_too_large"
+    if not isinstance(e, MediaError):
+        return f"bad_{medium}"
+    if medium == "video" and "no video stream" in e.detail:  # an audio-only file (ffprobe finds no v:0)
+        return "no_video_stream"
+    return e.reason if medium in e.reason else f"{medium}_{e.reason}"
+
+
+def attach_medium(errors: dict[str, dict], medium: str, copy: Callable[[], tuple[str, str]],
+                  stage: str = CLIPS_STAGE) -> tuple[str | None, str | None]:
+    """Check and copy one medium -> (path, sha256); on a problem of the file (not of the machine:
+    a full disk still fails the shard) (None, None), with the problem in ``errors[medium]``."""
+    try:
+        return copy()
+    except Exception as e:
+        if is_environment_fault(e):
+            raise
+        detail = e.detail if isinstance(e, MediaError) else f"{type(e).__name__}: {e}"
+        errors[medium] = {"stage": f"{stage}/{medium}", "reason": medium_reason(medium, e), "detail": detail[:500]}
+        return None, None
 
 
 def clip_row(seg: Segment, seconds: float, audio_rel: str, audio_sha: str, cfg: Config, licence: str, meta: str,
-             image: tuple = (None, None), video: tuple = (None, None)) -> dict:
+             image: tuple = (None, None), video: tuple = (None, None), media_errors: dict | None = None) -> dict:
     """The clips-table row of an AudioSet segment, whatever kind of mirror it came from."""
     names = label_names()
     return {
@@ -82,6 +131,7 @@ def clip_row(seg: Segment, seconds: float, audio_rel: str, audio_sha: str, cfg: 
         "sample_rate": cfg.audio.sample_rate, "channels": cfg.audio.channels,
         "video_path": video[0], "video_sha256": video[1], "image_path": image[0], "image_sha256": image[1],
         "meta": meta,
+        "media_errors": json.dumps(media_errors, sort_keys=True) if media_errors else None,
     }
 
 

@@ -23,6 +23,7 @@ checked: a 0-byte or short file is a failure, never a success.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -39,7 +40,7 @@ from PIL import Image
 
 from mumu.config import Config, DownloadSpec
 from tasks.audioset import Segment
-from tasks.media import MediaError, fit_length, flac_bytes, load_audio, probe_video
+from tasks.media import MediaError, fit_length, flac_bytes, load_audio, probe_video, run_ffmpeg
 
 PERMANENT = [
     ("private", r"private video|video is private"),
@@ -196,12 +197,11 @@ def sharpest_frame(video_path: str, duration: float, out_jpg: str, frames: int =
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(frames):
             t = duration * (0.3 + 0.4 * k / max(frames - 1, 1))
-            png = os.path.join(tmp, f"{k}.png")
-            subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", f"{t:.3f}", "-i", video_path,
-                            "-frames:v", "1", png], capture_output=True)
-            if not os.path.exists(png):
+            proc = run_ffmpeg(video_path, ["-ss", f"{t:.3f}"], ["-frames:v", "1", "-f", "image2pipe", "-c:v", "png", "pipe:1"],
+                              timeout=120, reason="undecodable_video")
+            if proc.returncode != 0 or not proc.stdout:
                 continue
-            img = Image.open(png).convert("RGB")
+            img = Image.open(io.BytesIO(proc.stdout)).convert("RGB")
             grey = np.asarray(img.convert("L"), dtype=np.float32)
             score = float(laplace(grey).var())
             if best is None or score > best[0]:

@@ -45,6 +45,7 @@ from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
 from tasks.faults import is_environment_fault
 from tasks.media import MediaError, flac_bytes, load_audio
+from tasks.parsing import csv_dict_records, load_json
 from tasks.safe_paths import safe_join
 from tasks.store import Store
 
@@ -129,23 +130,39 @@ def normalise_item(raw: dict, base_dir: str | None = None) -> dict:
     return item
 
 
-def _rows_from_file(path: str) -> list:
+def _rows_from_file(path: str) -> tuple[list, list[dict]]:
+    """A manifest's rows and failure rows for the records that cannot be read (parsed per record)."""
     with open(path, "rb") as f:
         data = f.read()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from e
-    if path.lower().endswith((".json", ".jsonl")):
-        if path.lower().endswith(".jsonl"):
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
+    name = os.path.basename(path)
+    rows, failures = [], []
+    if path.lower().endswith(".jsonl"):
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(load_json(line, f"{name}:{lineno}"))
+                except ValueError as e:
+                    failures.append({"item_id": f"lm-{name[:60]}:{lineno}", "stage": "clips",
+                                     "reason": "bad_metadata", "detail": str(e)})
+        return rows, failures
+    if path.lower().endswith(".json"):
+        data = load_json(text, name)
         if isinstance(data, dict) and isinstance(data.get("loops"), list):
             data = data["loops"]
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a JSON list of loops")
-        return data
-    return list(csv.DictReader(io.StringIO(text)))
+        return data, failures
+    for lineno, row, why in csv_dict_records(text, name):
+        if why is not None:
+            failures.append({"item_id": f"lm-{name[:60]}:{lineno}", "stage": "clips", "reason": "malformed_row",
+                             "detail": why})
+        else:
+            rows.append(row)
+    return rows, failures
 
 
 def _collect(rows: list, base_dir: str) -> tuple[list[dict], list[dict]]:
@@ -171,7 +188,9 @@ def _collect(rows: list, base_dir: str) -> tuple[list[dict], list[dict]]:
 def read_manifest(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
     """A CSV / JSON / JSONL manifest -> (loop items sorted by id, failure rows for bad entries)."""
     path = os.fspath(path)
-    return _collect(_rows_from_file(path), os.path.dirname(os.path.abspath(path)))
+    rows, bad = _rows_from_file(path)
+    items, failures = _collect(rows, os.path.dirname(os.path.abspath(path)))
+    return items, bad + failures
 
 
 def read_folder(folder: str | os.PathLike) -> tuple[list[dict], list[dict]]:
@@ -184,7 +203,9 @@ def read_folder(folder: str | os.PathLike) -> tuple[list[dict], list[dict]]:
     folder = os.path.realpath(os.fspath(folder))
     for name in ("metadata.csv", "metadata.json", "metadata.jsonl"):
         if os.path.isfile(os.path.join(folder, name)):
-            return _collect(_rows_from_file(os.path.join(folder, name)), folder)
+            rows, bad = _rows_from_file(os.path.join(folder, name))
+            items, failures = _collect(rows, folder)
+            return items, bad + failures
     rows, failures = [], []
     for name in sorted(os.listdir(folder)):
         stem, ext = os.path.splitext(name)
@@ -197,7 +218,7 @@ def read_folder(folder: str | os.PathLike) -> tuple[list[dict], list[dict]]:
             continue
         try:
             with open(sidecar, "rb") as f:
-                meta = json.loads(f.read().decode("utf-8-sig"))
+                meta = load_json(f.read(), f"{stem}.json")
             if not isinstance(meta, dict):
                 raise ValueError("expected a JSON object")
         except (ValueError, UnicodeDecodeError) as e:

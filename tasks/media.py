@@ -32,12 +32,78 @@ class MediaError(Exception):
         self.detail = detail
 
 
+# The one entry point for running ffmpeg / ffprobe on an untrusted file. Decoders read only the
+# bytes they are given: the file is passed as ``file:<abs path>`` (a name starting with ``-`` or
+# holding ``:`` is never an option or a protocol), no protocol but ``file`` is allowed (no http,
+# concat:, subfile, tee, rtp...), and only real container demuxers may open it (no hls, concat,
+# dash, sdp, image2 patterns, playlists). Text playlists are refused before ffmpeg runs.
+ALLOWED_DEMUXERS = ("mov", "matroska", "ogg", "flac", "wav", "mp3", "aac", "aiff", "caf", "w64", "avi", "mpegts")
+_TEXT_MARKERS = (b"#extm3u", b"#ext", b"ffconcat", b"<?xml", b"<mpd", b"<smil", b"[playlist]", b"v=0", b"file ",
+                 b"file:", b"http:", b"https:", b"concat:", b"#!")
+FFMPEG_TIMEOUT_S = 600
+
+
+def sniff_refusal(head: bytes) -> str | None:
+    """Why the first bytes of a media file name a playlist / list / manifest instead of media, or None."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    for m in _TEXT_MARKERS:
+        if text.startswith(m):
+            return f"starts with {m.decode()!r} (a playlist, list or manifest, not media)"
+    return None
+
+
+def check_container(path: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise MediaError("missing_media", f"{os.path.basename(path)}: {e}") from e
+    why = sniff_refusal(head)
+    if why:
+        raise MediaError("unsupported_container", f"{os.path.basename(path)} {why}")
+
+
+def ffmpeg_input_args(path: str) -> list[str]:
+    """The input arguments for an untrusted file: sniffed, file protocol only, container demuxers only."""
+    check_container(path)
+    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(ALLOWED_DEMUXERS),
+            "-i", "file:" + os.path.abspath(path)]
+
+
+def _refused(stderr: bytes) -> bool:
+    return b"not on whitelist" in stderr
+
+
+def run_ffmpeg(path: str, before: list[str], after: list[str], timeout: float = FFMPEG_TIMEOUT_S,
+               reason: str = "undecodable_media") -> subprocess.CompletedProcess:
+    """ffmpeg ``before`` <restricted input> ``after``; MediaError ``unsupported_container`` when the input
+    is not a container we allow, ``reason`` on a timeout."""
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", *before, *ffmpeg_input_args(path), *after]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise MediaError(reason, f"ffmpeg timed out after {timeout} s on {os.path.basename(path)}") from e
+    if _refused(proc.stderr):
+        raise MediaError("unsupported_container", f"{os.path.basename(path)}: {proc.stderr.decode(errors='replace').strip()[:300]}")
+    return proc
+
+
+def run_ffprobe(path: str, args: list[str], timeout: float = 60, reason: str = "undecodable_video") -> subprocess.CompletedProcess:
+    inp = ffmpeg_input_args(path)
+    cmd = ["ffprobe", "-v", "error", *inp[:-2], *args, inp[-1]]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise MediaError(reason, f"ffprobe timed out on {os.path.basename(path)}") from e
+    if _refused(proc.stderr):
+        raise MediaError("unsupported_container", f"{os.path.basename(path)}: {proc.stderr.decode(errors='replace').strip()[:300]}")
+    return proc
+
+
 def _ffmpeg_decode(path: str, sample_rate: int, channels: int, offset: float, duration: float | None) -> np.ndarray:
-    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-ss", f"{offset}", "-i", path]
-    if duration is not None:
-        cmd += ["-t", f"{duration}"]
-    cmd += ["-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sample_rate), "-"]
-    proc = subprocess.run(cmd, capture_output=True)
+    after = ["-t", f"{duration}"] if duration is not None else []
+    after += ["-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sample_rate), "pipe:1"]
+    proc = run_ffmpeg(path, ["-ss", f"{offset}"], after, reason="undecodable_audio")
     if proc.returncode != 0:
         raise MediaError("undecodable_audio", f"ffmpeg could not decode {os.path.basename(path)}: {proc.stderr.decode(errors='replace').strip()[:300]}")
     data = np.frombuffer(proc.stdout, dtype=np.float32)
@@ -97,6 +163,9 @@ def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
 
 def decode_audio_bytes(data: bytes) -> tuple[np.ndarray, int]:
+    why = sniff_refusal(data[:64])
+    if why:
+        raise MediaError("unsupported_container", f"audio bytes {why}")
     try:
         y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
@@ -119,12 +188,8 @@ def ffprobe_video(path: str, stream_entries: str, timeout: float = 60) -> tuple[
     """ffprobe the first video stream of ``path`` for ``stream_entries`` (e.g. "width,height")
     -> (stream, format); MediaError ``undecodable_video`` when ffprobe fails or finds no video."""
     name = os.path.basename(path)
-    try:
-        proc = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-                               f"stream={stream_entries}:format=duration", "-of", "json", path],
-                              capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise MediaError("undecodable_video", f"ffprobe timed out on {name}") from e
+    proc = run_ffprobe(path, ["-select_streams", "v:0", "-show_entries", f"stream={stream_entries}:format=duration",
+                              "-of", "json"], timeout=timeout)
     if proc.returncode != 0:
         raise MediaError("undecodable_video", f"{name}: {proc.stderr.decode(errors='replace').strip()[:300]}")
     info = json.loads(proc.stdout or b"{}")
@@ -145,12 +210,15 @@ def check_video_bytes(data: bytes, name: str = "video") -> dict:
     """Decode a video held in memory (a dataset cell) far enough to trust it."""
     import tempfile
 
+    why = sniff_refusal(data[:64])
+    if why:
+        raise MediaError("unsupported_container", f"{name}: video bytes {why}")
     with tempfile.NamedTemporaryFile(suffix=".mp4") as tmp:
         tmp.write(data)
         tmp.flush()
         info = probe_video(tmp.name)
-        proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", tmp.name, "-map", "0:v:0", "-frames:v", "1",
-                               "-f", "null", "-"], capture_output=True)
+        proc = run_ffmpeg(tmp.name, [], ["-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"], timeout=120,
+                          reason="undecodable_video")
         if proc.returncode != 0 or proc.stderr.strip():
             raise MediaError("undecodable_video", f"{name}: {proc.stderr.decode(errors='replace').strip()[:300]}")
     return info

@@ -19,7 +19,7 @@ import pyarrow.dataset as pads
 
 from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
-from tasks.audioset import LABEL_RE, YTID_RE, Segment, label_names
+from tasks.audioset import LABEL_RE, MAX_SEGMENT_S, YTID_RE, Segment, check_times, label_names
 from tasks.media import MediaError, fit_length, flac_bytes, load_audio
 from tasks.store import Store
 
@@ -29,10 +29,17 @@ def mirror_files(paths: list[str]) -> list[str]:
     out: list[str] = []
     for p in paths:
         if os.path.isdir(p):
-            out += sorted(glob.glob(os.path.join(p, "**", "*.parquet"), recursive=True))
-            out += sorted(glob.glob(os.path.join(p, "**", "*.arrow"), recursive=True))
+            # the folder is listed literally (tasks.store.list_files), never expanded as a glob
+            import fsspec
+
+            from tasks.store import list_files
+
+            local = fsspec.filesystem("file")
+            for ext in ("*.parquet", "*.arrow"):  # hidden files and folders skipped, as glob's ** did
+                out += [f for f in list_files(local, p, ext, recursive=True)
+                        if not any(c.startswith(".") for c in os.path.relpath(f, p).split(os.sep))]
         else:
-            out += sorted(glob.glob(p)) or [p]
+            out += [p] if os.path.exists(p) else (sorted(glob.glob(p)) or [p])  # an existing file is literal
     missing = [p for p in out if not os.path.exists(p)]
     if missing or not out:
         raise FileNotFoundError(f"no Parquet/Arrow mirror files at {missing or paths}")
@@ -65,8 +72,12 @@ def plan_parquet_mirror(cfg: Config) -> tuple[list[dict], list[dict]]:
             try:
                 start = float(row[cols["start"]])
                 end = float(row[cols["end"]]) if cols.get("end") in row and row[cols["end"]] is not None else start + cfg.audio.clip_seconds
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 failures.append(_fail(where, "bad_time", f"{where}: start/end are not numbers"))
+                continue
+            bad_time = check_times(where, start, end, max(MAX_SEGMENT_S, cfg.audio.clip_seconds))
+            if bad_time:
+                failures.append(_fail(where, "bad_time", bad_time))
                 continue
             if not YTID_RE.match(ytid):
                 failures.append(_fail(where, "bad_youtube_id", f"{where}: {ytid!r} is not an 11-character YouTube id"))
@@ -74,6 +85,10 @@ def plan_parquet_mirror(cfg: Config) -> tuple[list[dict], list[dict]]:
             labels = row.get(cols.get("labels") or "") or []
             if isinstance(labels, str):
                 labels = [m.strip() for m in labels.split(",") if m.strip()]
+            if not isinstance(labels, (list, tuple)) or not all(isinstance(m, str) for m in labels):
+                failures.append(_fail(where, "unknown_label", f"{where}: labels must be a string or a list of strings, "
+                                                             f"got {str(labels)[:200]!r}"))
+                continue
             bad = [m for m in labels if not LABEL_RE.match(m) or m not in known]
             if bad:
                 failures.append(_fail(where, "unknown_label", f"{where}: label ids not in the AudioSet ontology: {bad}"))

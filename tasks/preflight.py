@@ -59,6 +59,9 @@ def _must_exist(setting: str, path: str | None, host: str, kind: str = "any") ->
     ok = {"file": os.path.isfile, "dir": os.path.isdir}.get(kind, os.path.exists)(path)
     if not ok:
         what = {"file": "file", "dir": "folder"}.get(kind, "path")
+        if os.path.exists(path):
+            actual = "a folder" if os.path.isdir(path) else "a file"
+            raise PreflightError(f"{setting}: {path} on host {host} is {actual}; a {what} is needed")
         raise PreflightError(f"{setting}: {what} {path} does not exist on host {host}")
     if not os.access(path, os.R_OK):
         raise PreflightError(f"{setting}: {path} cannot be read on host {host}")
@@ -78,7 +81,7 @@ def check_sources(cfg: Config, sources: tuple[str, ...], host: str) -> None:
             _must_exist("mirror.segments_csv", p, host, "file")
         _must_exist("mirror.media_dir", m.media_dir, host, "dir")
         for p in _local_paths(m.parquet):
-            if not glob.glob(p):
+            if not (os.path.exists(p) or glob.glob(p)):  # an existing path is literal; else a pattern
                 raise PreflightError(f"mirror.parquet: nothing matches {p} on host {host}")
     if LOOPERMAN in sources and SLAKH in sources and not (
             cfg.looperman.manifest or cfg.looperman.folder or cfg.slakh.root or cfg.mirror.sample):

@@ -220,7 +220,7 @@ def assemble_dataset(store: Store, spec: DatasetSpec, parts: list[str], out_dir:
                          "tasks": dict(sorted(Counter(r.task for r in rows).items())),
                          "task_seconds": _task_seconds(rows)}
 
-    for old in store.glob(posixpath.join(out_dir, "data", "*.parquet")):
+    for old in store.list(posixpath.join(out_dir, "data"), "*.parquet"):  # literal folder: never a sibling's files
         if old not in written:
             store.rm(old)
     return splits, targets

@@ -27,7 +27,7 @@ from tasks.store import Store
 
 
 # Bumped whenever the layout of a stage's output changes, so older outputs are redone, not misread.
-FORMAT_VERSION = 4  # 3: records carry per-role provenance (`roles`); 4: annotations carry `clap_score`
+FORMAT_VERSION = 5  # 3: records carry per-role provenance (`roles`); 4: annotations carry `clap_score`; 5: clips carry `media_errors`
 
 
 @dataclass

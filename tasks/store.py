@@ -14,6 +14,7 @@ Two rules make reruns safe:
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import json
@@ -27,11 +28,53 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 TMP_PREFIX = ".tmp-"
+CHAIN_SEPARATOR = "::"
+
+
+class StoreRootError(ValueError):
+    """A data root the store refuses, in one line that names ``data_root``."""
+
+
+def check_root(root: str) -> str:
+    """``root`` if it is a usable data root; a chained fsspec URL (``a::b``) is refused, because
+    fsspec would read and write the last link of the chain, somewhere other than the path named."""
+    if CHAIN_SEPARATOR in str(root):
+        raise StoreRootError(f"data_root: {str(root)!r} contains '::' (an fsspec chain separator, which would "
+                             "write somewhere else); give a plain local path or one URL such as s3://bucket/prefix")
+    return str(root)
+
+
+def list_files(fs, folder: str, pattern: str = "*", recursive: bool = False) -> list[str]:
+    """Files in ``folder`` whose base name matches ``pattern``, sorted.
+
+    The folder is taken literally: it is listed (``fs.ls`` / ``fs.find``), never expanded as a
+    pattern, so a folder named ``ro[ot]*x`` lists only itself and never a sibling such as
+    ``rootAx``. Only the base names are matched against ``pattern`` (``fnmatch``, case-sensitive).
+    A missing folder lists nothing."""
+    folder = folder.rstrip("/") or "/"
+    try:
+        if not fs.isdir(folder):
+            return []
+        if recursive:
+            found = fs.find(folder, withdirs=False)
+        else:
+            found = [e["name"] for e in fs.ls(folder, detail=True) if e.get("type") != "directory"]
+    except FileNotFoundError:
+        return []
+    prefix = folder if folder.endswith("/") else folder + "/"
+    out = []
+    for p in found:
+        p = p.rstrip("/")
+        if not p.startswith(prefix.lstrip("/")) and not p.startswith(prefix):
+            continue  # an implementation that answered with something outside the folder
+        if fnmatch.fnmatchcase(posixpath.basename(p), pattern):
+            out.append(p)
+    return sorted(out)
 
 
 class Store:
     def __init__(self, root: str):
-        self.fs, root_path = fsspec.core.url_to_fs(str(root))
+        self.fs, root_path = fsspec.core.url_to_fs(check_root(root))
         self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         self.root = root_path.rstrip("/") or "/"
         self.url = str(root)
@@ -119,8 +162,10 @@ class Store:
     def exists(self, path: str) -> bool:
         return self.fs.exists(path)
 
-    def glob(self, pattern: str) -> list[str]:
-        return sorted(self.fs.glob(pattern))
+    def list(self, folder: str, pattern: str = "*", recursive: bool = False) -> list[str]:
+        """Files in the literal ``folder`` whose base name matches ``pattern`` (see ``list_files``);
+        the store never expands a path as a glob."""
+        return list_files(self.fs, folder, pattern, recursive)
 
     def makedirs(self, path: str) -> None:
         self.fs.makedirs(path, exist_ok=True)
@@ -129,8 +174,29 @@ class Store:
         return int(self.fs.size(path))
 
     def rm(self, path: str, recursive: bool = False) -> None:
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=recursive)
+        """Delete ``path`` (a folder only with ``recursive``), taken literally: fsspec's ``rm`` expands
+        glob characters on most file systems (memory, s3), so only literal calls are made here."""
+        if not self.fs.exists(path):
+            return
+        if not self.fs.isdir(path):
+            self.fs.rm_file(path)
+        elif not recursive:
+            raise IsADirectoryError(f"{path} is a folder")
+        elif self.is_local:
+            self.fs.rm(path, recursive=True)  # LocalFileSystem.rm is literal (shutil.rmtree)
+        else:
+            for p in sorted(self.fs.find(path, withdirs=True), reverse=True):  # children before parents
+                if self.fs.isdir(p):
+                    try:
+                        self.fs.rmdir(p)
+                    except (OSError, NotImplementedError):
+                        pass  # object stores have no real folders
+                else:
+                    self.fs.rm_file(p)
+            try:
+                self.fs.rmdir(path)
+            except (OSError, NotImplementedError):
+                pass
 
     # reads ---------------------------------------------------------------------------------
     def read_bytes(self, path: str) -> bytes:
@@ -153,7 +219,12 @@ class Store:
         return posixpath.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:12]}-{name}")
 
     def commit(self, tmp: str, path: str) -> None:
-        self.fs.mv(tmp, path)
+        """Rename ``tmp`` to ``path``, literally (the generic fsspec ``mv`` expands globs)."""
+        if self.is_local:
+            self.fs.mv(tmp, path)  # LocalFileSystem.mv is os-level and literal
+        else:
+            self.fs.cp_file(tmp, path)
+            self.fs.rm_file(tmp)
 
     def open_atomic(self, path: str) -> "AtomicWriter":
         return AtomicWriter(self, path)
@@ -179,7 +250,7 @@ class Store:
             return 0
         for p in self.fs.find(folder):
             if posixpath.basename(p).startswith(TMP_PREFIX):
-                self.fs.rm(p)
+                self.fs.rm_file(p)
                 n += 1
         return n
 
@@ -228,7 +299,7 @@ class AtomicWriter:
         if exc_type is None:
             self.store.commit(self.tmp, self.path)
         else:
-            self.store.fs.rm(self.tmp)
+            self.store.fs.rm_file(self.tmp)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -1,0 +1,163 @@
+"""Per-item parsing of untrusted text: CSV records and JSON documents with bounds.
+
+One bad record never ends a file: ``csv_records`` yields each record with its line number, or a
+failure for a record that cannot be read. A quote left open would otherwise swallow every row
+after it (or end the whole file with ``field larger than field limit``); here a record may span at
+most ``max_lines`` physical lines and hold fields of at most ``max_field`` characters, and when it
+does not, its first line is reported and reading resumes on the next line, so the rows the quote
+swallowed are read on their own. ``load_json`` caps the size and the nesting depth (a deeply
+nested document ends in ``RecursionError`` inside ``json``) and raises ``ValueError`` for all of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+
+MAX_FIELD_CHARS = 65536
+MAX_JSON_BYTES = 16 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+
+
+class _Lines:
+    """Feeds lines to csv.reader, stopping when one record runs past ``max_lines`` lines."""
+
+    def __init__(self, lines: list[str], start: int, max_lines: int, max_field: int):
+        self.lines, self.pos, self.max_lines, self.max_field = lines, start, max_lines, max_field
+        self.record_start = start
+        self.overrun = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        fed = self.pos - self.record_start
+        if fed >= self.max_lines or sum(len(x) for x in self.lines[self.record_start:self.pos]) > self.max_field:
+            self.overrun = True
+            raise StopIteration
+        line = self.lines[self.pos]
+        self.pos += 1
+        return line
+
+
+def csv_records(text: str, name: str, max_lines: int = 1, max_field: int = MAX_FIELD_CHARS,
+                suspect=None, **fmt) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """Yield ``(line number, fields, None)`` per record, or ``(line number, None, why)`` for a bad one.
+
+    ``max_lines`` is how many physical lines one record may span (1 for formats that never hold
+    newlines in a field, more where quoted fields may). ``suspect(fields, n_lines)``, when given,
+    marks a record that spans lines but cannot be right (e.g. the wrong field count) as a quote
+    that swallowed lines: it is reported the same way and reading resumes on its next line.
+    """
+    fmt.setdefault("strict", True)  # a quote still open at the end of the text is an error, not a field
+    lines = text.splitlines(keepends=True)
+    pos = 0
+    while pos < len(lines):
+        feed = _Lines(lines, pos, max_lines, max_field)
+        reader = csv.reader(feed, **fmt)
+        bad: str | None = None
+        while True:
+            feed.record_start = feed.pos
+            try:
+                row = next(reader)
+            except StopIteration:
+                if feed.overrun:
+                    bad = "overrun"
+                break
+            except csv.Error as e:
+                bad = str(e)
+                break
+            if feed.overrun:
+                bad = "overrun"
+                break
+            if any(len(c) > max_field for c in row):
+                bad = f"a field longer than {max_field} characters"
+                break
+            if suspect is not None and feed.pos - feed.record_start > 1 and suspect(row, feed.pos - feed.record_start):
+                bad = "overrun"
+                break
+            yield feed.record_start + 1, row, None
+        if bad is None:
+            return
+        lineno = feed.record_start + 1
+        if '"' in lines[feed.record_start] or bad == "overrun" or "field limit" in bad:
+            why = (f"{name}:{lineno}: an unterminated quote at line {lineno} may have swallowed the rows after it "
+                   f"(a record may span at most {max_lines} line(s) and {max_field} characters); "
+                   f"line {lineno} is skipped and the following lines are read on their own")
+        else:
+            why = f"{name}:{lineno}: unreadable CSV record: {bad}"
+        yield lineno, None, why
+        pos = feed.record_start + 1
+
+
+def csv_dict_records(text: str, name: str, max_lines: int = 50, max_field: int = MAX_FIELD_CHARS,
+                     **fmt) -> Iterator[tuple[int, dict | None, str | None]]:
+    """Like ``csv.DictReader`` over ``csv_records``: the first good record is the header."""
+    header: list[str] | None = None
+
+    def suspect(row, n_lines):
+        return header is not None and len(row) != len(header)
+
+    for lineno, row, why in csv_records(text, name, max_lines, max_field, suspect=suspect, **fmt):
+        if why is not None:
+            yield lineno, None, why
+            continue
+        if not row:
+            continue
+        if header is None:
+            header = row
+            continue
+        d = dict(zip(header, row))
+        for k in header[len(row):]:
+            d[k] = None
+        if len(row) > len(header):
+            d[None] = row[len(header):]
+        yield lineno, d, None
+
+
+def _depth(text: str, max_depth: int) -> int:
+    """Deepest bracket nesting outside strings (a linear scan, no recursion)."""
+    depth = deepest = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > max_depth:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def load_json(data: bytes | str, name: str, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH):
+    """Parse untrusted JSON; ``ValueError`` (with ``name``) for too large, too deep, not UTF-8 or invalid."""
+    size = len(data)
+    if size > max_bytes:
+        raise ValueError(f"{name}: {size} bytes of JSON, more than the limit of {max_bytes}")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if _depth(data, max_depth) > max_depth:
+        raise ValueError(f"{name}: JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError(f"{name}: JSON nested too deeply to parse") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name}: invalid JSON: {e}") from None
