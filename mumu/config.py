@@ -381,6 +381,25 @@ class RunnerSpec(Section):
     gpu_workers: int | None = Field(None, ge=0)
 
 
+class LimitsSpec(Section):
+    """What one untrusted item may cost. An item over a bound is that item's failure row, with a
+    detail naming the setting (``limits.<name>``); the rest of the build goes on."""
+
+    # nodes of a metadata.yaml once its aliases are expanded (a 1 KB "billion laughs" is millions)
+    max_yaml_nodes: int = Field(20_000, ge=1)
+    # bytes a release tarball (Slakh) may extract in all, and extracted bytes per tarball byte
+    max_extracted_bytes: int = Field(2 * 1024**4, ge=1)
+    max_extract_ratio: float = Field(100.0, gt=1)
+    # seconds of audio FluidSynth may render from one MIDI file (a 65-byte file can name hours)
+    max_rendered_seconds: float = Field(1200.0, gt=0)
+    # a still's width x height, read from its header before it is decoded (PIL's own bomb guard
+    # lets 9000 x 9000 through; captioning that takes gigabytes)
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    # a video attached to a clip may last at most the clip's length plus this (a one-hour video is
+    # not a ten-second segment's)
+    max_video_excess_s: float = Field(5.0, ge=0)
+
+
 class Config(Section):
     profile: str = "sample"
     data_root: str = "data/sample"
@@ -403,6 +422,7 @@ class Config(Section):
     caption_gate: CaptionGateSpec = CaptionGateSpec()
     pools: PoolSpec = PoolSpec()
     runner: RunnerSpec = RunnerSpec()
+    limits: LimitsSpec = LimitsSpec()
 
     @field_validator("data_root")
     @classmethod

@@ -15,7 +15,7 @@ from tasks.draws import Draw, draw_datasets
 from tasks.selection import SelectionReport, select_segments
 from tasks.clips import AUDIOSET_LICENCE, ingest_audioset_shard, with_quality
 from tasks.stage import ShardResult, chunk, run_shard
-from tasks.store import Store, fingerprint_of
+from tasks.store import Store, file_identity, fingerprint_of
 
 SAMPLE_CORPUS_DIR = "corpus/audioset"
 SAMPLE_LICENCE = "synthetic sample corpus (rendered from generated MIDI); AudioSet ontology label ids CC BY-SA 4.0"
@@ -117,13 +117,34 @@ def work_shards(items: list[dict], cfg: Config) -> list[list[dict]]:
 
 
 def clips_fingerprint(cfg: Config, mirror: Mirror, items: list[dict]) -> str:
+    """The shard's inputs: its segments, the settings, and what each input file is (size and
+    modification time), so a clip fixed, added, replaced or removed in the mirror is rebuilt."""
     # the sample corpus is named by its place in the store, so copies of a data root agree
     if mirror.is_sample:
         where = SAMPLE_CORPUS_DIR
     else:
         where = [os.path.abspath(p) for p in mirror.parquet] or os.path.abspath(str(mirror.media_dir))
     return fingerprint_of("clips/audioset", items, cfg.audio.model_dump(), cfg.mirror.model_dump(), cfg.quality.model_dump(),
-                          where, mirror.licence)
+                          where, mirror.licence, cfg.limits.model_dump(), input_identities(cfg, mirror, items))
+
+
+def input_identities(cfg: Config, mirror: Mirror, items: list[dict]) -> list:
+    """Per item, the identity (``tasks.store.file_identity``) of each media file it is built from."""
+    if mirror.parquet:
+        files = sorted({it["file"] for it in items})
+        return [[os.path.basename(f), file_identity(f)] for f in files]
+    from tasks.clips import mirror_index
+
+    try:
+        index = mirror_index(cfg, str(mirror.media_dir))
+    except FileNotFoundError:
+        return []  # the shard's work reports the missing folder
+    out = []
+    for it in items:
+        found = index.lookup(Segment.from_item(it)) or {}
+        out.append([it["clip_id"], {k: [os.path.basename(str(v)), file_identity(str(v), not mirror.is_sample)]
+                                    for k, v in sorted(found.items()) if k != "whole" and v}])
+    return out
 
 
 def clips_shard(store: Store, cfg: Config, mirror: Mirror, shard: int, items: list[dict]) -> ShardResult:
@@ -182,8 +203,11 @@ def loop_clips_shard(store: Store, cfg: Config, shard: int, items: list[dict]) -
     portable = [{**it, "file": os.path.relpath(it["file"], store.local_root)}
                 if str(it.get("file") or "").startswith(store.local_root + "/")
                 else it for it in items]
+    # and what each local loop file is: a replaced or fixed loop is rebuilt (in-store files: size only)
+    identity = [file_identity(it["file"], not str(it["file"]).startswith(store.local_root + "/"))
+                if isinstance(it.get("file"), str) and it["file"] else None for it in items]
     fp = fingerprint_of("clips/looperman", portable, cfg.audio.model_dump(), cfg.looperman.model_dump(),
-                        cfg.quality.model_dump())
+                        cfg.quality.model_dump(), cfg.limits.model_dump(), identity)
 
     def work():
         table, failures = ingest_looperman_shard(store, cfg, items)

@@ -76,15 +76,17 @@ def _refused(stderr: bytes) -> bool:
 
 def run_ffmpeg(path: str, before: list[str], after: list[str], timeout: float = FFMPEG_TIMEOUT_S,
                reason: str = "undecodable_media") -> subprocess.CompletedProcess:
-    """ffmpeg ``before`` <restricted input> ``after``; MediaError ``unsupported_container`` when the input
-    is not a container we allow, ``reason`` on a timeout."""
+    """ffmpeg ``before`` <restricted input> ``after``. MediaError ``unsupported_container`` when the input's
+    first bytes are a playlist or list; ``reason`` (the medium's undecodable_*) when ffmpeg finds no container
+    it may open (a JPEG named .flac, a playlist the sniff missed) or times out."""
     cmd = ["ffmpeg", "-nostdin", "-v", "error", *before, *ffmpeg_input_args(path), *after]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         raise MediaError(reason, f"ffmpeg timed out after {timeout} s on {os.path.basename(path)}") from e
     if _refused(proc.stderr):
-        raise MediaError("unsupported_container", f"{os.path.basename(path)}: {proc.stderr.decode(errors='replace').strip()[:300]}")
+        raise MediaError(reason, f"{os.path.basename(path)} is not a container we decode: "
+                                 f"{proc.stderr.decode(errors='replace').strip()[:300]}")
     return proc
 
 
@@ -96,7 +98,8 @@ def run_ffprobe(path: str, args: list[str], timeout: float = 60, reason: str = "
     except subprocess.TimeoutExpired as e:
         raise MediaError(reason, f"ffprobe timed out on {os.path.basename(path)}") from e
     if _refused(proc.stderr):
-        raise MediaError("unsupported_container", f"{os.path.basename(path)}: {proc.stderr.decode(errors='replace').strip()[:300]}")
+        raise MediaError(reason, f"{os.path.basename(path)} is not a container we decode: "
+                                 f"{proc.stderr.decode(errors='replace').strip()[:300]}")
     return proc
 
 

@@ -306,6 +306,17 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_identity(path: str | os.PathLike, with_mtime: bool = True) -> list[int] | None:
+    """What a local input file is, for a fingerprint: ``[size, mtime_ns]``, or ``[size]`` for files
+    the build itself wrote (copies of a data root agree); None when it is absent. A file fixed,
+    re-downloaded, replaced or removed in a mirror changes it, so the shards holding it are redone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns] if with_mtime else [st.st_size]
+
+
 def fingerprint_of(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
