@@ -73,6 +73,8 @@ def audioset_case(tmp_path_factory, corpus_template, prefect_harness):
         os.remove(m / "tmp.wav")
 
     case("mp3aswav001", "ok", mp3_named_wav)
+    case("afteropenq1", "ok", lambda m, s: sf.write(m / f"{s}.flac", tone(10.0), SR))
+    after_quote = lines.pop()  # written right after the row whose quote is left open
 
     def corrupt_video(m, s):
         sf.write(m / f"{s}.flac", tone(10.0), SR)
@@ -88,8 +90,18 @@ def audioset_case(tmp_path_factory, corpus_template, prefect_harness):
     case("shortvideo1", "ok", short_video)
     case("badimage001", "ok", lambda m, s: (sf.write(m / f"{s}.flac", tone(10.0), SR),
                                                             (m / f"{s}.jpg").write_bytes(b"\xff\xd8\xff garbage"))[0])
+    # media that point elsewhere: a playlist and a concat list naming an audio file outside the inputs
+    outside = root.parent / "outside.wav"
+    sf.write(outside, tone(12.0), SR)
+    case("playlisthls", "unsupported_container", lambda m, s: (m / f"{s}.flac").write_text(
+        f"#EXTM3U\n#EXTINF:12,\nfile://{outside}\n#EXT-X-ENDLIST\n"))
+    case("concatlist1", "unsupported_container", lambda m, s: (m / f"{s}.wav").write_text(
+        f"ffconcat version 1.0\nfile '{outside}'\n"))
     with open(base / "balanced_train_segments.csv", "a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
+        # one bad item never stops the build: a time of 1e306, and a quote left open, whose next row is still read
+        f.write('hugetime001, 1e306, 1e306, "/m/04rlf"\n')
+        f.write('openquote01, 30.000, 40.000, "/m/04rlf\n' + after_quote + "\n")
         f.write('#NAME?, 30.000, 40.000, "/m/04rlf"\n')
         f.write('nosuchlabel, 30.000, 40.000, "/m/04rlf,/m/doesnotexist"\n')
         f.write("fieldsmissin, 30.000\n")
@@ -119,6 +131,9 @@ def test_every_bad_clip_has_its_reason_and_every_valid_clip_is_built(audioset_ca
     reasons = out["stats"]["failures_by_reason"]
     for r in ("bad_youtube_id", "unknown_label", "malformed_row", "bad_time"):
         assert reasons.get(r, 0) >= 1, r
+    assert reasons["bad_time"] >= 2  # "thirty" and 1e306
+    details = [f["detail"] for f in pq.read_table(root / "work" / "failures" / "MUCaps.parquet").to_pylist()]
+    assert any("unterminated quote" in d and "swallowed" in d for d in details), details
 
 
 def test_non_utf8_segment_list_is_a_failure_not_a_crash(audioset_case, tmp_path):
