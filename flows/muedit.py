@@ -55,7 +55,8 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
         make_sample_corpus(cfg)
     excluded = decontamination_ids(cfg)
     loops, loop_failures = ingest.plan_loops(cfg, store)
-    tracks = edit_plan.pick_tracks(cfg, ingest.plan_tracks(cfg, store))  # slakh.max_tracks, in seeded order
+    planned_tracks, track_failures = ingest.plan_tracks(cfg, store)  # a bad tarball: a failure row, not a stop
+    tracks = edit_plan.pick_tracks(cfg, planned_tracks)  # slakh.max_tracks, in seeded order
     log.info("%d loops and %d Slakh tracks", len(loops), len(tracks))
 
     loop_f = [ingest_loops.submit(cfg, i, part) for i, part in enumerate(chunk(loops, cfg.shards.items_per_shard))]
@@ -87,8 +88,8 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     records = [*loop_records, *slakh_records]
     # the train split cut to each subtype's target, in the plan's draw order (stats.json: targets)
     caps = edit_plan.train_caps(cfg, edit_plan.read_plan(store, plan))
-    stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips, plan], prov, loop_failures,
-                                    caps).result()
+    stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips, plan], prov,
+                                    [*loop_failures, *track_failures], caps).result()
     out_dir = finalize.dataset_location(store, MUEDIT)
     stages = {"loops": loop_clips, "loop measures": loop_snr, "loop plan": [plan], "Slakh tracks": slakh_clips, "loop edits": loop_records,
               "stem edits": slakh_records}

@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.report import track
-from mumu.config import Config, load_config
+from mumu.config import Config, ConfigError, list_name_clash, load_config
 from schemas.tables import FAILURES, table_from_rows
 from tasks import download as dl
 from tasks.audioset import read_segments
@@ -28,12 +28,16 @@ def select_audioset(segments: list[str], out: str, ontology_path: str | None = N
                     overrides: dict[str, Any] | None = None) -> dict:
     """Select music segments from AudioSet lists; write the selection table, a report and a chart."""
     cfg = load_config(profile, overrides)
+    clash = list_name_clash(segments)
+    if clash:
+        raise ConfigError(f"segments: {clash}")
     lists, unreadable = {}, []
     for path in segments:
         segs, fails = read_segments(path)
         lists[os.path.basename(path)] = segs
         unreadable += fails
     rows, report = select_segments(lists, ontology(ontology_path), cfg.selection, decontamination_ids(cfg))
+    unreadable += report.failures  # segments listed again in another list (the first listing is taken)
     draws = draw_datasets(rows, cfg, lists_read=set(lists))
     drawn = {n: d.members for n, d in draws.items()}
     for r in rows:  # which datasets draw each segment (download only those: `mumu download audioset`)

@@ -88,6 +88,28 @@ class MirrorSpec(Section):
     parquet_columns: ParquetColumns = ParquetColumns()
     licence: str | None = None  # licence text for the clips; None: AudioSet's (YouTube uploader's terms)
 
+    @field_validator("segments_csv")
+    @classmethod
+    def _distinct_list_names(cls, v: list[str] | None) -> list[str] | None:
+        clash = list_name_clash(v or [])
+        if clash:
+            raise ValueError(clash)
+        return v
+
+
+def list_name_clash(paths: list[str]) -> str | None:
+    """Segment lists are named by their file name (``selection.eval_lists`` and the failure rows
+    say ``eval_segments.csv:12``), so two lists of one name would be one list: what is wrong, or None."""
+    seen: dict[str, str] = {}
+    for p in paths:
+        name = os.path.basename(p)
+        if name == "parquet":
+            return f"{p}: a segment list may not be named 'parquet' (the name of the Parquet mirror's rows)"
+        if name in seen:
+            return f"{seen[name]} and {p} have the same file name; segment lists are told apart by it (rename one)"
+        seen[name] = p
+    return None
+
 
 class ShardSpec(Section):
     items_per_shard: int = Field(16, ge=1)  # one Prefect task per shard of this many items

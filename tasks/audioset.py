@@ -78,7 +78,9 @@ def label_names() -> dict[str, str]:
 
 
 def read_segments(path: str | os.PathLike, text: str | None = None) -> tuple[list[Segment], list[dict]]:
-    """Parse a segments CSV; returns (segments, failure rows). Duplicates keep the first."""
+    """Parse a segments CSV; returns (segments, failure rows). A segment (video id and start, as
+    its clip id) listed again keeps the first row; each later one is a ``duplicate_segment`` row
+    naming the first's line. Across several lists: ``dedupe_segments``."""
     name = Path(path).name
     if text is None:
         raw = Path(path).read_bytes()
@@ -89,7 +91,7 @@ def read_segments(path: str | os.PathLike, text: str | None = None) -> tuple[lis
     known = label_names()
     segments: list[Segment] = []
     failures: list[dict] = []
-    seen: set[tuple[str, float]] = set()
+    seen: dict[str, str] = {}  # clip id -> where it was first listed
     for lineno, row, why in csv_records(text, name, max_lines=1, skipinitialspace=True):
         if why is not None:
             failures.append(_fail(f"{name}:{lineno}", "malformed_row", why))
@@ -123,13 +125,39 @@ def read_segments(path: str | os.PathLike, text: str | None = None) -> tuple[lis
         if not mids or bad:
             failures.append(_fail(where, "unknown_label", f"{where}: label ids not in the AudioSet ontology: {bad or 'none given'}"))
             continue
-        key = (ytid, start_s)
-        if key in seen:
-            failures.append(_fail(where, "duplicate_segment", f"{where}: {ytid} at {start_s} s listed twice"))
+        seg = Segment(ytid, start_s, end_s, mids, start, where)
+        if seg.clip_id in seen:
+            failures.append(duplicate_failure(seg, seen[seg.clip_id]))
             continue
-        seen.add(key)
-        segments.append(Segment(ytid, start_s, end_s, mids, start, where))
+        seen[seg.clip_id] = where
+        segments.append(seg)
     return segments, failures
+
+
+def duplicate_failure(seg: Segment, first: str) -> dict:
+    """The failure row of a later listing of a segment already listed at ``first`` (``<list>:<line>``)."""
+    return _fail(seg.origin, "duplicate_segment",
+                 f"{seg.origin}: {seg.ytid} at {seg.start_s:g} s is already listed at {first}; only the first listing is used")
+
+
+def dedupe_segments(lists: dict[str, list[Segment]]) -> tuple[dict[str, list[Segment]], list[dict]]:
+    """Each segment (video id and start, i.e. clip id) once across the lists: the first listing, in
+    the order the lists were read (the dict's order) and then row order, is kept; every later one
+    is a ``duplicate_segment`` failure row naming where the first is. The lists keep their names
+    (a list left empty stays, so the lists read are still known)."""
+    seen: dict[str, str] = {}
+    out: dict[str, list[Segment]] = {}
+    failures: list[dict] = []
+    for name, segs in lists.items():
+        kept = out.setdefault(name, [])
+        for s in segs:
+            first = seen.get(s.clip_id)
+            if first is not None:
+                failures.append(duplicate_failure(s, first))
+                continue
+            seen[s.clip_id] = s.origin
+            kept.append(s)
+    return out, failures
 
 
 def _fail(item: str, reason: str, detail: str) -> dict:

@@ -99,9 +99,13 @@ def plan_audioset(mirror: Mirror, cfg: Config, excluded: frozenset[str] = frozen
         failures += fails
         lists[os.path.basename(path)] = segs
     rows, report = select_segments(lists, ontology(), cfg.selection, excluded)
+    failures += report.failures  # segments listed again in another list (the first listing is taken)
     draws = draw_datasets(rows, cfg, lists_read=set(lists))
     drawn = frozenset().union(*(d.members for d in draws.values()))
-    by_id = {s.clip_id: s for segs in lists.values() for s in segs}
+    by_id: dict[str, Segment] = {}
+    for segs in lists.values():  # the first listing, as select_segments took it
+        for s in segs:
+            by_id.setdefault(s.clip_id, s)
     items = []
     for r in rows:  # sorted by clip id; a segment listed twice is taken once
         if r["clip_id"] not in drawn or (items and items[-1]["clip_id"] == r["clip_id"]):
@@ -187,13 +191,17 @@ def plan_loops(cfg: Config, store: Store) -> tuple[list[dict], list[dict]]:
     return sorted(items, key=lambda d: str(d["loop_id"])), failures
 
 
-def plan_tracks(cfg: Config, store: Store) -> list[str]:
-    from tasks.slakh import find_tracks
+def plan_tracks(cfg: Config, store: Store) -> tuple[list[str], list[dict]]:
+    """(Slakh track folders, failure rows): a release tarball that cannot be extracted safely or
+    within ``cfg.limits`` is one row ``slakh:<tarball>``, a track found twice a ``duplicate_track``
+    row (``tasks.slakh.plan_tracks``); the rest of the build goes on."""
+    from tasks.slakh import plan_tracks as find_planned
 
     _, root, _ = edit_source_paths(cfg, store)
     if root is None:
-        return []
-    return sorted(find_tracks(root, store.scratch_dir("work", "slakh-extracted")))
+        return [], []
+    tracks, failures = find_planned(root, store.scratch_dir("work", "slakh-extracted"), cfg.limits)
+    return sorted(tracks), failures
 
 
 def loop_clips_shard(store: Store, cfg: Config, shard: int, items: list[dict]) -> ShardResult:
@@ -219,8 +227,17 @@ def loop_clips_shard(store: Store, cfg: Config, shard: int, items: list[dict]) -
 def slakh_clips_shard(store: Store, cfg: Config, shard: int, track_dirs: list[str]) -> ShardResult:
     from tasks.slakh import ingest_slakh_shard
 
-    digest = [(os.path.basename(t), sorted(os.listdir(t))) for t in track_dirs]
-    fp = fingerprint_of("clips/slakh", digest, cfg.audio.model_dump(), cfg.slakh.model_dump(), cfg.corpus.soundfont)
+    from tasks.slakh import input_identity
+
+    # what each track is: its files with their size and mtime (in-store tracks, e.g. the sample
+    # corpus's: size only, so copies of a data root agree), and the release tarball it came from
+    inside = store.local_root.rstrip("/") + "/"
+    digest = [(os.path.basename(t), input_identity(t, not os.path.abspath(t).startswith(inside)))
+              for t in track_dirs]
+    root = cfg.slakh.root
+    tarball = [os.path.basename(root), file_identity(root)] if root and os.path.isfile(root) else None
+    fp = fingerprint_of("clips/slakh", digest, cfg.audio.model_dump(), cfg.slakh.model_dump(), cfg.corpus.soundfont,
+                        cfg.limits.model_dump(), tarball)
 
     def work():
         return ingest_slakh_shard(store, cfg, track_dirs)

@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -64,15 +65,85 @@ USER_AGENT = "mumu-data/0.1 (research dataset builder; polite crawler)"
 
 
 # metadata ------------------------------------------------------------------------------------
+MIN_BPM, MAX_BPM = 20.0, 400.0
+# fields whose values become tags (and, genre and category, labels): a string, or a list of strings
+TAG_FIELDS = ("key", "genre", "category")
+# fields that must be one piece of text (or a number) when given: anything else (an object, a
+# list) fails the loop as bad_metadata naming the field; title and author are dropped instead
+REQUIRED_TEXT = ("loop_id", "licence", "page_url", "media_url", "file")
+
+
 def parse_bpm(value) -> float | None:
     """``120``, ``"120"``, ``"120 bpm"`` -> 120.0; anything else (or outside 20..400) -> None."""
     if value is None or isinstance(value, bool):
         return None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:bpm)?\s*", str(value), flags=re.I)
+    if isinstance(value, (int, float)):
+        bpm = float(value)
+        return bpm if math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM else None
+    if not isinstance(value, str):
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:bpm)?\s*", value, flags=re.I)
     if not m:
         return None
     bpm = float(m.group(1))
-    return bpm if 20.0 <= bpm <= 400.0 else None
+    return bpm if math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM else None
+
+
+def _shown(value) -> str:
+    return f"{type(value).__name__} {repr(value)[:80]}"
+
+
+def _bpm_field(raw: dict, loop_id: str) -> float | None:
+    """The loop's tempo: absent (or blank) is None; given, it must be a number of 20..400 bpm."""
+    value = raw.get("bpm")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    bpm = parse_bpm(value)
+    if bpm is None:
+        raise MediaError("bad_metadata", f"{loop_id}: field 'bpm' must be a finite number of "
+                                         f"{MIN_BPM:g}..{MAX_BPM:g} bpm, got {_shown(value)}")
+    return bpm
+
+
+def _scalar_text(raw: dict, field: str, value, loop_id: str | None) -> str | None:
+    """One piece of text: a string or a finite number; an object or a list is never written out
+    as text (``"{'a': 1}"``): a REQUIRED_TEXT field fails the loop, another is dropped."""
+    if value is None:
+        return None
+    if isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                  and math.isfinite(value)):
+        return _text(value)
+    if field in REQUIRED_TEXT:
+        who = f"{loop_id}: " if loop_id else ""
+        raise MediaError("bad_metadata", f"{who}field {field!r} must be text, got {_shown(value)}")
+    return None
+
+
+def tag_values(value) -> list[str]:
+    """A tag field's values: a string is one (stripped; empty is none), a list of strings several
+    (each stripped, empty ones dropped, duplicates dropped keeping the order); an object, a nested
+    list or anything not a string is dropped, never written out as text."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        return []
+    return list(dict.fromkeys(v.strip() for v in value if isinstance(v, str) and v.strip()))
+
+
+def _tag_field(field: str, value):
+    """None, one string or a list of several (a normalised item keeps this shape)."""
+    values = tag_values(value)
+    if field == "key":
+        values = list(dict.fromkeys(k for k in (parse_key(v) for v in values) if k))
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def first_value(value) -> str | None:
+    """A tag field's first value (what a one-value consumer, e.g. the MUEdit category, reads)."""
+    values = tag_values(value)
+    return values[0] if values else None
 
 
 def parse_key(value) -> str | None:
@@ -108,15 +179,17 @@ def normalise_item(raw: dict, base_dir: str | None = None) -> dict:
     """
     if not isinstance(raw, dict):
         raise MediaError("bad_metadata", f"a loop entry must be an object, got {type(raw).__name__}")
-    loop_id = _text(raw.get("loop_id", raw.get("id")))
+    loop_id = _scalar_text(raw, "loop_id", raw.get("loop_id", raw.get("id")), None)
     if loop_id is None or not LOOP_ID.match(loop_id):
         raise MediaError("bad_id", f"loop id {loop_id!r} may only hold letters, digits, '_' and '-' (1-128 of them)")
-    item = {k: _text(raw.get(k)) for k in FIELDS}
+    item = {k: _scalar_text(raw, k, raw.get(k), loop_id) for k in FIELDS if k not in TAG_FIELDS}
     item["loop_id"] = loop_id
-    item["bpm"] = parse_bpm(raw.get("bpm"))
-    item["key"] = parse_key(raw.get("key"))
+    item["bpm"] = _bpm_field(raw, loop_id)
+    for k in TAG_FIELDS:  # a list of strings is several values, never one "['a', 'b']"
+        item[k] = _tag_field(k, raw.get(k))
+    item = {k: item[k] for k in FIELDS}
     item["file"] = None
-    file = _text(raw.get("file") or raw.get("filename"))
+    file = _scalar_text(raw, "file", raw.get("file") or raw.get("filename"), loop_id)
     if file is not None:
         if base_dir is None:
             if not os.path.isabs(file):
@@ -172,6 +245,8 @@ def _collect(rows: list, base_dir: str) -> tuple[list[dict], list[dict]]:
             item = normalise_item(raw, base_dir)
         except MediaError as e:
             rid = raw.get("loop_id", raw.get("id")) if isinstance(raw, dict) else None
+            if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+                rid = None  # an object as an id is not written out as one
             failures.append({"item_id": f"lm-{str(rid)[:80]}" if rid else f"lm-row{i}", "stage": "clips",
                              "reason": e.reason, "detail": e.detail})
             continue
@@ -546,9 +621,8 @@ def _tags(item: dict) -> list[str]:
     tags = []
     if item.get("bpm") is not None:
         tags.append(f"{item['bpm']:g} bpm")
-    for k in ("key", "genre", "category"):
-        if item.get(k):
-            tags.append(item[k])
+    for k in TAG_FIELDS:
+        tags += tag_values(item.get(k))
     return list(dict.fromkeys(tags))
 
 
@@ -588,11 +662,12 @@ def ingest_loop(store: Store, cfg: Config, item: dict, downloader: Downloader, t
         raise MediaError("silent_audio", f"{cid}: the loop is digital silence")
     rel = f"media/audio/{cid}.flac"
     sha = store.write_bytes(store.path(rel), flac_bytes(audio, a.sample_rate))
-    meta = {**{k: loop[k] for k in FIELDS}, "source": source}
+    # one value per field in meta (its readers take one: the MUEdit category); all are in the tags
+    meta = {**{k: first_value(loop[k]) if k in TAG_FIELDS else loop[k] for k in FIELDS}, "source": source}
     return {
         "clip_id": cid, "source": "looperman", "origin": loop["page_url"] or loop["media_url"] or source.get("file"),
         "group_id": cid, "start_s": 0.0, "end_s": round(duration, 6),
-        "labels": list(dict.fromkeys(v for v in (loop["category"], loop["genre"]) if v)),
+        "labels": list(dict.fromkeys(tag_values(loop["category"]) + tag_values(loop["genre"]))),
         "tags": _tags(loop), "licence": loop["licence"] or LOOPERMAN_LICENCE, "audio_path": rel, "audio_sha256": sha,
         "duration_s": round(duration, 6), "sample_rate": a.sample_rate, "channels": a.channels,
         "video_path": None, "video_sha256": None, "image_path": None, "image_sha256": None,

@@ -19,7 +19,7 @@ import pyarrow.dataset as pads
 
 from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
-from tasks.audioset import LABEL_RE, MAX_SEGMENT_S, YTID_RE, Segment, check_times, label_names
+from tasks.audioset import LABEL_RE, MAX_SEGMENT_S, YTID_RE, Segment, check_times, duplicate_failure, label_names
 from tasks.media import MediaError, fit_length, flac_bytes, load_audio
 from tasks.store import Store
 
@@ -43,7 +43,11 @@ def mirror_files(paths: list[str]) -> list[str]:
     missing = [p for p in out if not os.path.exists(p)]
     if missing or not out:
         raise FileNotFoundError(f"no Parquet/Arrow mirror files at {missing or paths}")
-    return out
+    # a file named twice (a folder and a glob into it) is read once, where it was first named
+    firsts: dict[str, str] = {}
+    for p in out:
+        firsts.setdefault(os.path.realpath(p), p)
+    return list(firsts.values())
 
 
 def _dataset(path: str) -> pads.Dataset:
@@ -53,10 +57,13 @@ def _dataset(path: str) -> pads.Dataset:
 
 
 def plan_parquet_mirror(cfg: Config) -> tuple[list[dict], list[dict]]:
-    """Work items (one per row) and failure rows for rows that cannot be segments."""
+    """Work items (one per row) and failure rows for rows that cannot be segments. A segment (video
+    id and start) in more than one row is taken from the first (files in order, then rows); each
+    later row is a ``duplicate_segment`` failure row naming the first."""
     cols = cfg.mirror.parquet_columns.model_dump()
     known = label_names()
-    items, failures, seen = [], [], set()
+    items, failures = [], []
+    seen: dict[str, str] = {}  # clip id -> the row that listed it first (files in order, then rows)
     for path in mirror_files(cfg.mirror.parquet or []):
         ds = _dataset(path)
         names = set(ds.schema.names)
@@ -94,10 +101,10 @@ def plan_parquet_mirror(cfg: Config) -> tuple[list[dict], list[dict]]:
                 failures.append(_fail(where, "unknown_label", f"{where}: label ids not in the AudioSet ontology: {bad}"))
                 continue
             seg = Segment(ytid, start, end, tuple(labels) or ("/m/04rlf",), f"{start:.3f}", where)
-            if seg.clip_id in seen:
-                failures.append(_fail(where, "duplicate_segment", f"{where}: {ytid} at {start} s listed twice"))
+            if seg.clip_id in seen:  # the first row is kept, each later one is a failure row
+                failures.append(duplicate_failure(seg, seen[seg.clip_id]))
                 continue
-            seen.add(seg.clip_id)
+            seen[seg.clip_id] = where
             items.append({**seg.to_item(), "clip_id": seg.clip_id, "split": "auto", "file": path, "row": i})
     items.sort(key=lambda d: d["clip_id"])
     return items, failures

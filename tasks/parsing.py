@@ -161,3 +161,56 @@ def load_json(data: bytes | str, name: str, max_bytes: int = MAX_JSON_BYTES, max
         raise ValueError(f"{name}: JSON nested too deeply to parse") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{name}: invalid JSON: {e}") from None
+
+
+def _yaml_node_count(root, max_nodes: int) -> int:
+    """Nodes of a composed YAML graph as the constructed document would hold them: an alias
+    reached again counts again (so ``&a [*b, *b, ...]`` chains multiply). The walk stops as soon
+    as the count passes ``max_nodes``, so a "billion laughs" costs ``max_nodes`` steps, and an
+    alias cycle (a node holding itself) ends there too."""
+    import yaml
+
+    count, stack = 0, [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > max_nodes:
+            return count
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append(key)
+                stack.append(value)
+    return count
+
+
+def load_yaml(data: bytes | str, name: str, max_nodes: int):
+    """``yaml.safe_load`` of untrusted YAML whose alias-expanded size is bounded.
+
+    The document is composed first (aliases stay references to one node, so composing is linear
+    in the text); its nodes are counted with every alias expanded, and a document of more than
+    ``max_nodes`` is refused with ``ValueError`` naming ``limits.max_yaml_nodes`` before any
+    object is built. Malformed YAML raises PyYAML's own ``yaml.YAMLError`` (``ReaderError`` for
+    text that is not UTF-8 / UTF-16); nesting too deep to compose is a ``ValueError``.
+    """
+    import yaml
+
+    loader = yaml.SafeLoader(data)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise ValueError(f"{name}: YAML nested too deeply to parse") from None
+        if node is None:
+            return None
+        n = _yaml_node_count(node, max_nodes)
+        if n > max_nodes:
+            raise ValueError(f"{name}: more than {max_nodes} YAML nodes once its aliases are expanded "
+                             f"(limits.max_yaml_nodes = {max_nodes})")
+        try:
+            return loader.construct_document(node)
+        except RecursionError:
+            raise ValueError(f"{name}: YAML nested too deeply to build") from None
+    finally:
+        loader.dispose()

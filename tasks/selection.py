@@ -10,10 +10,13 @@ The rules, all from ``selection`` in the config:
 4. a segment's instrument classes are the classes (``instrument_depth`` below "Musical
    instrument") of its labels, the most specific ones (a family a more specific class of the
    segment sits under is dropped); a segment with none is ``unspecified``;
-5. split: segments from ``eval_lists`` are eval, from ``train_lists`` train (a video that is on an
+5. a segment (video id and start) listed more than once is taken from its first listing, in the
+   order the lists were read and then row order; each later listing is a ``duplicate_segment``
+   failure row (``SelectionReport.failures``) naming where the first is;
+6. split: segments from ``eval_lists`` are eval, from ``train_lists`` train (a video that is on an
    eval list is dropped from train); with no lists configured the split is left to the build
    (``auto``: the hash of the video id);
-6. balancing: with ``per_class_cap`` set, segments are visited in a seeded shuffled order and one
+7. balancing: with ``per_class_cap`` set, segments are visited in a seeded shuffled order and one
    is kept while the rarest of its classes is still under the cap, which flattens the head of
    the distribution (the paper's Figure 3 shows balanced instrument counts).
 
@@ -31,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from mumu.config import SelectionSpec
-from tasks.audioset import Segment
+from tasks.audioset import Segment, dedupe_segments
 from tasks.records import excluded_by
 from tasks.ontology import Ontology
 
@@ -54,15 +57,20 @@ class SelectionReport:
     classes: dict[str, int] = field(default_factory=dict)
     splits: dict[str, int] = field(default_factory=dict)
     decontaminated: dict[str, int] = field(default_factory=dict)  # decontamination list -> segments removed
+    # failure rows (``schemas.tables.FAILURES``) of the segments listed again in another list (or
+    # again in one): the callers add them to the unreadable rows of the lists; not in to_dict
+    failures: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "failures"}
 
 
 def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: SelectionSpec,
                     excluded_ids=frozenset()) -> tuple[list[dict], SelectionReport]:
-    """Apply the rules to segments grouped by the list (file name) they came from; ``excluded_ids``:
-    a ``tasks.decontamination.Decontamination`` (or a plain set of ids)."""
+    """Apply the rules to segments grouped by the list (file name) they came from, in the order the
+    lists were read; ``excluded_ids``: a ``tasks.decontamination.Decontamination`` (or a plain set
+    of ids). A segment in more than one list is taken from the first (``report.failures`` holds a
+    ``duplicate_segment`` row for each later listing)."""
     onto.check(rules.required_labels, "selection.required_labels")
     onto.check(rules.excluded_labels, "selection.excluded_labels")
     onto.check([rules.instrument_root], "selection.instrument_root")
@@ -71,10 +79,16 @@ def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: Sele
     owner = onto.classes_under(rules.instrument_root, rules.instrument_depth)
     eval_lists = {os.path.basename(p) for p in rules.eval_lists}
     train_lists = {os.path.basename(p) for p in rules.train_lists}
+    # every video of an eval list, a duplicate listing included: none of them may reach train
     eval_videos = {s.ytid for name, segs in lists.items() if name in eval_lists for s in segs}
 
     report = SelectionReport(segments=sum(len(v) for v in lists.values()))
     dropped: Counter = Counter()
+    # a segment listed twice (in two lists, or twice in one) is taken once: its first listing, in
+    # the order the lists were read, then row order; each later one is a failure row
+    lists, report.failures = dedupe_segments(lists)
+    if report.failures:
+        dropped["duplicate_segment"] += len(report.failures)
     by_list: Counter = Counter()
     kept: list[dict] = []
     for name, segs in sorted(lists.items()):

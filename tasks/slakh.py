@@ -18,6 +18,16 @@ rendered from its MIDI with FluidSynth through pretty_midi, drums on the drum ch
 the metadata says ``is_drum``. A stem that Slakh itself did not render (``audio_rendered:
 false``) is left out of a track that has real audio, as Slakh's own mix leaves it out.
 Problems with one stem or one track become failure rows; they never stop the shard.
+
+Hostile inputs are bounded by ``cfg.limits``: a ``metadata.yaml`` may expand to at most
+``max_yaml_nodes`` nodes (``tasks.parsing.load_yaml``), a MIDI file may last at most
+``max_rendered_seconds`` before FluidSynth renders it (``too_long``), and a release tarball may
+extract at most ``max_extracted_bytes`` and ``max_extract_ratio`` times its size, judged from its
+headers before anything is written. A tarball that is truncated, corrupt, links to a missing
+member, names paths the file system cannot hold or holds unsafe members is one failure row
+(``slakh:<tarball>``: ``bad_archive``, ``unsafe_archive``, ``archive_too_large``) from
+``plan_tracks``; it is extracted into a temporary sibling folder and renamed into place, so a
+failed or replaced extraction never leaves a mixture of two tarballs.
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import tarfile
+import tempfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -36,8 +48,9 @@ from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
 from tasks.faults import is_environment_fault
 from tasks.media import FLUIDSYNTH_LOCK, MediaError, flac_bytes, load_audio
+from tasks.parsing import load_yaml
 from tasks.quality import frame_levels_db
-from tasks.safe_paths import safe_extract_tar, safe_join
+from tasks.safe_paths import READ_ERRORS, ArchiveError, is_archive_fault, safe_extract_tar, safe_join
 from tasks.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,6 +65,8 @@ SPLITS = ("train", "validation", "test", "omitted")
 AUDIO_EXTENSIONS = ("flac", "wav")
 MAX_METADATA_BYTES = 1_000_000
 EXTRACT_MARKER = ".slakh-extracted.json"
+TARBALL_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+DEFAULT_MAX_YAML_NODES = 20_000  # mumu.config.LimitsSpec's defaults, for callers without a Config
 
 
 @dataclass(frozen=True)
@@ -157,9 +172,10 @@ def _parse_stem(track: str, sid: object, raw: object) -> Stem:
     )
 
 
-def read_track(track_dir: str | os.PathLike) -> Track:
+def read_track(track_dir: str | os.PathLike, max_yaml_nodes: int = DEFAULT_MAX_YAML_NODES) -> Track:
     """Parse ``<track_dir>/metadata.yaml``; raises MediaError (bad_metadata, missing_metadata,
-    bad_track_name, unsafe_path) with a message naming the track and the problem."""
+    bad_track_name, unsafe_path) with a message naming the track and the problem. A document
+    of more than ``max_yaml_nodes`` nodes once its aliases are expanded is ``bad_metadata``."""
     track_dir = os.path.realpath(os.fspath(track_dir))
     name = os.path.basename(track_dir)
     if not TRACK_NAME.match(name):
@@ -172,7 +188,11 @@ def read_track(track_dir: str | os.PathLike) -> Track:
     with open(meta_path, "rb") as f:
         raw_bytes = f.read()
     try:
-        data = yaml.safe_load(raw_bytes)  # bytes: PyYAML checks the encoding (UTF-8, or UTF-16 with a BOM)
+        # bytes: PyYAML checks the encoding (UTF-8, or UTF-16 with a BOM); aliases expanded are bounded
+        data = load_yaml(raw_bytes, f"{name}/metadata.yaml", max_yaml_nodes)
+    except ValueError as e:  # over limits.max_yaml_nodes, too deep, or a value the constructor refuses
+        prefix = f"{name}/metadata.yaml: "
+        raise MediaError("bad_metadata", str(e) if str(e).startswith(prefix) else prefix + str(e)) from e
     except yaml.reader.ReaderError as e:
         raise _bad(name, f"not valid UTF-8 text ({e.reason} at byte {e.position})") from e
     except yaml.YAMLError as e:
@@ -205,10 +225,47 @@ def read_track(track_dir: str | os.PathLike) -> Track:
 
 
 # finding tracks ------------------------------------------------------------------------------
-def _extract_once(tar_path: str, extract_dir: str) -> None:
-    """Extract the release tarball unless this very file was extracted here already."""
+def is_tarball_name(path: str) -> bool:
+    return os.path.basename(path).lower().endswith(TARBALL_SUFFIXES)
+
+
+def _extract_stamp(tar_path: str) -> dict:
     st = os.stat(tar_path)
-    stamp = {"tarball": os.path.basename(tar_path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"tarball": os.path.basename(tar_path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _rmtree(path: str) -> None:
+    """Remove a folder a tarball extracted, read-only members included."""
+    def writable(func, p, _exc):
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            if not os.path.islink(p):
+                os.chmod(p, 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=writable)
+
+
+def _remove_leftovers(extract_dir: str) -> None:
+    """Temporary siblings a killed extraction left behind."""
+    parent, base = os.path.split(extract_dir.rstrip(os.sep))
+    for entry in os.listdir(parent):
+        if entry.startswith((f".{base}.extracting-", f".{base}.old-")):
+            _rmtree(os.path.join(parent, entry))
+
+
+def _extract_once(tar_path: str, extract_dir: str, max_bytes: int | None = None,
+                  max_ratio: float | None = None) -> None:
+    """Extract the release tarball unless this very file was extracted here already.
+
+    The tarball is extracted into a temporary sibling of ``extract_dir`` and renamed into place
+    only when the whole of it extracted, so ``extract_dir`` holds one tarball's tracks or none:
+    another tarball replaces what the previous one left, and a failed extraction leaves nothing
+    of itself (the previous tarball's folder stays, unused: its marker does not match)."""
+    stamp = _extract_stamp(tar_path)
+    extract_dir = os.path.abspath(extract_dir)
     marker = os.path.join(extract_dir, EXTRACT_MARKER)
     if os.path.isfile(marker):
         try:
@@ -217,32 +274,31 @@ def _extract_once(tar_path: str, extract_dir: str) -> None:
                     return
         except (OSError, ValueError):
             pass
-    safe_extract_tar(tar_path, extract_dir)
-    with open(marker, "w") as f:
-        json.dump(stamp, f)
+    parent, base = os.path.split(extract_dir)
+    os.makedirs(parent, exist_ok=True)
+    _remove_leftovers(extract_dir)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.extracting-", dir=parent)
+    try:
+        safe_extract_tar(tar_path, tmp, max_bytes, max_ratio)
+        with open(os.path.join(tmp, EXTRACT_MARKER), "w") as f:
+            json.dump(stamp, f)
+        old = None
+        if os.path.lexists(extract_dir):
+            old = tempfile.mkdtemp(prefix=f".{base}.old-", dir=parent)
+            os.rename(extract_dir, os.path.join(old, "x"))
+        os.rename(tmp, extract_dir)
+        if old is not None:
+            _rmtree(old)
+    except BaseException:  # the previous extraction, if any, stays as it was (its marker says whose)
+        _rmtree(tmp)
+        raise
 
 
-def find_tracks(root: str | os.PathLike, extract_dir: str | os.PathLike | None = None,
-                exclude_splits: tuple[str, ...] = ("omitted",)) -> list[str]:
-    """Track folders under a Slakh folder or inside a release tarball, sorted by track name.
-
-    ``root`` is a folder (``TrackNNNNN/`` anywhere below it, e.g. under ``train/``), one
-    track folder, or a ``.tar``/``.tar.gz`` release, which is extracted safely into
-    ``extract_dir`` (once: a marker records which tarball was extracted). Tracks under a
-    folder named in ``exclude_splits`` are skipped; a track name seen twice keeps the first.
-    """
-    root = os.fspath(root)
-    if os.path.isfile(root):
-        if not tarfile.is_tarfile(root):
-            raise ValueError(f"{root} is neither a Slakh folder nor a tar archive")
-        if extract_dir is None:
-            raise ValueError(f"{root} is a tarball: an extract_dir is needed")
-        os.makedirs(extract_dir, exist_ok=True)
-        _extract_once(root, os.fspath(extract_dir))
-        root = os.fspath(extract_dir)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"Slakh root {root} does not exist")
+def _walk_tracks(root: str, exclude_splits: tuple[str, ...]) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    """Track name -> the first folder holding it (sorted path order), and (name, kept, other) for
+    each further folder of the same name."""
     found: dict[str, str] = {}
+    duplicates: list[tuple[str, str, str]] = []
     for here, dirs, files in os.walk(root):
         dirs.sort()
         rel_parts = os.path.relpath(here, root).split(os.sep)
@@ -253,10 +309,93 @@ def find_tracks(root: str | os.PathLike, extract_dir: str | os.PathLike | None =
             name = os.path.basename(here)
             if name in found:
                 log.warning("Slakh track %s found twice (%s and %s); keeping the first", name, found[name], here)
+                duplicates.append((name, found[name], here))
             else:
                 found[name] = here
             dirs[:] = []  # stems/ and MIDI/ hold no tracks
+    return found, duplicates
+
+
+def _open_root(root: str, extract_dir: str | os.PathLike | None, max_bytes: int | None,
+               max_ratio: float | None) -> str:
+    """The folder to look for tracks in: ``root`` itself, or the tarball ``root`` extracted."""
+    if os.path.isfile(root):
+        try:
+            is_tar = tarfile.is_tarfile(root)
+        except READ_ERRORS as e:  # a truncated gzip raises from is_tarfile itself
+            if not is_archive_fault(e):  # a full disk or an unreadable file is not the archive's fault
+                raise
+            raise ArchiveError(f"{os.path.basename(root)} is truncated or corrupt ({type(e).__name__}: "
+                               f"{str(e)[:300]})") from e
+        if not is_tar:
+            if is_tarball_name(root):
+                raise ArchiveError(f"{os.path.basename(root)} is named as a tarball but is not a readable tar archive")
+            raise ValueError(f"{root} is neither a Slakh folder nor a tar archive")
+        if extract_dir is None:
+            raise ValueError(f"{root} is a tarball: an extract_dir is needed")
+        _extract_once(root, os.fspath(extract_dir), max_bytes, max_ratio)
+        root = os.fspath(extract_dir)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"Slakh root {root} does not exist")
+    return root
+
+
+def find_tracks(root: str | os.PathLike, extract_dir: str | os.PathLike | None = None,
+                exclude_splits: tuple[str, ...] = ("omitted",), max_bytes: int | None = None,
+                max_ratio: float | None = None) -> list[str]:
+    """Track folders under a Slakh folder or inside a release tarball, sorted by track name.
+
+    ``root`` is a folder (``TrackNNNNN/`` anywhere below it, e.g. under ``train/``), one
+    track folder, or a ``.tar``/``.tar.gz`` release, which is extracted safely into
+    ``extract_dir`` (once: a marker records which tarball was extracted; at most ``max_bytes``
+    and ``max_ratio`` times the tarball's size). Tracks under a folder named in
+    ``exclude_splits`` are skipped; a track name seen twice keeps the first. A tarball that
+    cannot be extracted safely raises ``tasks.safe_paths.ArchiveError`` (a ValueError with a
+    ``reason``); ``plan_tracks`` turns that and the duplicates into failure rows.
+    """
+    found, _ = _walk_tracks(_open_root(os.fspath(root), extract_dir, max_bytes, max_ratio), exclude_splits)
     return [found[n] for n in sorted(found)]
+
+
+def archive_item_id(root: str | os.PathLike) -> str:
+    return f"slakh:{os.path.basename(os.path.normpath(os.fspath(root)))}"
+
+
+def plan_tracks(root: str | os.PathLike, extract_dir: str | os.PathLike | None = None, limits=None,
+                exclude_splits: tuple[str, ...] = ("omitted",)) -> tuple[list[str], list[dict]]:
+    """``find_tracks`` with its problems as failure rows: ``(track folders, failures)``.
+
+    A release tarball that cannot be extracted (truncated or corrupt, a link to a missing member,
+    a path too long, an unsafe member, over ``limits.max_extracted_bytes`` /
+    ``limits.max_extract_ratio``) is ONE row ``slakh:<tarball name>`` and no tracks; a track
+    folder found a second time is a ``duplicate_track`` row (the first, in sorted path order, is
+    kept). ``limits`` is ``cfg.limits`` (None: no extraction bounds).
+    """
+    max_bytes = None if limits is None else limits.max_extracted_bytes
+    max_ratio = None if limits is None else limits.max_extract_ratio
+    try:
+        folder = _open_root(os.fspath(root), extract_dir, max_bytes, max_ratio)
+    except ArchiveError as e:
+        return [], [{"item_id": archive_item_id(root), "stage": "clips", "reason": e.reason, "detail": str(e)}]
+    found, duplicates = _walk_tracks(folder, exclude_splits)
+    failures = [{"item_id": f"sl-{name}", "stage": "clips", "reason": "duplicate_track",
+                 "detail": f"Slakh track {name} is found twice under the root: {kept} is used, {other} is left out"}
+                for name, kept, other in duplicates]
+    return [found[n] for n in sorted(found)], failures
+
+
+def input_identity(track_dir: str, with_mtime: bool = True) -> list:
+    """What a track folder is, for a fingerprint: each file under it (metadata.yaml, stems,
+    MIDI) with its ``tasks.store.file_identity``, so a fixed or replaced file rebuilds the track."""
+    from tasks.store import file_identity
+
+    out = []
+    for here, dirs, files in os.walk(track_dir):
+        dirs.sort()
+        for f in sorted(files):
+            path = os.path.join(here, f)
+            out.append([os.path.relpath(path, track_dir), file_identity(path, with_mtime)])
+    return out
 
 
 # audio ---------------------------------------------------------------------------------------
@@ -274,11 +413,13 @@ class LoadedStems(dict):
 
 
 def render_midi(midi_path: str, stem: Stem, sample_rate: int, soundfont: str = DEFAULT_SOUNDFONT,
-                max_seconds: float | None = None) -> np.ndarray:
+                max_seconds: float | None = None, max_rendered_seconds: float | None = None) -> np.ndarray:
     """Render one stem's MIDI with FluidSynth: float mono samples at full scale 1.0.
 
     The metadata decides the drum channel (``is_drum``) and, for pitched stems, the General
-    MIDI program; a MIDI file without notes is a MediaError ``empty_midi``.
+    MIDI program; a MIDI file without notes is a MediaError ``empty_midi``, and one that would
+    render more than ``max_rendered_seconds`` (``limits.max_rendered_seconds``; after the
+    ``max_seconds`` cut) is ``too_long``, refused before FluidSynth runs.
     """
     import pretty_midi
 
@@ -290,6 +431,15 @@ def render_midi(midi_path: str, stem: Stem, sample_rate: int, soundfont: str = D
         raise MediaError("bad_midi", f"{os.path.basename(midi_path)} does not parse as MIDI: {type(e).__name__}: {e}") from e
     if not any(inst.notes for inst in pm.instruments):
         raise MediaError("empty_midi", f"{os.path.basename(midi_path)} ({stem.stem_id}, {stem.midi_program_name}) holds no notes")
+    if max_rendered_seconds is not None:
+        try:
+            end = float(pm.get_end_time())
+        except Exception as e:  # pretty_midi's own errors on odd tempo maps
+            raise MediaError("bad_midi", f"{os.path.basename(midi_path)}: no end time: {type(e).__name__}: {e}") from e
+        horizon = end if max_seconds is None else min(end, max_seconds)
+        if not np.isfinite(horizon) or horizon > max_rendered_seconds:
+            raise MediaError("too_long", f"{os.path.basename(midi_path)} ({stem.stem_id}, {stem.midi_program_name}) "
+                             f"lasts {end:.1f} s, more than limits.max_rendered_seconds = {max_rendered_seconds:g}")
     out = np.zeros(0)
     for inst in pm.instruments:
         inst.is_drum = stem.is_drum
@@ -325,7 +475,8 @@ def align(stems: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def load_stems(track: Track, sample_rate: int, soundfont: str = DEFAULT_SOUNDFONT, render_missing: bool = True,
-               channels: int = 1, max_seconds: float | None = None) -> LoadedStems:
+               channels: int = 1, max_seconds: float | None = None,
+               max_rendered_seconds: float | None = None) -> LoadedStems:
     """Every usable stem of ``track`` as audio (see ``LoadedStems``), aligned to one length.
 
     Audio comes from ``stems/Sxx.flac|wav`` when present, else (``render_missing``) from
@@ -350,7 +501,7 @@ def load_stems(track: Track, sample_rate: int, soundfont: str = DEFAULT_SOUNDFON
                     why = "no MIDI file" if midi is None else "rendering from MIDI is off (slakh.render_missing)"
                     raise MediaError(reason, f"{track.name}/{sid} ({stem.midi_program_name}): no "
                                      f"{track.audio_dir}/{sid}.flac|wav and {why}")
-                mono = render_midi(midi, stem, sample_rate, soundfont, max_seconds)
+                mono = render_midi(midi, stem, sample_rate, soundfont, max_seconds, max_rendered_seconds)
                 y = np.repeat(mono[None, :], channels, axis=0)
                 out.rendered_from_midi.add(sid)
             out[sid] = y
@@ -428,7 +579,8 @@ def ingest_track(store: Store, cfg: Config, track: Track, soundfont: str | None 
     """One track -> clips rows (the mix and each stem, written as FLAC) and failure rows."""
     a = cfg.audio
     soundfont = soundfont or cfg.corpus.soundfont
-    loaded = load_stems(track, a.sample_rate, soundfont, cfg.slakh.render_missing, a.channels, max_seconds)
+    loaded = load_stems(track, a.sample_rate, soundfont, cfg.slakh.render_missing, a.channels, max_seconds,
+                        cfg.limits.max_rendered_seconds)
     failures = list(loaded.failures)
     if not loaded:
         failures.append({"item_id": clip_id(track.name, "mix"), "stage": "clips", "reason": "no_stems",
@@ -489,7 +641,7 @@ def ingest_slakh_shard(store: Store, cfg: Config, track_dirs: list[str], soundfo
     for track_dir in track_dirs:
         name = os.path.basename(os.path.normpath(os.fspath(track_dir)))
         try:
-            track = read_track(track_dir)
+            track = read_track(track_dir, cfg.limits.max_yaml_nodes)
             if track.name in seen:
                 raise MediaError("duplicate_track", f"{track.name} appears twice in the shard ({track_dir})")
             seen.add(track.name)

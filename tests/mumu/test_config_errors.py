@@ -84,3 +84,13 @@ def test_values_a_tool_cannot_take(key, value, words):
 def test_the_paper_values_are_accepted():
     cfg = load_config("paper")
     assert cfg.edits.speed_factors == [0.5, 0.7, 1.3, 1.5] and cfg.edits.pitch_cents == [-200, -100, 100, 200]
+
+
+def test_two_segment_lists_of_one_name(profile, tmp_path):
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "eval.csv").write_text("YTID,start_seconds,end_seconds,positive_labels\n")
+    p = profile(f"mirror:\n  sample: false\n  segments_csv: [{tmp_path}/a/eval.csv, {tmp_path}/b/eval.csv]\n"
+                f"  media_dir: {tmp_path}\n")
+    _one_line(*_invoke(["build", "mucaps", "--profile", p, "--data-root", str(tmp_path / "root")]),
+              "mirror.segments_csv", "same file name")
