@@ -59,7 +59,7 @@ from annotators.prompts import pick, prompt
 
 # Bump when the measurements or the code-side wording change (the template files carry their own
 # version); it is part of the annotators' params, so annotations made before are redone.
-VISUAL_FEATURES_VERSION = "1"
+VISUAL_FEATURES_VERSION = "2"  # 2: 16-bit / float pictures scaled by their depth
 
 ANALYSIS_SIDE = 256  # images are measured at this long side, so densities compare across sizes
 FRAME_SIDE = 96  # video frames are analysed at this size
@@ -104,14 +104,59 @@ class ImageFacts:
         return asdict(self)
 
 
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _sample_scale(img: Image.Image, arr: np.ndarray) -> float:
+    """The value of full white in a high-depth image's samples: 65535 for 16-bit modes (a 16-bit PNG's
+    samples span the full 16 bits whatever its sBIT), the TIFF's BitsPerSample for mode I, else the
+    smallest of 1 (floats), 255, 65535, 2**32 - 1 that holds the image's largest value."""
+    if img.mode.startswith("I;16"):
+        return 65535.0
+    if img.mode == "I":
+        if img.format == "PNG":
+            return 65535.0
+        bits = getattr(img, "tag_v2", {}).get(258) if img.format == "TIFF" else None
+        if isinstance(bits, (tuple, list)):
+            bits = bits[0] if bits else None
+        if isinstance(bits, int) and 1 <= bits <= 32:
+            return float(2 ** bits - 1)
+    top = float(np.nanmax(arr)) if arr.size else 0.0
+    if img.mode == "F" and top <= 1.0:
+        return 1.0
+    for scale in (255.0, 65535.0, 2.0 ** 32 - 1):
+        if top <= scale:
+            return scale
+    return top
+
+
+def _pil_to_float(img: Image.Image) -> np.ndarray:
+    """A PIL image -> float array in 0..1 (HxW grey or HxWx3 RGB). High-depth modes (16-bit I;16*, 32-bit
+    I, float F) are scaled by their real depth: PIL's own ``convert("RGB")`` clips them at 255, so a dark
+    16-bit picture (values around 2000 of 65535) would read as white."""
+    if img.mode in _HIGH_DEPTH_MODES:
+        arr = np.asarray(img)
+        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        return np.clip(arr / _sample_scale(img, arr), 0.0, 1.0).astype(np.float32)
+    if img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of a PIL image, high-depth modes scaled by their real depth (``_pil_to_float``)."""
+    if img.mode in _HIGH_DEPTH_MODES:
+        arr = (_pil_to_float(img) * 255.0 + 0.5).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    return img.convert("RGB")
+
+
 def _to_rgb_array(img) -> np.ndarray:
     """A PIL image, an array (HxW, HxWx3, HxWx4; uint8, uint16 or float 0..1) or a path -> float RGB 0..1."""
     if isinstance(img, (str, os.PathLike)):
         img = open_image(str(img))
     if isinstance(img, Image.Image):
-        if img.mode not in ("RGB", "L"):
-            img = img.convert("RGB")
-        arr = np.asarray(img, dtype=np.float32) / 255.0
+        arr = _pil_to_float(img)
     else:
         arr = np.asarray(img)
         if arr.dtype == np.uint8:
@@ -129,18 +174,23 @@ def _to_rgb_array(img) -> np.ndarray:
     return np.ascontiguousarray(arr[:, :, :3])
 
 
-def open_image(path: str) -> Image.Image:
-    """Open a picture from a local path or an fsspec URL, decoded to RGB (large JPEGs decode reduced)."""
-    import io
-
+def open_image(path: str, max_pixels: int | None = None) -> Image.Image:
+    """Open a picture from a local path or an fsspec URL, decoded to 8-bit RGB (large JPEGs decode
+    reduced; 16-bit and float pictures scaled by their depth). Over ``max_pixels``
+    (``limits.max_image_pixels``; None: its default) is ``tasks.media.MediaError`` ``image_too_large``,
+    read from the header before anything is decoded."""
     import fsspec
+
+    from tasks.media import open_image_bounded
 
     with fsspec.open(path, "rb") as f:
         data = f.read()
-    with Image.open(io.BytesIO(data)) as im:
+    with open_image_bounded(data, os.path.basename(str(path)), max_pixels) as im:
         im.draft("RGB", (2 * ANALYSIS_SIDE, 2 * ANALYSIS_SIDE))  # JPEG: decode at a reduced scale, much faster
-        im.load()
-        return im.convert("RGB")
+        with warnings.catch_warnings():  # within limits.max_image_pixels by now
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im.load()
+        return to_8bit(im)
 
 
 def _downscale(arr: np.ndarray, side: int) -> np.ndarray:
@@ -868,16 +918,31 @@ class FeaturesImageCaptioner(_FeaturesVisual):
 
     template = "features_image_caption"
 
+    def max_image_pixels(self, req: Request) -> int:
+        """The bound on a picture's width x height, read from its header before it is decoded: the
+        request's ``context["max_image_pixels"]`` (the stage's ``cfg.limits.max_image_pixels``), else
+        the role's ``options.max_image_pixels``, else the default of ``limits.max_image_pixels``."""
+        got = (req.context or {}).get("max_image_pixels") or self.spec.options.get("max_image_pixels")
+        if got is None:
+            from tasks.media import default_limit
+
+            got = default_limit("max_image_pixels")
+        return int(got)
+
     def annotate(self, requests: list[Request]) -> list[Result]:
         return [self._one(req) for req in requests]
 
     def _one(self, req: Request) -> Result:
         if not req.image_path:
             return Result(req.clip_id, req.kind, None, error_reason="missing_media", error_detail="the request has no image_path")
+        from tasks.media import MediaError
+
         try:
-            img = open_image(req.image_path)
+            img = open_image(req.image_path, self.max_image_pixels(req))
         except FileNotFoundError as e:
             return Result(req.clip_id, req.kind, None, error_reason="missing_media", error_detail=str(e)[:300])
+        except MediaError as e:  # image_too_large (limits.max_image_pixels), undecodable_image
+            return Result(req.clip_id, req.kind, None, error_reason=e.reason, error_detail=e.detail[:300])
         except Exception as e:  # noqa: BLE001 - any decoder error is a bad item, never a failed shard
             return Result(req.clip_id, req.kind, None, error_reason="undecodable_image",
                           error_detail=f"{os.path.basename(req.image_path)}: {type(e).__name__}: {e}"[:300])

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard
 
 from schemas.datasets import DATASETS, DatasetSpec
-from tasks.media import MediaError, check_image, check_video_bytes, decode_audio_bytes
+from tasks.media import MediaError, check_image, check_video_bytes, check_video_length, decode_audio_bytes
 
 NAME_RE = re.compile(r"^(?P<split>\w+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet$")
 
@@ -62,7 +62,10 @@ def _empty(v) -> bool:
     return False
 
 
-def _check_media(kind: str, cell: dict, where: str) -> None:
+def _check_media(kind: str, cell: dict, where: str, limits=None, seconds: float | None = None) -> None:
+    """Decode one media cell. ``limits`` is ``cfg.limits`` (None: the defaults of LimitsSpec): a still
+    over ``limits.max_image_pixels`` is refused from its header (``image_too_large``), a video longer
+    than the record's ``seconds`` + ``limits.max_video_excess_s`` is ``video_too_long``."""
     data = cell.get("bytes") if isinstance(cell, dict) else None
     if not data:
         raise MediaError("empty_media", f"{where}: no bytes")
@@ -71,13 +74,17 @@ def _check_media(kind: str, cell: dict, where: str) -> None:
         if y.shape[-1] < sr * 0.1:
             raise MediaError("too_short", f"{where}: {y.shape[-1] / sr:.3f} s of audio")
     elif kind == "image":
-        check_image(data, where)
+        check_image(data, where, None if limits is None else limits.max_image_pixels)
     elif kind == "video":
-        check_video_bytes(data, where)
+        info = check_video_bytes(data, where)
+        if seconds:
+            check_video_length(info["duration_s"], float(seconds), None if limits is None else limits.max_video_excess_s,
+                               where)
 
 
-def validate_dataset(root: str, decode_media: bool = True) -> Report:
-    """Check the dataset folder ``root``: a local path or an fsspec URL (``s3://bucket/.../MUCaps``)."""
+def validate_dataset(root: str, decode_media: bool = True, limits=None) -> Report:
+    """Check the dataset folder ``root``: a local path or an fsspec URL (``s3://bucket/.../MUCaps``).
+    ``limits`` (``cfg.limits``; None: LimitsSpec's defaults) bounds the media cells decoded."""
     report = Report(str(root))
     fs, base = fsspec.core.url_to_fs(str(root))
     base = base.rstrip("/")
@@ -177,7 +184,8 @@ def validate_dataset(root: str, decode_media: bool = True) -> Report:
                             if row.get(col) is None:
                                 continue
                             try:
-                                _check_media(kind, row[col], f"{rel}: {rid}: {col}")
+                                _check_media(kind, row[col], f"{rel}: {rid}: {col}", limits,
+                                             row.get(spec.seconds_column))
                                 report.media_checked += 1
                             except MediaError as e:
                                 report.add(f"{rel}: {rid}: {col} does not decode ({e.reason}): {e.detail}")

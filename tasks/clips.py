@@ -20,7 +20,8 @@ from mumu.config import Config
 from schemas.tables import CLIPS, table_from_rows
 from tasks.faults import is_environment_fault
 from tasks.audioset import MirrorIndex, Segment, label_names
-from tasks.media import MediaError, check_image, decode_audio_bytes, fit_length, flac_bytes, load_audio, probe_video
+from tasks.media import (MediaError, check_file_size, check_image, check_video_length, decode_audio_bytes, fit_length,
+                         flac_bytes, load_audio, probe_video)
 from tasks.quality import measure_quality, quality_verdict
 from tasks.store import Store, sha256_bytes
 
@@ -69,25 +70,29 @@ def ingest_segment(store: Store, cfg: Config, index: MirrorIndex, seg: Segment, 
 
 
 def _read_medium(cfg: Config, path: str) -> bytes:
-    size = os.path.getsize(path)
-    if size > cfg.mirror.max_file_bytes:
-        raise MediaError("oversized_file", f"{os.path.basename(path)} is {size} bytes, over mirror.max_file_bytes "
-                                           f"({cfg.mirror.max_file_bytes})")
+    check_file_size(path, cfg.mirror.max_file_bytes)
     with open(path, "rb") as f:
         return f.read()
 
 
 def _copy_still(store: Store, cfg: Config, path: str, clip_id: str) -> tuple[str, str]:
+    """Check and copy a still: over mirror.max_file_bytes is ``oversized_file`` before it is read,
+    over limits.max_image_pixels (from its header) ``image_too_large`` before it is decoded."""
     data = _read_medium(cfg, path)
-    check_image(data, os.path.basename(path))
+    check_image(data, os.path.basename(path), cfg.limits.max_image_pixels)
     rel = f"media/image/{clip_id}.{path.rsplit('.', 1)[-1].lower()}"
     return rel, store.write_bytes(store.path(rel), data)
 
 
 def _copy_video(store: Store, cfg: Config, path: str, clip_id: str, seconds: float) -> tuple[str, str]:
+    """Check and copy a video: over mirror.max_file_bytes is ``oversized_file`` before it is probed;
+    shorter than the clip ``video_too_short``, longer than the clip + limits.max_video_excess_s
+    ``video_too_long``."""
+    check_file_size(path, cfg.mirror.max_file_bytes)
     info = probe_video(path)
     if info["duration_s"] < seconds - 0.5:
         raise MediaError("video_too_short", f"{clip_id}: video lasts {info['duration_s']:.2f} s, {seconds:.2f} s expected")
+    check_video_length(info["duration_s"], seconds, cfg.limits.max_video_excess_s, clip_id)
     data = _read_medium(cfg, path)
     rel = f"media/video/{clip_id}.{path.rsplit('.', 1)[-1].lower()}"
     return rel, store.write_bytes(store.path(rel), data)

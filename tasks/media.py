@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import threading
+import warnings
 
 import numpy as np
 import soundfile as sf
@@ -178,13 +179,82 @@ def decode_audio_bytes(data: bytes) -> tuple[np.ndarray, int]:
     return y.T, sr
 
 
-def check_image(data: bytes, name: str = "image") -> tuple[int, int]:
+def default_limit(name: str):
+    """The default of ``limits.<name>`` (mumu.config.LimitsSpec), for callers that have no config."""
+    from mumu.config import LimitsSpec
+
+    return LimitsSpec.model_fields[name].default
+
+
+def check_file_size(path: str, max_bytes: int | None, setting: str = "mirror.max_file_bytes") -> int:
+    """The size of ``path``; MediaError ``oversized_file`` over ``max_bytes`` (None: no bound), before
+    anything opens, probes or decodes it."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return img.size
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise MediaError("missing_media", f"{path}: {e}") from e
+    if max_bytes is not None and size > max_bytes:
+        raise MediaError("oversized_file", f"{os.path.basename(path)} is {size} bytes, over {setting} ({max_bytes})")
+    return size
+
+
+def image_header_size(img: "Image.Image", name: str, max_pixels: int | None) -> tuple[int, int]:
+    """(width, height) of an opened (not loaded) image; MediaError ``image_too_large`` when
+    width x height is over ``max_pixels`` (``limits.max_image_pixels``; None: its default)."""
+    if max_pixels is None:
+        max_pixels = default_limit("max_image_pixels")
+    w, h = img.size
+    if w * h > max_pixels:
+        raise MediaError("image_too_large", f"{name}: {w} x {h} = {w * h} pixels, over limits.max_image_pixels "
+                                            f"({max_pixels}); refused before decoding")
+    return w, h
+
+
+def open_image_bounded(data: bytes, name: str = "image", max_pixels: int | None = None) -> "Image.Image":
+    """Open image bytes, reading only the header: MediaError ``image_too_large`` over ``max_pixels``
+    (``limits.max_image_pixels``; None: its default), ``undecodable_image`` when no decoder knows
+    them. The image is not decoded yet (call ``load()``); PIL's own bomb guard is lifted to our bound."""
+    try:
+        with warnings.catch_warnings():  # PIL's bomb warning: the bound that counts is ours, below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:  # over twice PIL's MAX_IMAGE_PIXELS: far over ours too
+        raise MediaError("image_too_large", f"{name}: {e} (limits.max_image_pixels)") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise MediaError("undecodable_image", f"{name}: {e}") from e
+    try:
+        image_header_size(img, name, max_pixels)
+    except MediaError:
+        img.close()
+        raise
+    return img
+
+
+def check_image(data: bytes, name: str = "image", max_pixels: int | None = None) -> tuple[int, int]:
+    """Decode image bytes far enough to trust them -> (width, height). Over ``max_pixels``
+    (``limits.max_image_pixels``; None: its default) is ``image_too_large``, read from the header
+    before any pixel is decoded."""
+    with open_image_bounded(data, name, max_pixels) as img:
+        try:
+            with warnings.catch_warnings():
+                # within our bound by now: PIL's bomb warning (89 M pixels) has nothing to add
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img.load()
+        except Image.DecompressionBombError as e:
+            raise MediaError("image_too_large", f"{name}: {e} (limits.max_image_pixels)") from e
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+            raise MediaError("undecodable_image", f"{name}: {e}") from e
+        return img.size
+
+
+def check_video_length(duration_s: float, seconds: float, max_excess_s: float | None, name: str) -> None:
+    """MediaError ``video_too_long`` when a video meant for a ``seconds`` clip lasts more than
+    ``seconds + max_excess_s`` (``limits.max_video_excess_s``; None: its default)."""
+    if max_excess_s is None:
+        max_excess_s = default_limit("max_video_excess_s")
+    if duration_s > seconds + max_excess_s:
+        raise MediaError("video_too_long", f"{name}: video lasts {duration_s:.2f} s, more than the clip's "
+                                           f"{seconds:.2f} s + limits.max_video_excess_s ({max_excess_s:g} s)")
 
 
 def ffprobe_video(path: str, stream_entries: str, timeout: float = 60) -> tuple[dict, dict]:
