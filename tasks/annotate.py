@@ -86,7 +86,8 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str, 
             continue
         path = store.local_path(store.path(clip[column]))  # the tools open files by path
         req = Request(clip["clip_id"], role, tags=clip["tags"],
-                      image_path=path if role == "image_caption" else None, video_path=path if role == "video_caption" else None)
+                      image_path=path if role == "image_caption" else None, video_path=path if role == "video_caption" else None,
+                      context={"max_image_pixels": cfg.limits.max_image_pixels})  # the bound the clips stage applied
         batch.append(req)
     for group in annotator.batches(batch):
         got_rows, got_failures = annotator.rows(annotator.annotate(group))

@@ -97,3 +97,26 @@ def test_validation_refuses_a_video_far_longer_than_its_record(tmp_path):
     with pytest.raises(MediaError) as e:
         _check_media("video", cell, "train: r1: video", None, 10.0)
     assert e.value.reason == "video_too_long"
+
+
+def test_the_image_captioner_takes_the_configured_bound(tmp_path):
+    from tasks.annotate import caption_visual_shard
+
+    media = tmp_path / "mirror"
+    media.mkdir()
+    t = np.arange(int(10 * SR)) / SR
+    sf.write(media / "bigpicture1_30.flac", 0.3 * np.sin(2 * np.pi * 330 * t), SR)
+    Image.new("RGB", (300, 200), (20, 20, 20)).save(media / "bigpicture1_30.png")  # 60,000 pixels
+    items = [Segment("bigpicture1", 30.0, 40.0, ("/m/04rlf",), "30", "t.csv:0").to_item()]
+    cfg = load_config("sample", {"limits.max_image_pixels": 60_000}, str(tmp_path / "data"))
+    store = Store(cfg.data_root)
+    table, _ = ingest_audioset_shard(store, cfg, str(media), items)
+    part = store.path("work/clips/audioset/part-00000.parquet")
+    store.write_table(part, table)
+    images, _ = caption_visual_shard(store, cfg, part, "image_caption")
+    assert images.num_rows == 1
+    # the caption stage applies the bound of its own configuration, not a default of its own
+    tighter = load_config("sample", {"limits.max_image_pixels": 50_000}, cfg.data_root)
+    images, failures = caption_visual_shard(store, tighter, part, "image_caption")
+    assert images.num_rows == 0
+    assert [(f["stage"], f["reason"]) for f in failures] == [("annotate/image_caption", "image_too_large")]
