@@ -22,6 +22,7 @@ errors: they propagate as they are (``tasks.faults``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import lzma
 import os
@@ -204,6 +205,20 @@ def _damaged(tar_path: str, e: BaseException) -> ArchiveError:
     return ArchiveError(f"{os.path.basename(tar_path)} is truncated or corrupt ({what[:300]})")
 
 
+@contextlib.contextmanager
+def _damage_is_archive_error(tar_s: str):
+    """A damaged archive met while reading or extracting is ``bad_archive``; an ArchiveError passes
+    as it is, and a fault of the machine (a full disk) is raised unchanged."""
+    try:
+        yield
+    except ArchiveError:
+        raise
+    except READ_ERRORS as e:
+        if not is_archive_fault(e):
+            raise
+        raise _damaged(tar_s, e) from e
+
+
 def safe_extract_tar(tar_path: str | os.PathLike, dest: str | os.PathLike, max_bytes: int | None = None,
                      max_ratio: float | None = None) -> list[str]:
     """Extract a ``.tar`` / ``.tar.gz`` / ``.tar.bz2`` / ``.tar.xz`` into ``dest``.
@@ -224,14 +239,8 @@ def safe_extract_tar(tar_path: str | os.PathLike, dest: str | os.PathLike, max_b
             raise
         raise ArchiveError(f"{tar_s} is not a readable tar archive: {type(e).__name__}: {str(e)[:300]}") from e
     with tf:
-        try:
+        with _damage_is_archive_error(tar_s):
             members = _read_members(tf, tar_s, max_bytes, max_ratio)
-        except ArchiveError:
-            raise
-        except READ_ERRORS as e:
-            if not is_archive_fault(e):
-                raise
-            raise _damaged(tar_s, e) from e
         real_dest = os.path.realpath(dest_s)
         check_tar_members(members, real_dest)
         for m in members:  # the destination itself may hold links already: resolve against it
@@ -239,7 +248,7 @@ def safe_extract_tar(tar_path: str | os.PathLike, dest: str | os.PathLike, max_b
             if parts and not _inside(os.path.realpath(os.path.join(real_dest, *parts[:-1])), real_dest):
                 raise UnsafeArchive(f"unsafe archive member {_short(m.name)}: its folder resolves outside "
                                     f"{real_dest!r}")
-        try:
+        with _damage_is_archive_error(tar_s):
             if hasattr(tarfile, "data_filter"):
                 try:
                     tf.extractall(real_dest, members=members, filter="data")
@@ -247,10 +256,4 @@ def safe_extract_tar(tar_path: str | os.PathLike, dest: str | os.PathLike, max_b
                     raise UnsafeArchive(f"unsafe archive member refused by the data filter: {e}") from e
             else:  # Python without extraction filters: our checks above are the guard
                 tf.extractall(real_dest, members=members)
-        except ArchiveError:
-            raise
-        except READ_ERRORS as e:
-            if not is_archive_fault(e):
-                raise
-            raise _damaged(tar_s, e) from e
     return ["/".join(_member_parts(m.name)) for m in members if _member_parts(m.name)]
