@@ -10,15 +10,20 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 
-.PHONY: demo test system-deps venv clean bench kill-test server server-down
+.PHONY: demo test lint system-deps venv clean bench kill-test server server-down
 
 demo: $(STAMP)
 	$(VENV)/bin/mumu build all --profile $(PROFILE) --data-root $(DATA_ROOT)
 	@for d in MUCaps MUImage MUVideo MUEdit; do $(VENV)/bin/mumu validate $(DATA_ROOT)/datasets/$$d || exit 1; done
 	@echo "datasets are in $(DATA_ROOT)/datasets"
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# ruff (pyproject.toml [tool.ruff]) and the package layers (ARCHITECTURE.md, [tool.importlinter])
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 server: $(STAMP)
 	$(VENV)/bin/mumu server up

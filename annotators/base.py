@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import multiprocessing.util
 import json
+import multiprocessing.util
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from mumu.config import AnnotatorSpec, GenerationSpec
-from tasks.loads import LOAD, RESTART, count
+from mumu.loads import LOAD, RESTART, count
 
 
 @dataclass

@@ -7,7 +7,7 @@ purpose, so a request answered by a ``vllm`` worker is not asked again through `
 against the same model.
 
 Entries are small JSON files in the store (``cache/requests/<role>/<kk>/<key>.json``), written
-atomically (temporary name, then rename) through ``tasks.store.Store``, so a killed run never
+atomically (temporary name, then rename) through ``mumu.store.Store``, so a killed run never
 leaves a half entry and many workers can share one bucket. A process keeps what it read or wrote
 in memory as well.
 """
@@ -20,7 +20,7 @@ import posixpath
 import threading
 from typing import Any
 
-from tasks.store import Store
+from mumu.store import Store
 
 CACHE_DIR = "cache/requests"
 

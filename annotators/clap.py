@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.loads import LOAD, count
+from mumu.loads import LOAD, count
 
 ROLE = "caption_gate"  # the name its model events are counted under in the run report
 VERSION = "1"  # bump when the way a score is computed changes: stage fingerprints carry it

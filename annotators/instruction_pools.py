@@ -29,10 +29,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from annotators.base import Request
-from annotators.requests import (ChatAnnotator, InvalidOutput, OutputSpec, check_text, forbidden_chars,
-                                 instructions_schema)
+from annotators.requests import (
+    ChatAnnotator,
+    InvalidOutput,
+    OutputSpec,
+    check_text,
+    forbidden_chars,
+    instructions_schema,
+)
+from mumu.store import Store, fingerprint_of
 from schemas.tables import INSTRUCTION_POOL, POOL_REJECTS, table_from_rows
-from tasks.store import Store, fingerprint_of
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,7 @@ POOLS: dict[str, PoolSpec] = {
     "image": PoolSpec("image", "instruction_pool_image"),
     "video": PoolSpec("video", "instruction_pool_video"),
     # MUEdit: instructions and responses per subtype, with the edit's parameters as placeholders
-    # (tasks.edit_text fills them and keeps a template for an edit only where the filled text agrees)
+    # (builders.edit_text fills them and keeps a template for an edit only where the filled text agrees)
     **{spec.name: spec for op in _EDITS for spec in (_edit_pool(op, False), _edit_pool(op, True))},
 }
 

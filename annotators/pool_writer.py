@@ -13,7 +13,7 @@ every conversation. Without weights, this writer draws both from versioned pool 
   given. Templates that name ``{tags}`` are used only when the clip has tags that say something
   (``annotators.features.instruments_from_tags`` drops "Music" and other generic labels).
 
-Picks use the pool's name as the salt, the same choice ``tasks/mucaps.py`` makes, so a MUCaps record
+Picks use the pool's name as the salt, the same choice ``builders/mucaps.py`` makes, so a MUCaps record
 gets the same wording whichever path makes it.
 """
 

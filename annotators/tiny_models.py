@@ -205,8 +205,13 @@ def tiny_qwen2_vl(path: str | Path, seed: int = 0) -> Path:
     """A random Qwen2-VL (one-block vision tower, one-layer text model, M-RoPE) and its processor:
     vLLM's model for videos (and pictures) in chat requests."""
     import torch
-    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
-                              Qwen2VLVideoProcessor)
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     path = Path(path)
     tok = tiny_tokenizer(extra_special=VL_SPECIAL, chat_template=VL_CHAT_TEMPLATE,
@@ -253,8 +258,14 @@ AUDIO_SPECIAL = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")
 def tiny_qwen2_audio(path: str | Path, seed: int = 0) -> Path:
     """A random Qwen2-Audio (one-layer Whisper-style encoder, one-layer Qwen2) and its processor."""
     import torch
-    from transformers import (Qwen2AudioConfig, Qwen2AudioEncoderConfig, Qwen2AudioForConditionalGeneration,
-                              Qwen2AudioProcessor, Qwen2Config, WhisperFeatureExtractor)
+    from transformers import (
+        Qwen2AudioConfig,
+        Qwen2AudioEncoderConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        Qwen2Config,
+        WhisperFeatureExtractor,
+    )
 
     path = Path(path)
     tok = tiny_tokenizer(extra_special=AUDIO_SPECIAL, chat_template=AUDIO_CHAT_TEMPLATE)

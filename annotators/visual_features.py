@@ -45,7 +45,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -177,11 +176,11 @@ def _to_rgb_array(img) -> np.ndarray:
 def open_image(path: str, max_pixels: int | None = None) -> Image.Image:
     """Open a picture from a local path or an fsspec URL, decoded to 8-bit RGB (large JPEGs decode
     reduced; 16-bit and float pictures scaled by their depth). Over ``max_pixels``
-    (``limits.max_image_pixels``; None: its default) is ``tasks.media.MediaError`` ``image_too_large``,
+    (``limits.max_image_pixels``; None: its default) is ``mumu.media.MediaError`` ``image_too_large``,
     read from the header before anything is decoded."""
     import fsspec
 
-    from tasks.media import open_image_bounded
+    from mumu.media import open_image_bounded
 
     with fsspec.open(path, "rb") as f:
         data = f.read()
@@ -401,7 +400,7 @@ def _rate(text: str | None) -> float:
 
 def probe(path: str) -> dict:
     """ffprobe the first video stream: duration, fps, width, height, frame count (0 when unknown)."""
-    from tasks.media import MediaError, ffprobe_video
+    from mumu.media import MediaError, ffprobe_video
 
     try:
         st, fmt = ffprobe_video(path, "width,height,r_frame_rate,avg_frame_rate,nb_frames,duration")
@@ -424,7 +423,7 @@ def decode_frames(path: str, fps: float, side: int = FRAME_SIDE) -> tuple[np.nda
     """(frames, clean): frames at ``fps`` as float RGB (n, side, side, 3) in 0..1, area-averaged; clean is
     False when ffmpeg reported errors (a damaged or truncated stream) but some frames decoded."""
     vf = f"fps={fps:.6f},scale={side}:{side}:flags=area,format=rgb24"
-    from tasks.media import MediaError, run_ffmpeg
+    from mumu.media import MediaError, run_ffmpeg
 
     try:
         proc = run_ffmpeg(path, [], ["-map", "0:v:0", "-an", "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
@@ -924,7 +923,7 @@ class FeaturesImageCaptioner(_FeaturesVisual):
         the role's ``options.max_image_pixels``, else the default of ``limits.max_image_pixels``."""
         got = (req.context or {}).get("max_image_pixels") or self.spec.options.get("max_image_pixels")
         if got is None:
-            from tasks.media import default_limit
+            from mumu.media import default_limit
 
             got = default_limit("max_image_pixels")
         return int(got)
@@ -935,7 +934,7 @@ class FeaturesImageCaptioner(_FeaturesVisual):
     def _one(self, req: Request) -> Result:
         if not req.image_path:
             return Result(req.clip_id, req.kind, None, error_reason="missing_media", error_detail="the request has no image_path")
-        from tasks.media import MediaError
+        from mumu.media import MediaError
 
         try:
             img = open_image(req.image_path, self.max_image_pixels(req))

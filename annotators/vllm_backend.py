@@ -41,7 +41,6 @@ from typing import Any
 
 from annotators.requests import ChatAnnotator, ChatRequest, Generation, to_openai_messages
 
-
 CPU_KV_CACHE_BYTES = 512 * 2**20  # KV cache of an engine on CPU unless options.engine says otherwise
 
 def _on_cpu() -> bool:

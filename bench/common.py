@@ -9,6 +9,7 @@ import shutil
 import time
 from contextlib import contextmanager
 
+
 def results_dir() -> str:
     """Where benchmarks write their JSON (``$MUMU_BENCH_RESULTS``, default ``bench-results``)."""
     return os.environ.get("MUMU_BENCH_RESULTS", "bench-results")
@@ -52,9 +53,9 @@ def rendered_corpus(root: str, clips: int, seed: int = 0, edit_sources: bool = T
     """A data root holding a rendered sample corpus of ``clips`` clips (rendered once, then reused);
     ``edit_sources`` adds the Slakh-style tracks and loops MUEdit reads."""
     from mumu.config import load_config
-    from tasks.sample_corpus import corpus_shard, edit_sources_shard, plan_corpus, write_corpus_index
-    from tasks.stage import chunk
-    from tasks.store import Store
+    from mumu.stage import chunk
+    from mumu.store import Store
+    from sources.sample_corpus import corpus_shard, edit_sources_shard, plan_corpus, write_corpus_index
 
     cfg = load_config("sample", {**(overrides or {}), "corpus.clips": clips, "corpus.seed": seed}, root)
     store = Store(root)

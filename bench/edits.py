@@ -7,7 +7,7 @@ Throughput is audio-seconds per CPU-second, CPU time counting this process and t
 processes it waited for (the sox, ffmpeg and rubberband programs). For every edit of the paper
 (speed 0.5/0.7/1.3/1.5, pitch -200/-100/+100/+200 cents) and every test file, in turn:
 
-- ours:        ``tasks.edits.apply_edit`` on the decoded array, as the pipeline calls it
+- ours:        ``builders.edits.apply_edit`` on the decoded array, as the pipeline calls it
 - ours wav:    wav file -> ``apply_edit`` -> wav file (soundfile, 16-bit PCM both ways), the CLI's I/O
 - sox CLI:     ``sox -D in.wav out.wav tempo -m 1/f`` / ``... pitch c/100`` (subprocess)
 - reference:   the published approach: an mp3 round trip through ffmpeg (wav -> mp3, mp3 ->
@@ -19,7 +19,7 @@ harmonics, a bass line and noise-burst drums), written as 16-bit wav.
 
 The second part (``--no-choose`` skips it) measures the time-stretch candidates on pure tones
 — pitch drift of the spectral peak in cents, raw length error, throughput — the table that
-chose SoX ``tempo -m`` (see ``tasks/edits.py``). Results go to ``--out`` as JSON.
+chose SoX ``tempo -m`` (see ``builders/edits.py``). Results go to ``--out`` as JSON.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import results_dir  # noqa: E402
-from tasks.edits import apply_edit, dominant_frequency, run_sox  # noqa: E402
+from builders.edits import apply_edit, dominant_frequency, run_sox  # noqa: E402
 
 SPEEDS = [0.5, 0.7, 1.3, 1.5]
 CENTS = [-200, -100, 100, 200]
@@ -133,11 +134,11 @@ def throughput(args) -> dict:
                 for i, src in enumerate(files):
                     key = "speed_factor" if op == "speed" else "pitch_cents"
                     jobs = {
-                        "ours": lambda: apply_edit(op, arrays[i], args.sr, {key: value}),
-                        "ours_wav": lambda: ours_files(src, os.path.join(tmp, "o.wav"), op, value),
-                        "sox_cli": lambda: sox_cli(src, os.path.join(tmp, "s.wav"), op, value),
-                        "reference": lambda: reference(src, os.path.join(tmp, "r.mp3"), op, value, tmp, args.sr,
-                                                       args.channels),
+                        "ours": partial(apply_edit, op, arrays[i], args.sr, {key: value}),
+                        "ours_wav": partial(ours_files, src, os.path.join(tmp, "o.wav"), op, value),
+                        "sox_cli": partial(sox_cli, src, os.path.join(tmp, "s.wav"), op, value),
+                        "reference": partial(reference, src, os.path.join(tmp, "r.mp3"), op, value, tmp, args.sr,
+                                             args.channels),
                     }
                     order = methods if (r + i) % 2 == 0 else methods[::-1]  # alternate who goes first
                     for m in order:

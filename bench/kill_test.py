@@ -83,7 +83,7 @@ def problems(root: str) -> list[str]:
         marker = os.path.join(os.path.dirname(part), "_done", os.path.basename(part)[:-8] + ".json")
         if not os.path.exists(marker):
             out.append(f"output without marker: {os.path.relpath(part, root)}")
-    from schemas.validate import validate_dataset
+    from publishing.validate import validate_dataset
 
     for ds in sorted(glob.glob(f"{root}/datasets/*")):
         report = validate_dataset(ds, decode_media=False)

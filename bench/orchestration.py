@@ -41,14 +41,15 @@ def render_corpus(root: str, clips: int) -> str:
 
 def direct_build(root: str, clips: int) -> dict:
     """build-mucaps without Prefect: the flow's plain functions, called in the flow's order."""
+    from builders import annotate, ingest, mucaps
+    from builders.annotate import annotator_fingerprint
+    from builders.draws import dataset_extras
+    from builders.splits import decontamination_ids
     from mumu.config import load_config
+    from mumu.store import Store
+    from publishing import finalize
+    from publishing.cards import provenance_block
     from schemas.datasets import spec_for
-    from tasks import annotate, finalize, ingest, mucaps
-    from tasks.annotate import annotator_fingerprint
-    from tasks.cards import provenance_block
-    from tasks.draws import dataset_extras
-    from tasks.splits import decontamination_ids
-    from tasks.store import Store
 
     cfg = load_config("sample", overrides(clips), root)
     store = Store(cfg.data_root)
@@ -84,7 +85,7 @@ def tree_cpu() -> float:
     API server is one): on a shared machine CPU time shows the cost where wall time is noisy."""
     import resource
 
-    from mumu.server import descendants
+    from cli.server import descendants
 
     own = resource.getrusage(resource.RUSAGE_SELF)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)

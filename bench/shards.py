@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench.common import save, timer
+from builders.records import SPLIT_COLUMN, records_table
+from builders.shards import assemble
+from mumu.store import Store
 from schemas.datasets import MUCAPS
-from tasks.records import SPLIT_COLUMN, records_table
-from tasks.shards import assemble
-from tasks.store import Store
 
 
 def rows(n: int, kb: int = 300) -> list[dict]:

@@ -12,19 +12,19 @@ from dataclasses import dataclass, field
 
 from prefect import get_run_logger
 
+from builders import ingest
+from builders.annotate import annotator_fingerprint
+from builders.draws import dataset_extras
+from builders.selection import SelectionReport
+from builders.splits import decontamination_ids
 from flows.placement import check_gpu_workers, placed, role_needs_gpu
 from flows.report import track
 from flows.sample_corpus import make_sample_corpus
 from flows.stages import caption, ingest_clips
 from mumu.config import Config
-from tasks import ingest
-from tasks.annotate import annotator_fingerprint
-from tasks.draws import dataset_extras
-from tasks.finalize import default_caps
-from tasks.selection import SelectionReport
-from tasks.splits import decontamination_ids
-from tasks.stage import ShardResult
-from tasks.store import Store
+from mumu.stage import ShardResult
+from mumu.store import Store
+from publishing.finalize import default_caps
 
 ROLE_TITLES = {"music_caption": "music captions", "image_caption": "image captions", "video_caption": "video captions"}
 
@@ -32,7 +32,7 @@ ROLE_TITLES = {"music_caption": "music captions", "image_caption": "image captio
 @dataclass
 class AudiosetStages:
     mirror: ingest.Mirror
-    excluded: frozenset[str]  # a tasks.decontamination.Decontamination
+    excluded: frozenset[str]  # a builders.decontamination.Decontamination
     clips: list[ShardResult]
     captions: dict[str, list[ShardResult]]
     segment_failures: list[dict]

@@ -8,14 +8,14 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.checks import checked_config
-from flows.muedit import build_muedit
 from flows.mucaps import build_mucaps
+from flows.muedit import build_muedit
 from flows.muvisual import build_muimage, build_muvideo
 from flows.report import flow_run_id
 from flows.runners import shared_cluster
-from tasks.paper_tables import write_tables
-from tasks.run_report import merge_reports, write_report
-from tasks.store import Store
+from mumu.store import Store
+from publishing.paper_tables import write_tables
+from publishing.run_report import merge_reports, write_report
 
 
 @flow(name="build-all", log_prints=True)

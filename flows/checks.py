@@ -11,8 +11,8 @@ from typing import Any
 
 from prefect import get_run_logger
 
+from builders.preflight import ALL_SOURCES, PreflightError, load_checked
 from mumu.config import Config, ConfigError
-from tasks.preflight import ALL_SOURCES, PreflightError, load_checked
 
 
 def checked_config(profile: str, overrides: dict[str, Any] | None, data_root: str | None,

@@ -14,10 +14,17 @@ import fsspec
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.limits import gpu_slot
 from metrics import report
-from metrics.evaluate import (EvalModels, ModelCache, TaskResult, TaskSpec, generate_with_checkpoint, score_task,
-                              tasks_for)
+from metrics.evaluate import (
+    EvalModels,
+    ModelCache,
+    TaskResult,
+    TaskSpec,
+    generate_with_checkpoint,
+    score_task,
+    tasks_for,
+)
+from mumu.limits import gpu_slot
 
 
 @task(name="score-task", task_run_name="score {spec.dataset} {spec.task}", cache_policy=None)

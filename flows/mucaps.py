@@ -6,18 +6,19 @@ from typing import Any
 
 from prefect import flow
 
+from builders import mucaps
+from builders.annotate import annotator_fingerprint
+from builders.pools import pool_fingerprint, uses_generated_pools
+from builders.preflight import AUDIOSET
 from flows.audioset import audioset_stages
 from flows.checks import checked_config
 from flows.placement import placed
 from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, instruction_pool, mucaps_records
-from tasks import finalize, mucaps
-from tasks.cards import provenance_block
-from tasks.preflight import AUDIOSET
-from tasks.annotate import annotator_fingerprint
-from tasks.pools import pool_fingerprint, uses_generated_pools
-from tasks.store import Store
+from mumu.store import Store
+from publishing import finalize
+from publishing.cards import provenance_block
 
 
 @flow(name="build-mucaps", log_prints=True)

@@ -7,35 +7,36 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from builders import edit_plan, ingest
+from builders.edit_text import template_version
+from builders.pools import EDIT_OPS, EDIT_POOLS, pool_fingerprint, uses_generated_pools
+from builders.preflight import LOOPERMAN, SLAKH
+from builders.splits import decontamination_ids
 from flows.checks import checked_config
 from flows.placement import check_gpu_workers, placed
-from flows.retries import IO_RETRIES
 from flows.report import publish_run_report, publish_summary, track
+from flows.retries import IO_RETRIES
 from flows.runners import needs_runner, run_with_runner
 from flows.sample_corpus import make_sample_corpus
-from mumu.config import Config
 from flows.stages import finalize_dataset, ingest_loops, ingest_slakh, instruction_pool, muedit_records
+from mumu.config import Config
+from mumu.stage import ShardResult, chunk
+from mumu.store import Store
+from publishing import finalize
+from publishing.cards import provenance_block
 from schemas.datasets import MUEDIT
-from tasks import edit_plan, finalize, ingest
-from tasks.cards import provenance_block
-from tasks.edit_text import template_version
-from tasks.pools import EDIT_OPS, EDIT_POOLS, pool_fingerprint, uses_generated_pools
-from tasks.preflight import LOOPERMAN, SLAKH
-from tasks.splits import decontamination_ids
-from tasks.stage import ShardResult, chunk
-from tasks.store import Store
 
 
 @task(name="muedit-loop-snr", task_run_name="muedit-loop-snr-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
 def measure_loops(cfg: Config, clips: ShardResult) -> ShardResult:
-    """The signal-to-noise ratio of each loop of a shard (``tasks.edit_plan``: the plan's filter)."""
+    """The signal-to-noise ratio of each loop of a shard (``builders.edit_plan``: the plan's filter)."""
     return edit_plan.loop_measure_stage(Store(cfg.data_root), clips)
 
 
 @task(name="muedit-loop-plan", cache_policy=NO_CACHE, **IO_RETRIES)
 def plan_loop_edits(cfg: Config, loop_clips: list[ShardResult], measures: list[ShardResult],
                     excluded: frozenset) -> ShardResult:
-    """Which loops get a speed and which a pitch edit, and which one (``tasks.edit_plan``)."""
+    """Which loops get a speed and which a pitch edit, and which one (``builders.edit_plan``)."""
     return edit_plan.loop_plan_stage(Store(cfg.data_root), cfg, loop_clips, excluded, measures)
 
 

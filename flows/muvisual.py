@@ -6,6 +6,9 @@ from typing import Any
 
 from prefect import flow
 
+from builders.annotate import annotator_fingerprint
+from builders.muvisual import KINDS, spec_of
+from builders.preflight import AUDIOSET
 from flows.audioset import audioset_stages
 from flows.checks import checked_config
 from flows.placement import placed
@@ -13,12 +16,9 @@ from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, instruction_pool, visual_records
 from mumu.config import Config
-from tasks import finalize
-from tasks.cards import provenance_block
-from tasks.preflight import AUDIOSET
-from tasks.muvisual import KINDS, spec_of
-from tasks.annotate import annotator_fingerprint
-from tasks.store import Store
+from mumu.store import Store
+from publishing import finalize
+from publishing.cards import provenance_block
 
 
 def build_visual(cfg: Config, dataset: str) -> dict:

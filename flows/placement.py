@@ -5,7 +5,7 @@ loads a model, on a machine that shows a GPU; ``annotators.base.needs_gpu``). Un
 tasks carry the resource ``GPU: 1`` (``dask.annotate``), so only workers that offer it run them:
 the GPU workers of the run's local cluster (``runner.gpu_workers``, one per GPU, each seeing only
 its own), or the workers of an existing cluster started with ``--resources GPU=1``. Every such
-task also holds a slot of the ``mumu-gpu`` concurrency limit while it works (``flows.limits``).
+task also holds a slot of the ``mumu-gpu`` concurrency limit while it works (``mumu.limits``).
 With a thread or process runner a flow run's process is the worker: run it on the ``mumu-gpu``
 pool, whose workers each see one GPU; the engine slot (``annotators.requests``) keeps one
 engine per process either way.
@@ -48,7 +48,7 @@ def gpu_held(cfg: Config, role: str) -> Iterator[None]:
     if not role_needs_gpu(cfg, role):
         yield
         return
-    from flows.limits import gpu_slot
+    from mumu.limits import gpu_slot
 
     with gpu_slot("cuda"):
         yield

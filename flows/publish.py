@@ -16,7 +16,7 @@ from prefect.runtime import flow_run
 
 from flows.report import artifact_key as _key
 from flows.retries import IO_RETRIES
-from tasks import publish as pub
+from publishing import publish as pub
 
 
 @task(name="hub-plan", **IO_RETRIES)

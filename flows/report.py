@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 
-from prefect.artifacts import (create_link_artifact, create_markdown_artifact, create_progress_artifact,
-                               create_table_artifact, update_progress_artifact)
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import as_completed
 
 from mumu import progress
-from tasks.stage import ShardResult
+from mumu.stage import ShardResult
 
 
 def artifact_key(text: str) -> str:
@@ -31,7 +36,7 @@ def track(futures: list, stage: str) -> list[ShardResult]:
 
 
 def stage_table(results: list[ShardResult]) -> dict:
-    from tasks.run_report import stage_entry
+    from publishing.run_report import stage_entry
 
     e = stage_entry(results)
     return {
@@ -54,9 +59,9 @@ def flow_run_id() -> str:
 
 def publish_run_report(flow: str, data_root: str, stages: dict[str, list[ShardResult]], pools: list[dict] = (),
                        context: dict | None = None) -> dict:
-    """Write this flow run's report (``runs/<flow-run-id>.json``, see ``tasks/run_report``); the report."""
-    from tasks.run_report import run_report, write_report
-    from tasks.store import Store
+    """Write this flow run's report (``runs/<flow-run-id>.json``, see ``publishing/run_report``); the report."""
+    from mumu.store import Store
+    from publishing.run_report import run_report, write_report
 
     store = Store(data_root)
     return write_report(store, run_report(flow, flow_run_id(), stages, pools,
@@ -86,8 +91,8 @@ def publish_summary(name: str, stages: dict[str, list[ShardResult]], dataset_row
     lines += [f"| {k} | {v} |" for k, v in sorted(failures_by_reason.items())] or ["| (none) | 0 |"]
     create_markdown_artifact("\n".join(lines), key=artifact_key(f"{name}-failures"), description=f"{name}: failures by reason")
     if stats:
-        from tasks.composition import composition_lines
-        from tasks.paper_tables import tables_markdown
+        from builders.composition import composition_lines
+        from publishing.paper_tables import tables_markdown
 
         composed = composition_lines(stats)
         if composed:
@@ -100,6 +105,6 @@ def publish_summary(name: str, stages: dict[str, list[ShardResult]], dataset_row
     create_link_artifact(f"file://{dataset_dir}" if "://" not in dataset_dir else dataset_dir, link_text=f"{name} dataset",
                          key=artifact_key(f"{name}-output"))
     if stats and stats.get("statistics"):
-        from tasks.plots import figure_artifacts
+        from publishing.plots import figure_artifacts
 
         figure_artifacts(stats["figures"], dataset_dir, name, summary=stats["statistics"])

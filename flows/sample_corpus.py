@@ -10,9 +10,9 @@ from flows.checks import checked_config
 from flows.report import stage_table, track
 from flows.stages import render_corpus, render_edit_sources
 from mumu.config import Config
-from tasks.sample_corpus import plan_corpus, write_corpus_index
-from tasks.stage import chunk
-from tasks.store import Store
+from mumu.stage import chunk
+from mumu.store import Store
+from sources.sample_corpus import plan_corpus, write_corpus_index
 
 
 def make_sample_corpus(cfg: Config) -> dict:

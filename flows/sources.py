@@ -10,17 +10,17 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from builders.draws import draw_datasets, draws_markdown
+from builders.selection import report_markdown, select_segments, write_report
+from builders.splits import decontamination_ids
 from flows.report import track
 from mumu.config import Config, ConfigError, list_name_clash, load_config
+from mumu.stage import chunk
+from mumu.store import Store
 from schemas.tables import FAILURES, table_from_rows
-from tasks import download as dl
-from tasks.audioset import read_segments
-from tasks.ontology import ontology
-from tasks.draws import draw_datasets, draws_markdown
-from tasks.selection import report_markdown, select_segments, write_report
-from tasks.splits import decontamination_ids
-from tasks.stage import chunk
-from tasks.store import Store
+from sources import download as dl
+from sources.audioset import read_segments
+from sources.ontology import ontology
 
 
 @flow(name="select-audioset", log_prints=True)

@@ -8,19 +8,18 @@ finished shards even on a fresh Prefect database. Retries cover transient errors
 
 from __future__ import annotations
 
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from builders import annotate, ingest, mucaps, muedit, muvisual, pools
 from flows.placement import gpu_held
 from flows.retries import IO_RETRIES
 from mumu.config import Config
+from mumu.stage import ShardResult
+from mumu.store import Store
+from publishing import finalize
 from schemas.datasets import spec_for
-from tasks import annotate, finalize, ingest, mucaps, muedit, muvisual, pools, sample_corpus
-from tasks.stage import ShardResult
-from tasks.store import Store
-
-
+from sources import sample_corpus
 
 
 @task(name="render-corpus", task_run_name="render-corpus-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)

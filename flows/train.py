@@ -14,7 +14,7 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.limits import gpu_slot
+from mumu.limits import gpu_slot
 
 MAX_TABLE_ROWS = 200
 COLUMNS = ("stage", "epoch", "step", "loss", "ce", "mse", "aud", "lr", "grad_norm", "samples_per_s", "gate_abs_mean")

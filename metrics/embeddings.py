@@ -547,7 +547,14 @@ def build_tiny_bert(path: str | Path, seed: int = 0) -> Path:
 
 def build_tiny_clap(path: str | Path, seed: int = 0) -> Path:
     """A tiny random ``ClapModel`` + ``ClapFeatureExtractor`` + byte-level BPE tokenizer, saved like laion/clap-*."""
-    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig, RobertaTokenizerFast
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapTextConfig,
+        RobertaTokenizerFast,
+    )
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from metrics import audio as A
+from metrics import report
 from metrics import text as T
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class TaskResult:
 
 def eval_files(data_root: str, dataset: str, split: str = "eval") -> list[str]:
     fs, root = fsspec.core.url_to_fs(str(data_root))
-    from tasks.store import list_files  # the folder is listed literally, never expanded as a glob
+    from mumu.store import list_files  # the folder is listed literally, never expanded as a glob
 
     files = list_files(fs, f"{root.rstrip('/')}/datasets/{dataset}/data", f"{split}-*.parquet")
     return [fs.unstrip_protocol(f) if "://" in str(data_root) else f for f in files]
@@ -346,7 +346,6 @@ def tasks_for(datasets: list[str] | tuple[str, ...] | None) -> list[TaskSpec]:
 def evaluate(predictions: str | Path, data_root: str, datasets=None, models: EvalModels | None = None,
              split: str = "eval", limit: int | None = None) -> dict:
     """Score every task of ``datasets``; the JSON-ready result that ``metrics.report`` renders."""
-    from metrics import report
 
     cache = ModelCache(models or EvalModels())
     results = [score_task(t, data_root, predictions, cache, split, limit) for t in tasks_for(datasets)]
@@ -418,15 +417,3 @@ def _write_with_generate(gen, checkpoint: str, data_root: str, datasets: list[st
                 sf.write(folder / f"{r['id']}.wav", np.asarray(res.audio, dtype=np.float32).reshape(-1), int(res.sample_rate))
             else:
                 log.warning("%s: the model produced no music", r["id"])
-
-
-def nan_to_none(x):
-    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
-        return None
-    if isinstance(x, dict):
-        return {k: nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [nan_to_none(v) for v in x]
-    if isinstance(x, np.generic):
-        return nan_to_none(x.item())
-    return x

@@ -7,8 +7,11 @@ what it is; ``docs/metrics.md`` has the full definitions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
 
 UNDERSTANDING = (("BLEU", "↑"), ("METEOR", "↑"), ("ROUGE-L", "↑"), ("BERTScore", "↑"))
 GENERATION = (("FAD", "↓"), ("KL", "↓"), ("CLAP", "↑"), ("Alignment rank", "↓"), ("LSD", "↓"))
@@ -55,7 +58,6 @@ def table3(tasks: list[dict]) -> list[dict]:
 
 
 def assemble(results, models: dict, **context) -> dict:
-    from metrics.evaluate import nan_to_none
 
     tasks = [{**asdict(r), "coverage": r.coverage} for r in results]
     signatures = {}
@@ -118,3 +120,15 @@ def markdown(result: dict) -> str:
     if notes:
         lines += ["", "## Not computed or incomplete", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def nan_to_none(x):
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    if isinstance(x, dict):
+        return {k: nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [nan_to_none(v) for v in x]
+    if isinstance(x, np.generic):
+        return nan_to_none(x.item())
+    return x

@@ -86,7 +86,7 @@ def _fs(root: str):
 
 def dataset_files(data_root: str, name: str, split: str = "train") -> list[str]:
     fs, base = _fs(str(data_root))
-    from tasks.store import list_files  # the folder is listed literally, never expanded as a glob
+    from mumu.store import list_files  # the folder is listed literally, never expanded as a glob
 
     paths = list_files(fs, f"{base.rstrip('/')}/datasets/{name}/data", f"{split}-*.parquet")
     proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]

@@ -118,7 +118,7 @@ class ShardSpec(Section):
 
 
 class DecontaminationListSpec(Section):
-    """One benchmark list whose clips never enter any split (``tasks.decontamination``)."""
+    """One benchmark list whose clips never enter any split (``builders.decontamination``)."""
 
     # the list file (local path or fsspec URL); None: not set yet, refused by a build from a real AudioSet
     # mirror unless required is false
@@ -257,8 +257,8 @@ class EditSpec(Section):
 
     # add/delete/replace pairs per Slakh span (a segment or a whole track: slakh.pair_span)
     stem_edits_per_span: int = Field(3, ge=1)
-    # loop filters before the speed / pitch plan (tasks.edit_plan), besides the quality verdict:
-    # estimated signal-to-noise ratio (tasks.quality.snr_db) and Silero speech share; None: not applied
+    # loop filters before the speed / pitch plan (builders.edit_plan), besides the quality verdict:
+    # estimated signal-to-noise ratio (sources.quality.snr_db) and Silero speech share; None: not applied
     min_snr_db: float | None = None
     max_speech_ratio: float | None = Field(None, ge=0, le=1)
 
@@ -267,7 +267,7 @@ AudioSetDataset = Literal["MUCaps", "MUImage", "MUVideo"]
 
 
 class DrawSpec(Section):
-    """How one AudioSet dataset draws its clips from the qualifying segments (``tasks.draws``)."""
+    """How one AudioSet dataset draws its clips from the qualifying segments (``builders.draws``)."""
 
     lists: list[str] = []  # segment list file names it draws from; empty: every list of the mirror
     balance: bool = False  # spread instrument classes as evenly as the pool allows
@@ -317,7 +317,7 @@ class SelectionSpec(Section):
     train_lists: list[str] = []
     eval_lists: list[str] = []
     seed: int = 0
-    # each AudioSet dataset's draw: its lists, balance and overlap with the others (tasks.draws)
+    # each AudioSet dataset's draw: its lists, balance and overlap with the others (builders.draws)
     draws: DrawsSpec = DrawsSpec()
     # drawn beyond each split's target, so failures on the way do not leave it short; the train
     # split is then cut to its target exactly
@@ -373,7 +373,7 @@ class QualitySpec(Section):
 
 
 class CaptionGateSpec(Section):
-    """The caption–audio agreement gate (``tasks/caption_gate.py``): each music caption is scored
+    """The caption–audio agreement gate (``builders/caption_gate.py``): each music caption is scored
     against its clip by a CLAP model (cosine of the normalised audio and text embeddings)."""
 
     # a CLAP checkpoint: laion/larger_clap_music, laion/larger_clap_music_and_speech, a folder in
@@ -449,7 +449,7 @@ class Config(Section):
     @field_validator("data_root")
     @classmethod
     def _no_chained_root(cls, v: str) -> str:
-        if "::" in v:  # fsspec would write to the chain's last link, not to the path named (tasks.store.check_root)
+        if "::" in v:  # fsspec would write to the chain's last link, not to the path named (mumu.store.check_root)
             raise ValueError("contains '::' (an fsspec chain separator, which would write somewhere else); "
                              "give a plain local path or one URL such as s3://bucket/prefix")
         return v

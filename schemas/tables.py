@@ -8,7 +8,8 @@ Working tables reference media by path and sha256; only the final datasets embed
 from __future__ import annotations
 
 import datasets
-import pyarrow as pa
+
+from mumu.tables import FAILURES, schema_of, table_from_rows  # noqa: F401  (listed here with the other tables)
 
 S = datasets.Value("string")
 F64 = datasets.Value("float64")
@@ -40,7 +41,7 @@ CLIPS = datasets.Features(
         # path is then null); null when none. The clip keeps its audio; the medium's caption stage
         # reports the problem, so only the datasets that need the medium show it
         "media_errors": S,
-        # quality measures (tasks/quality.py): columns, never deletions; builds select by thresholds
+        # quality measures (sources/quality.py): columns, never deletions; builds select by thresholds
         "loudness_lufs": F64,  # ITU-R BS.1770 integrated loudness; null when unmeasurable
         "silence_ratio": F64,
         "clipping_ratio": F64,
@@ -61,18 +62,9 @@ ANNOTATIONS = datasets.Features(
         "params": S,  # JSON sampling parameters
         "seed": I64,
         "facts": S,  # JSON: measured facts the text rests on
-        # music captions: CLAP cosine of the caption and its clip (tasks/caption_gate.py); null when
+        # music captions: CLAP cosine of the caption and its clip (builders/caption_gate.py); null when
         # the gate is off and for other kinds
         "clap_score": F64,
-    }
-)
-
-FAILURES = datasets.Features(
-    {
-        "item_id": S,
-        "stage": S,
-        "reason": S,  # a short machine-readable code, counted in reports
-        "detail": S,  # the human-readable message
     }
 )
 
@@ -94,14 +86,3 @@ INSTRUCTION_POOL = datasets.Features(
 
 # the candidates a pool turned down, and why
 POOL_REJECTS = datasets.Features({"pool": S, "request": I32, "candidate": S, "reason": S, "detail": S})
-
-
-def schema_of(features: datasets.Features) -> pa.Schema:
-    return features.arrow_schema
-
-
-def table_from_rows(rows: list[dict], features: datasets.Features) -> pa.Table:
-    """Build a table with exactly the declared columns, in declared order, with HF metadata."""
-    schema = features.arrow_schema
-    cols = {name: [row.get(name) for row in rows] for name in schema.names}
-    return pa.Table.from_pydict(cols, schema=schema)

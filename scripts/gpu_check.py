@@ -112,7 +112,7 @@ def make_media(folder: Path, n: int) -> dict:
     if shutil.which("ffmpeg"):
         for i in range(min(n, 4)):
             path = folder / f"vid{i}.mp4"
-            subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=duration=2:size=64x48:rate=8",
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=2:size=64x48:rate=8",
                             "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
             videos.append(str(path))
     return {"audio": audio, "sr": sr, "images": images, "videos": videos}

@@ -59,9 +59,9 @@ def small_cfg_overrides() -> dict:
 def corpus_template(tmp_path_factory, small_cfg_overrides) -> Path:
     """A data root holding only a rendered 8-clip sample corpus (made once per session, without Prefect)."""
     from mumu.config import load_config
-    from tasks.sample_corpus import corpus_shard, plan_corpus, write_corpus_index
-    from tasks.stage import chunk
-    from tasks.store import Store
+    from mumu.stage import chunk
+    from mumu.store import Store
+    from sources.sample_corpus import corpus_shard, plan_corpus, write_corpus_index
 
     root = tmp_path_factory.mktemp("corpus-template")
     cfg = load_config("sample", small_cfg_overrides, str(root))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from builders.records import records_table, turns
+from mumu.media import flac_bytes
+from mumu.store import Store
 from schemas.datasets import MUCAPS
-from tasks.media import flac_bytes
-from tasks.records import records_table, turns
-from tasks.store import Store
 
 
 def tone_flac(freq: float, seconds: float = 0.5, sr: int = 16000) -> bytes:

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from annotators.requests import ChatAnnotator, ChatRequest, Generation
 from annotators.mullama.release import DEFAULT_MERT, ReleaseError, ReleasePaths, load_release
+from annotators.requests import ChatAnnotator, ChatRequest, Generation
 
 PROMPT = "mullama_caption"
 

@@ -4,7 +4,7 @@ import json
 
 from annotators.base import Request
 from annotators.cache import RequestCache, request_key
-from tasks.store import Store
+from mumu.store import Store
 from tests.annotators.fakes import scripted
 
 

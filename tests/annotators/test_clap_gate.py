@@ -12,11 +12,11 @@ import pytest
 import soundfile as sf
 
 from annotators import base
+from builders.annotate import caption_music_shard
+from builders.caption_gate import gate_identity, score_stats
 from mumu.config import load_config
-from tasks.annotate import caption_music_shard
-from tasks.caption_gate import gate_identity, score_stats
-from tasks.stage import ShardResult
-from tasks.store import Store
+from mumu.stage import ShardResult
+from mumu.store import Store
 
 IDS = ["as-gateA-0", "as-gateB-0"]
 
@@ -115,7 +115,7 @@ def test_a_caption_nobody_passes_is_regenerated_then_fails_with_its_score(tmp_pa
 
 def test_with_a_threshold_everyone_passes_the_scores_are_in_the_annotations_and_the_card(tmp_path, fresh):
     from annotators.clap import scorer_for
-    from tasks.cards import caption_scores_section
+    from publishing.cards import caption_scores_section
 
     cfg = gate_cfg(tmp_path, threshold=-1.0)
     store = Store(cfg.data_root)

@@ -7,7 +7,7 @@ import pytest
 
 from annotators.instruction_pools import POOLS, generate_pool, load_pool, normalise
 from annotators.requests import InvalidOutput
-from tasks.store import Store
+from mumu.store import Store
 from tests.annotators.fakes import scripted
 
 CANDIDATES = [

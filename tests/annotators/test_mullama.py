@@ -10,7 +10,7 @@ import torch
 
 from annotators.base import Request
 from annotators.mullama.backend import MULlamaAnnotator
-from annotators.mullama.release import ReleaseError, ReleasePaths, SHARD_DIM, load_release, write_tiny_release
+from annotators.mullama.release import SHARD_DIM, ReleaseError, ReleasePaths, load_release, write_tiny_release
 from annotators.requests import build_annotator
 
 

@@ -47,7 +47,7 @@ def req(i):
 
 
 def test_structured_json_from_the_server(server, tiny_llama_dir, tmp_path):
-    from tasks.store import Store
+    from mumu.store import Store
 
     ann = client(server, tiny_llama_dir).use_cache(Store(str(tmp_path)))
     results = ann.annotate([req(i) for i in range(8)])
@@ -84,8 +84,8 @@ def test_an_unreachable_server_fails_the_shard_and_its_rerun_sends_again(tiny_ll
     marker, so the rerun (once the server is up) builds the shard."""
     pytest.importorskip("openai", reason="the openai client comes with the cpu-llm extra")
     from annotators.requests import BackendUnavailable
-    from tasks.stage import ShardPaths, run_shard
-    from tasks.store import Store
+    from mumu.stage import ShardPaths, run_shard
+    from mumu.store import Store
 
     store = Store(str(tmp_path))
     with socket.socket() as held:  # bound, never listening: connections to it are refused, and no one else can take it
@@ -106,7 +106,7 @@ def test_answers_got_before_a_server_went_away_are_kept(server, tiny_llama_dir, 
     """One live server and one that refuses connections: the shard fails, but the live server's
     answers are in the cache, so the rerun (both URLs live) sends only the other half."""
     from annotators.requests import BackendUnavailable
-    from tasks.store import Store
+    from mumu.store import Store
 
     store = Store(str(tmp_path))
     with socket.socket() as held:

@@ -10,7 +10,7 @@ from annotators.base import Request, get_annotator
 from annotators.pool_writer import PoolTextWriter, instruction_for, response_for, tag_phrase
 from annotators.prompts import pick, pool
 from mumu.config import load_config
-from tasks.sample_corpus import INSTRUMENTS
+from sources.sample_corpus import INSTRUMENTS
 
 ORIGINAL_MUCAPS = [  # the pool's first lines, which records made before the pool grew rely on
     "Generate a music clip that matches this description: {caption}",
@@ -143,7 +143,7 @@ def test_choices_are_deterministic_and_match_the_mucaps_records():
         key = f"as-v{i}-0"
         assert instruction_for("image_to_music", key) == instruction_for("image_to_music", key)
         assert instruction_for("text_to_music", key, MUSIC) == pick(
-            lines_of("mucaps_generate"), key, salt="mucaps_generate").format(caption=MUSIC)  # as tasks/mucaps.py picks
+            lines_of("mucaps_generate"), key, salt="mucaps_generate").format(caption=MUSIC)  # as builders/mucaps.py picks
         assert response_for("text_to_music", {"music_caption": MUSIC}, key) == pick(
             lines_of("music_response"), key, salt="music_response")
     assert len({instruction_for("video_to_music", f"as-v{i}-0") for i in range(100)}) >= 60

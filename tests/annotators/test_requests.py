@@ -7,9 +7,18 @@ import pytest
 
 from annotators.base import Request
 from annotators.prompts import prompt
-from annotators.requests import (NO_CONTROL, PROMPT_OF_KIND, InvalidOutput, OutputSpec, check_text, render_prompt,
-                                 response_schema, split_sections, strip_media, to_openai_messages)
-from annotators.requests import Generation
+from annotators.requests import (
+    NO_CONTROL,
+    PROMPT_OF_KIND,
+    InvalidOutput,
+    OutputSpec,
+    check_text,
+    render_prompt,
+    response_schema,
+    split_sections,
+    strip_media,
+    to_openai_messages,
+)
 from tests.annotators.fakes import scripted
 
 

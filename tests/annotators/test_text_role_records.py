@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 def clips_and_music(tiny_llama_dir, data_root, pool_target: int):
     """A config whose text role is vLLM on the tiny LLaMA (the session's engine), and one shard of
     clips with their (features) music captions -> (cfg, store, clips, music)."""
-    from tasks import annotate, ingest
-    from tasks.store import Store
+    from builders import annotate, ingest
+    from mumu.store import Store
 
     cfg = load_config("sample", {"corpus.clips": 8, "shards.items_per_shard": 8, "pools.target": pool_target,
                                  "pools.per_request": 1, "annotators.text": {
@@ -31,7 +31,7 @@ def clips_and_music(tiny_llama_dir, data_root, pool_target: int):
 
 
 def test_visual_records_draw_from_the_generated_pool_and_the_text_role_answers(vllm_text, tiny_llama_dir, data_root):
-    from tasks import annotate, muvisual, pools
+    from builders import annotate, muvisual, pools
 
     cfg, store, clips, music = clips_and_music(tiny_llama_dir, data_root, pool_target=3)
     image = annotate.captions_shard(store, cfg, clips, "image_caption")
@@ -57,7 +57,7 @@ def test_visual_records_draw_from_the_generated_pool_and_the_text_role_answers(v
 
 
 def test_mucaps_text_to_music_draws_from_the_generated_pool(vllm_text, tiny_llama_dir, data_root):
-    from tasks import mucaps, pools
+    from builders import mucaps, pools
 
     cfg, store, clips, music = clips_and_music(tiny_llama_dir, data_root, pool_target=2)
     assert pools.make_pool(store, cfg, "text_to_music")["instructions"] >= 1

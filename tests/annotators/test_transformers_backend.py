@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from annotators.base import Request
 from annotators.requests import build_annotator
 from annotators.transformers_backend import TransformersAnnotator, decode_frames
@@ -91,7 +89,7 @@ def test_cli_annotates_a_folder_and_reruns_from_the_cache(tiny_llava_dir, media_
     import pyarrow.parquet as pq
     from typer.testing import CliRunner
 
-    from annotators.cli import app
+    from cli.annotate import app
 
     out = tmp_path / "out"
     args = ["image_caption", "--clips", str(media_dir), "--out", str(out), "--backend", "transformers",
@@ -115,7 +113,7 @@ def test_cli_annotates_a_folder_and_reruns_from_the_cache(tiny_llava_dir, media_
 def test_cli_rejects_unknown_roles(tmp_path):
     from typer.testing import CliRunner
 
-    from annotators.cli import app
+    from cli.annotate import app
 
     res = CliRunner().invoke(app, ["lyrics", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "unknown role" in res.output
@@ -125,7 +123,7 @@ def test_engines_that_need_a_gpu_take_turns_in_one_process(tiny_llama_dir, tiny_
     """Two roles declared ``resources: gpu`` in one worker: only one engine is ever set up; the
     other role's is torn down and set up again (a restart) when its next request comes."""
     from annotators import base
-    from tasks.loads import counting
+    from mumu.loads import counting
 
     def text_req(i):
         return Request(f"as-t{i}-0", "response", tags=["Piano"], context={

@@ -11,11 +11,22 @@ from PIL import Image
 
 from annotators.base import Request, get_annotator
 from annotators.prompts import prompt
-from annotators.visual_features import (FeaturesImageCaptioner, FeaturesVideoCaptioner, ImageFacts, VideoError,
-                                        VideoFacts, colourfulness, describe_image, describe_video, image_words,
-                                        measure_image, measure_video, video_words)
+from annotators.visual_features import (
+    FeaturesImageCaptioner,
+    FeaturesVideoCaptioner,
+    ImageFacts,
+    VideoError,
+    VideoFacts,
+    colourfulness,
+    describe_image,
+    describe_video,
+    image_words,
+    measure_image,
+    measure_video,
+    video_words,
+)
 from mumu.config import load_config
-from tasks.sample_corpus import ClipSpec, make_video, picture
+from sources.sample_corpus import ClipSpec, make_video, picture
 
 
 def solid(rgb, size=(64, 48)) -> Image.Image:

@@ -75,7 +75,7 @@ def test_generate_path_without_chat_template(vllm_text, tiny_llama_dir):
 
 
 def test_annotate_rows_with_provenance_and_cache(vllm_text, tmp_path):
-    from tasks.store import Store
+    from mumu.store import Store
 
     vllm_text.use_cache(Store(str(tmp_path)))
     sent = vllm_text.sent

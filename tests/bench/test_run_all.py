@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def mumu_bench(*args: str, timeout: float = 1200, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "mumu.cli", "bench", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cli.main", "bench", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 
 

@@ -80,7 +80,7 @@ def audioset_case(tmp_path_factory, corpus_template, prefect_harness):
         sf.write(m / f"{s}.flac", tone(10.0), SR)
         (m / f"{s}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
 
-    case("badvideo001", "ok", corrupt_video)  # a bad video costs only MUVideo (tests/tasks/test_per_medium_failures.py)
+    case("badvideo001", "ok", corrupt_video)  # a bad video costs only MUVideo (tests/sources/test_per_medium_failures.py)
 
     def short_video(m, s):
         sf.write(m / f"{s}.flac", tone(10.0), SR)
@@ -137,8 +137,8 @@ def test_every_bad_clip_has_its_reason_and_every_valid_clip_is_built(audioset_ca
 
 
 def test_non_utf8_segment_list_is_a_failure_not_a_crash(audioset_case, tmp_path):
+    from builders.ingest import Mirror, plan_audioset
     from mumu.config import load_config
-    from tasks.ingest import Mirror, plan_audioset
 
     p = tmp_path / "latin1.csv"
     p.write_bytes('# x\n# y\n# YTID, start_seconds, end_seconds, positive_labels\nabcdefghijk, 0, 10, "/m/04rlf" \xe9\n'.encode("latin-1"))
@@ -151,8 +151,8 @@ def test_bad_slakh_tracks_and_loops_do_not_stop_muedit(tmp_path, corpus_template
     root = tmp_path / "data"
     shutil.copytree(corpus_template, root)
     from mumu.config import load_config
-    from tasks.sample_corpus import edit_sources_shard
-    from tasks.store import Store
+    from mumu.store import Store
+    from sources.sample_corpus import edit_sources_shard
 
     cfg = load_config("sample", {"corpus.loops": 3, "corpus.slakh_tracks": 1}, str(root))
     edit_sources_shard(Store(str(root)), cfg)

@@ -5,8 +5,8 @@ import pytest
 import yaml
 
 from flows.build_all import build_all
+from publishing.validate import validate_dataset
 from schemas.datasets import DATASETS
-from schemas.validate import validate_dataset
 
 pytestmark = pytest.mark.slow
 OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 4, "corpus.loops": 2, "corpus.slakh_tracks": 1,
@@ -93,7 +93,7 @@ def test_a_remote_data_root_builds_the_same_bytes(built, corpus_template, tmp_pa
 
     import fsspec
 
-    from tasks.store import Store
+    from mumu.store import Store
 
     root, out, _ = built
     monkeypatch.setenv("MUMU_LOCAL_CACHE", str(tmp_path / "cache"))

@@ -9,9 +9,9 @@ import datasets
 import pytest
 import yaml
 
-import tasks.mucaps
+import builders.mucaps
 from flows.mucaps import build_mucaps
-from schemas.validate import validate_dataset
+from publishing.validate import validate_dataset
 
 pytestmark = pytest.mark.slow
 OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 3, "splits.eval_fraction": 0.4}
@@ -92,7 +92,7 @@ def test_interrupted_build_resumes_to_identical_bytes(tmp_path, corpus_template,
     shutil.copytree(corpus_template, broken)
     build(clean)
 
-    real = tasks.mucaps.mucaps_records_shard
+    real = builders.mucaps.mucaps_records_shard
     calls = []
 
     def fail_on_second_shard(store, cfg, clips_part, captions_part, excluded, members=None):
@@ -101,11 +101,11 @@ def test_interrupted_build_resumes_to_identical_bytes(tmp_path, corpus_template,
             raise RuntimeError("injected interruption")
         return real(store, cfg, clips_part, captions_part, excluded, members)
 
-    monkeypatch.setattr(tasks.mucaps, "mucaps_records_shard", fail_on_second_shard)
+    monkeypatch.setattr(builders.mucaps, "mucaps_records_shard", fail_on_second_shard)
     with pytest.raises(Exception, match="injected interruption"):
         build(broken)
     assert not (broken / "datasets" / "MUCaps" / "stats.json").exists()
-    monkeypatch.setattr(tasks.mucaps, "mucaps_records_shard", real)
+    monkeypatch.setattr(builders.mucaps, "mucaps_records_shard", real)
     resumed = build(broken)
     redone = [r.shard for r in resumed["stages"]["records"] if not r.skipped]
     assert redone == [1]  # only the shard that failed

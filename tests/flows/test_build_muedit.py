@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from builders.edit_text import agrees
+from builders.edits import measure_pitch_shift_cents
 from flows.muedit import build_muedit
-from schemas.validate import validate_dataset
-from tasks.edit_text import agrees
-from tasks.edits import measure_pitch_shift_cents
-from tasks.media import decode_audio_bytes
+from mumu.media import decode_audio_bytes
+from publishing.validate import validate_dataset
 
 pytestmark = pytest.mark.slow
 # 10 loops (5 train, 5 eval at eval_fraction 0.2), 2 tracks of 20 s (one train, one eval), the
@@ -166,8 +166,8 @@ def test_the_real_slakh_fixture_end_to_end(tmp_path, corpus_template, prefect_ha
     root = tmp_path / "data"
     shutil.copytree(corpus_template, root)
     from mumu.config import load_config
-    from tasks.sample_corpus import LOOPS_DIR, edit_sources_shard
-    from tasks.store import Store
+    from mumu.store import Store
+    from sources.sample_corpus import LOOPS_DIR, edit_sources_shard
 
     edit_sources_shard(Store(str(root)), load_config("sample", {"corpus.loops": 2, "corpus.slakh_tracks": 0}, str(root)))
     out = build_muedit(data_root=str(root), overrides={"slakh.root": str(fixture), "looperman.folder": str(root / LOOPS_DIR),
@@ -179,7 +179,7 @@ def test_the_real_slakh_fixture_end_to_end(tmp_path, corpus_template, prefect_ha
              "Chromatic Percussion", "Strings (continued)", "Ethnic", "Percussive", "Sound Effects"}
     for r in stem_rows:
         assert all(agrees(r["operation"], r["params"], t["value"]) for t in r["conversation"]), r["conversation"]
-        assert r["params"]["instrument"] and r["group_id"] == "Track00001"
+        assert r["params"]["instrument"] in names and r["group_id"] == "Track00001"
     assert ("sl-Track00001-S06", "unrendered_stem") in {(f["item_id"], f["reason"]) for f in
                                                         pq.read_table(root / "work" / "failures" / "MUEdit.parquet").to_pylist()}
     assert validate_dataset(f"{root}/datasets/MUEdit").ok

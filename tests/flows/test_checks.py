@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
+from builders.preflight import PreflightError
 from mumu.config import ConfigError
 from mumu.worker import WorkerNotReady, check_worker
-from tasks.preflight import PreflightError
 
 
 def run_logs(flow_run_id) -> list[tuple[int, str]]:

@@ -74,10 +74,10 @@ def test_task_runner_for_each_kind():
 
 def test_task_parameters_pickle(data_root):
     """What the tasks receive crosses process boundaries: Config, Mirror, ShardResult, frozensets."""
+    from builders import ingest
     from mumu.config import load_config
-    from tasks import ingest
-    from tasks.stage import ShardResult
-    from tasks.store import Store
+    from mumu.stage import ShardResult
+    from mumu.store import Store
 
     cfg = load_config("sample", {**OVERRIDES, "runner.kind": "dask"}, str(data_root))
     mirror = ingest.resolve_mirror(cfg, Store(cfg.data_root))

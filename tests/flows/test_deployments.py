@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from mumu import server as srv
+from cli import server as srv
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _mumu_server(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mumu.server", *args], cwd=REPO, env=_env(), text=True,
+    return subprocess.run([sys.executable, "-m", "cli.server", *args], cwd=REPO, env=_env(), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
 
 

@@ -26,13 +26,13 @@ def events(log_dir) -> list[tuple[int, str, str]]:
 
 @pytest.mark.parametrize("kind,workers", [("thread", 2), ("process", 2)])
 def test_each_worker_sets_a_role_up_once_and_tears_it_down(kind, workers, tmp_path, corpus_template, prefect_harness):
+    from builders.annotate import annotator_fingerprint
+    from builders.ingest import plan_audioset, resolve_mirror, work_shards
+    from builders.splits import decontamination_ids
     from flows.mucaps import build_mucaps
     from flows.runners import run_with_runner
     from mumu.config import load_config
-    from tasks.annotate import annotator_fingerprint
-    from tasks.ingest import plan_audioset, resolve_mirror, work_shards
-    from tasks.splits import decontamination_ids
-    from tasks.store import Store
+    from mumu.store import Store
 
     root, log_dir = tmp_path / "data", tmp_path / "events"
     shutil.copytree(corpus_template, root)

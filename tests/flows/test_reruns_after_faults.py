@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.mucaps import build_mucaps
-from tasks.store import Store
+from mumu.store import Store
 
 pytestmark = pytest.mark.slow
 OVERRIDES = {"corpus.clips": 8, "shards.items_per_shard": 3, "splits.eval_fraction": 0.4}
@@ -50,7 +50,7 @@ def test_a_build_interrupted_by_a_full_disk_reruns_to_a_clean_builds_bytes(tmp_p
         return real_write(self, path, data)
 
     monkeypatch.setattr(Store, "write_bytes", disk_fills_up)
-    with pytest.raises(Exception):
+    with pytest.raises(OSError, match="No space left"):
         build_mucaps(data_root=str(full), overrides=OVERRIDES)
     assert not (full / "datasets" / "MUCaps" / "stats.json").exists()
     leftovers = [pq.read_table(p).to_pylist() for p in glob.glob(f"{full}/work/clips/audioset/failures-*.parquet")]

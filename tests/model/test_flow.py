@@ -41,7 +41,7 @@ def test_train_command_runs_the_flow(prefect_harness, sample_root, tiny_cache, t
     import typer
     from typer.testing import CliRunner
 
-    from model import cli
+    from cli import train as cli
 
     app = typer.Typer()
     app.command("train")(cli.train)

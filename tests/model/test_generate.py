@@ -96,7 +96,7 @@ def test_generate_command_writes_music(tiny_cache, tmp_path, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
-    from model import cli
+    from cli import train as cli
 
     monkeypatch.setenv("MUMU_TINY_CACHE", tiny_cache)
     app = typer.Typer()

@@ -13,7 +13,7 @@ from model.tiny import build_once
 def _write(tmp: Path, log: str) -> None:
     with open(log, "a") as f:  # one line per build actually run, from any process
         f.write(f"{os.getpid()}\n")
-    for i in range(64):  # a build that takes a while, as a real one does, so that builds would overlap
+    for _ in range(64):  # a build that takes a while, as a real one does, so that builds would overlap
         with open(tmp / "weights.bin", "ab") as f:
             f.write(b"w" * 64)
             f.flush()

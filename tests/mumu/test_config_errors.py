@@ -7,7 +7,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mumu.cli import app
+from cli.main import app
 from mumu.config import ConfigError, load_config
 
 
