@@ -22,6 +22,8 @@ its API: data URLs in OpenAI chat format for ``vllm`` and ``openai``, PIL images
 for ``transformers``.
 """
 
+# size: prompts, output checks, messages and the retry loop of LLM requests; to be split (issue 18, item 5).
+
 from __future__ import annotations
 
 import base64

@@ -39,6 +39,8 @@ at up to 8 fps (fewer for long videos, at most ``MAX_FRAMES``) scaled to 96x96 R
   (kept only when most steps register well and agree in direction).
 """
 
+# size: measurement, decoding, wording and the annotators of images and videos; to be split (issue 18, item 5).
+
 from __future__ import annotations
 
 import json

@@ -19,6 +19,8 @@ Their PIDs (with each process's start time, so a recycled PID is never signalled
 started) before the server, by those PIDs; ``status`` shows what runs and the UI URL.
 """
 
+# size: one command group (server up/down/status, workers, deployments) sharing its process bookkeeping.
+
 from __future__ import annotations
 
 import json

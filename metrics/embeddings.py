@@ -33,6 +33,8 @@ tests go through the same loaders as production. Nothing here downloads at run t
 Hugging Face model id is given on a machine that may reach the Hub.
 """
 
+# size: the embedding backends of the metrics share one cache and one loading protocol.
+
 from __future__ import annotations
 
 import os

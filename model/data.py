@@ -21,6 +21,8 @@ Resuming mid-epoch is exact: the order is a function of (seed, epoch, rank, work
 dataset skips the references of already-trained batches before decoding anything.
 """
 
+# size: the trainer's dataset reading and collation; moves to one dataset-reading API in schemas (issue 18, item 4).
+
 from __future__ import annotations
 
 import hashlib

@@ -10,6 +10,8 @@ one's sections over it (a mapping merges key by key, anything else replaces), so
 says only what differs from ``paper``.
 """
 
+# size: every setting's model in one file, so the configuration reads as one declared tree.
+
 from __future__ import annotations
 
 import copy

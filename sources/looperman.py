@@ -21,6 +21,8 @@ Loops stay whole: a clip is the whole loop, decoded, normalised to ``cfg.audio``
 channels and written as ``media/audio/lm-<loop_id>.flac``.
 """
 
+# size: one source: Looperman folders, metadata, tags and tempo.
+
 from __future__ import annotations
 
 import hashlib
