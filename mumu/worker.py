@@ -15,7 +15,7 @@ import shutil
 
 # the command-line tools the stages run (scripts/install-system-deps.sh installs them)
 TOOLS = ("ffmpeg", "ffprobe", "sox", "fluidsynth")
-PACKAGES = ("flows", "tasks", "annotators", "schemas", "model", "metrics")
+PACKAGES = ("mumu", "sources", "builders", "publishing", "flows", "cli", "annotators", "schemas", "model", "metrics")
 INSTALL = ("install the project into the Python environment this worker runs in "
            "(`make venv` in a checkout, or `pip install -e <checkout>`)")
 

@@ -52,3 +52,15 @@ def test_the_worker_check_names_what_is_missing(monkeypatch, tmp_path):
         check_worker()
     msg = str(err.value)
     assert "ffmpeg" in msg and "sox" in msg and "install-system-deps.sh" in msg and "\n" not in msg
+
+
+def test_the_worker_check_imports_every_package_the_project_installs():
+    from pathlib import Path
+
+    import tomllib
+
+    from mumu.worker import PACKAGES
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    installed = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert set(PACKAGES) == installed == set(pyproject["tool"]["importlinter"]["root_packages"])
