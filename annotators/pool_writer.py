@@ -25,6 +25,7 @@ from typing import Any
 from annotators.base import Annotator, Request, Result
 from annotators.features import instruments_from_tags
 from annotators.prompts import pick, pool
+from mumu.failures import ItemError
 
 # task -> (instruction pool, response pool, the context key of the input's caption)
 TASKS: dict[str, tuple[str, str, str | None]] = {
@@ -37,12 +38,8 @@ ALIASES = {"image": "image_to_music", "muimage": "image_to_music", "video": "vid
 KINDS = ("instruction", "response")
 
 
-class ContextError(ValueError):
+class ContextError(ItemError, ValueError):
     """A request that lacks what its task needs; ``reason`` is the failure code."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
 
 
 def task_of(task: str | None) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from annotators.base import Request, annotator_for, get_annotator
 from builders.caption_gate import apply_gate, gate_identity
 from mumu.config import Config
+from mumu.failures import Failure
 from mumu.faults import is_environment_fault
 from mumu.media import MediaError, decode_audio_bytes
 from mumu.store import Store
@@ -34,8 +35,8 @@ def caption_music_shard(store: Store, cfg: Config, clips_part: str):
             except (MediaError, OSError) as e:
                 if is_environment_fault(e):  # a failing disk is not a fact about the clip
                     raise
-                failures.append({"item_id": clip["clip_id"], "stage": "annotate/music_caption",
-                                 "reason": getattr(e, "reason", "missing_media"), "detail": str(e)})
+                failures.append(Failure(getattr(e, "reason", "missing_media"), str(e))
+                                .row(clip["clip_id"], "annotate/music_caption"))
                 continue
             batch.append(Request(clip["clip_id"], "music_caption", audio=(samples.mean(axis=0), sr), tags=clip["tags"]))
         results, scores = annotator.annotate(batch), {}
@@ -85,8 +86,8 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str, 
             # a medium the clips stage found but refused says why, with that stage's reason
             refused = json.loads(clip.get("media_errors") or "{}").get(medium)
             failures.append({"item_id": clip["clip_id"], **refused} if refused else
-                            {"item_id": clip["clip_id"], "stage": f"annotate/{role}", "reason": f"no_{medium}",
-                             "detail": f"the mirror has no {medium} for this clip"})
+                            Failure(f"no_{medium}", f"the mirror has no {medium} for this clip")
+                            .row(clip["clip_id"], f"annotate/{role}"))
             continue
         path = store.local_path(store.path(clip[column]))  # the tools open files by path
         req = Request(clip["clip_id"], role, tags=clip["tags"],

@@ -43,6 +43,7 @@ import pyarrow as pa
 from builders.records import assign, decontaminated_row, exclusion_key
 from builders.shards import TrainCap
 from mumu.config import Config
+from mumu.failures import Failure
 from mumu.media import decode_audio_bytes
 from mumu.stage import ShardResult, run_shard
 from mumu.store import Store, fingerprint_of
@@ -203,7 +204,7 @@ def plan_loops(store: Store, cfg: Config, clip_parts: list[str], excluded,
                "rank": None}
         bad = filter_reasons(clip, snr, cfg)
         if bad:
-            failures += [{"item_id": cid, "stage": "plan/MUEdit", "reason": r, "detail": d} for r, d in bad]
+            failures += [Failure(r, d).row(cid, "plan/MUEdit") for r, d in bad]
             continue
         rows[cid] = row
         pools[split].append((cid, row["category"]))

@@ -15,8 +15,9 @@ from annotators.base import Request, annotator_for
 from annotators.features import instruments_from_tags
 from annotators.prompts import pick, pool, prompt
 from builders.pools import draw, pool_entries, pool_fingerprint, uses_generated_pools
-from builders.records import assign, decontaminated_row, exclusion_key, media_cell, provenance, records_table, turns
+from builders.records import assign, clip_media, decontaminated_row, exclusion_key, provenance, records_table, turns
 from mumu.config import Config
+from mumu.failures import Failure
 from mumu.stage import ShardResult, run_shard
 from mumu.store import Store, fingerprint_of
 from schemas.datasets import MUCAPS
@@ -43,12 +44,12 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
     for ann in captions:
         clip = clips.get(ann["clip_id"])
         if clip is None:
-            failures.append({"item_id": ann["clip_id"], "stage": "records/MUCaps", "reason": "orphan_annotation",
-                             "detail": "a caption whose clip is not in the clips shard"})
+            failures.append(Failure("orphan_annotation", "a caption whose clip is not in the clips shard")
+                            .row(ann["clip_id"], "records/MUCaps"))
             continue
         if clip.get("quality_ok") is False:
-            failures.append({"item_id": clip["clip_id"], "stage": "records/MUCaps", "reason": "below_quality",
-                             "detail": "; ".join(clip["quality_reasons"])})
+            failures.append(Failure("below_quality", "; ".join(clip["quality_reasons"]))
+                            .row(clip["clip_id"], "records/MUCaps"))
             continue
         split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
         if split is None:
@@ -64,8 +65,8 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
         ident = writer.identity()
         if not entries:
             for clip, _, _ in todo:
-                failures.append({"item_id": clip["clip_id"], "stage": "records/MUCaps", "reason": "no_instruction_pool",
-                                 "detail": "the text role wrote no 'text' instruction pool in this build"})
+                failures.append(Failure("no_instruction_pool", "the text role wrote no 'text' instruction pool in this build")
+                                .row(clip["clip_id"], "records/MUCaps"))
         else:
             drawn = {clip["clip_id"]: draw(entries, clip["clip_id"], cfg.seed) for clip, _, _ in todo}
             asks_of = {clip["clip_id"]: f"{drawn[clip['clip_id']].text} {ann['text'].strip()}" for clip, ann, _ in todo}
@@ -74,8 +75,8 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
                                      "music_caption": ann["text"], "modality": "text"}) for clip, ann, _ in todo]
             for r in writer.annotate(reqs):
                 if r.text is None:
-                    failures.append({"item_id": r.clip_id, "stage": "records/MUCaps",
-                                     "reason": r.error_reason or "annotation_failed", "detail": r.error_detail or ""})
+                    failures.append(Failure(r.error_reason or "annotation_failed", r.error_detail or "")
+                                    .row(r.clip_id, "records/MUCaps"))
                     continue
                 e = drawn[r.clip_id]
                 text_role = {"backend": ident["annotator"], "model": ident["model"]}
@@ -84,7 +85,7 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
                     "response": {**text_role, "prompt_version": r.prompt_version or writer.prompt_version}})
     for clip, ann, split in todo:
         cid = clip["clip_id"]
-        audio = media_cell(store, clip["audio_path"])
+        audio = clip_media(store, clip, "audio")
         caption_role = {"backend": ann["annotator"], "model": ann["model"], "prompt_version": ann["prompt_version"]}
         base = {**provenance(clip, ann), "audio": audio, "caption": ann["text"], "split": split}
         rows.append({**base, "id": f"{cid}-caption", "task": "music_captioning",

@@ -32,8 +32,18 @@ from builders.edit_plan import read_plan
 from builders.edit_text import agreeing_templates, fields, fill, instruction, instrument_label, template_version
 from builders.edits import apply_edit, stem_edit_options
 from builders.pools import EDIT_OPS, EDIT_POOLS, draw, pool_entries, pool_fingerprint, uses_generated_pools
-from builders.records import assign, decontaminated_row, exclusion_key, media_cell, records_table, turns
+from builders.records import (
+    MediaRef,
+    assign,
+    clip_media,
+    decontaminated_row,
+    exclusion_key,
+    records_table,
+    turns,
+    write_media,
+)
 from mumu.config import Config
+from mumu.failures import Failure, ItemError
 from mumu.media import MediaError, decode_audio_bytes, flac_bytes
 from mumu.stage import ShardResult, run_shard
 from mumu.store import Store, fingerprint_of
@@ -41,12 +51,11 @@ from schemas.datasets import MUEDIT
 from sources.slakh import active_ratio, plan_segments
 
 EDITOR = {"annotator": "templates", "model": "bundled-pools"}
+EDITS_DIR = "media/edits"  # the audio the edits make, one file per record side, embedded by the final assembly
 
 
-class NoWording(Exception):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
+class NoWording(ItemError):
+    """An edit that no instruction of the build's pools describes."""
 
 
 class EditWording:
@@ -93,9 +102,9 @@ class EditWording:
                  "roles": json.dumps(roles, sort_keys=True)})
 
 
-def _record(rid: str, op: str, params: dict, clip: dict, split: str, inp: dict, out: dict, start: float, seconds: float,
-            key: str, wording: EditWording) -> dict:
-    human, model, prov = wording.turns(op, params, key)
+def _record(rid: str, op: str, params: dict, clip: dict, split: str, inp: MediaRef, out: MediaRef, start: float,
+            seconds: float, words: tuple[str, str, dict]) -> dict:
+    human, model, prov = words
     return {
         "id": rid, "task": f"edit_{op}", "conversation": turns(human, model), "input_modality": "audio",
         "output_modality": "audio", "operation": op, "params": params, "input_audio": inp, "output_audio": out,
@@ -105,8 +114,9 @@ def _record(rid: str, op: str, params: dict, clip: dict, split: str, inp: dict, 
     }
 
 
-def _cell(audio: np.ndarray, sr: int, name: str) -> dict:
-    return {"bytes": flac_bytes(np.atleast_2d(audio), sr), "path": name}
+def _edited(store: Store, audio: np.ndarray, sr: int, name: str) -> MediaRef:
+    """An edit's audio, written once as a media file (``media/edits/<name>``) and referenced."""
+    return write_media(store, f"{EDITS_DIR}/{name}", flac_bytes(np.atleast_2d(audio), sr))
 
 
 def loop_edit_records(store: Store, cfg: Config, clips_part: str, plan: dict[str, dict]):
@@ -120,17 +130,16 @@ def loop_edit_records(store: Store, cfg: Config, clips_part: str, plan: dict[str
         if planned is None:
             continue
         op, params, rid = planned["operation"], planned["params"], planned["record_id"]
-        inp = media_cell(store, clip["audio_path"])
-        y, sr = decode_audio_bytes(inp["bytes"])
+        y, sr = decode_audio_bytes(store.read_bytes(store.path(clip["audio_path"])))
         try:
             pair = apply_edit(op, y, sr, params)
-            rows.append(_record(rid, op, pair.params, clip, planned["split"], inp, _cell(pair.output, sr, f"{rid}.flac"),
-                                0.0, clip["duration_s"], rid, wording))
+            words = wording.turns(op, pair.params, rid)
+            rows.append(_record(rid, op, pair.params, clip, planned["split"], clip_media(store, clip, "audio"),
+                                _edited(store, pair.output, sr, f"{rid}.flac"), 0.0, clip["duration_s"], words))
         except (MediaError, ValueError) as e:
-            failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": getattr(e, "reason", "edit_failed"),
-                             "detail": str(e)})
+            failures.append(Failure(getattr(e, "reason", "edit_failed"), str(e)).row(rid, "records/MUEdit"))
         except NoWording as e:
-            failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": e.reason, "detail": e.detail})
+            failures.append(e.row(rid, "records/MUEdit"))
     return records_table(MUEDIT, rows), failures
 
 
@@ -152,8 +161,8 @@ def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
         mix_clip = next((c for c in parts if c["clip_id"].endswith("-mix")), None)
         stem_clips = {json.loads(c["meta"])["stem_id"]: c for c in parts if not c["clip_id"].endswith("-mix")}
         if mix_clip is None or len(stem_clips) < 2:
-            failures.append({"item_id": f"sl-{track}", "stage": "records/MUEdit", "reason": "too_few_stems",
-                             "detail": f"{track}: {len(stem_clips)} stems"})
+            failures.append(Failure("too_few_stems", f"{track}: {len(stem_clips)} stems")
+                            .row(f"sl-{track}", "records/MUEdit"))
             continue
         split = assign(mix_clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
         if split is None:
@@ -186,22 +195,22 @@ def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
             usable = [(op, p) for op, p in options
                       if all(p[key] in audible for key in ("stem", "keep", "stem_out") if key in p)]
             if not usable:
-                failures.append({"item_id": seg_id, "stage": "records/MUEdit", "reason": "edited_stem_silent",
-                                 "detail": f"no stem edit of {seg_id} has audible stems"})
+                failures.append(Failure("edited_stem_silent", f"no stem edit of {seg_id} has audible stems")
+                                .row(seg_id, "records/MUEdit"))
                 continue
             for op, p in _pick(usable, seg_id, cfg.edits.stem_edits_per_span):
                 rid = f"{seg_id}-{op}-" + "-".join(f"{key}{p[key]}" for key in sorted(p))
                 try:
                     pair = apply_edit(op, seg, sr, p, names=names)
                 except (MediaError, ValueError) as e:
-                    failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": getattr(e, "reason", "edit_failed"),
-                                     "detail": str(e)})
+                    failures.append(Failure(getattr(e, "reason", "edit_failed"), str(e)).row(rid, "records/MUEdit"))
                     continue
                 try:
-                    rows.append(_record(rid, op, pair.params, mix_clip, split, _cell(pair.input, sr, f"{rid}-in.flac"),
-                                        _cell(pair.output, sr, f"{rid}-out.flac"), start, seconds, rid, wording))
+                    words = wording.turns(op, pair.params, rid)
+                    rows.append(_record(rid, op, pair.params, mix_clip, split, _edited(store, pair.input, sr, f"{rid}-in.flac"),
+                                        _edited(store, pair.output, sr, f"{rid}-out.flac"), start, seconds, words))
                 except NoWording as e:
-                    failures.append({"item_id": rid, "stage": "records/MUEdit", "reason": e.reason, "detail": e.detail})
+                    failures.append(e.row(rid, "records/MUEdit"))
     return records_table(MUEDIT, rows), failures
 
 

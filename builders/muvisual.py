@@ -15,8 +15,9 @@ import json
 from annotators.base import Request, annotator_for
 from annotators.features import instruments_from_tags
 from builders.pools import POOL_OF_TASK, draw, pool_entries, pool_fingerprint, uses_generated_pools
-from builders.records import assign, decontaminated_row, exclusion_key, media_cell, provenance, records_table, turns
+from builders.records import assign, clip_media, decontaminated_row, exclusion_key, provenance, records_table, turns
 from mumu.config import Config
+from mumu.failures import Failure
 from mumu.stage import ShardResult, run_shard
 from mumu.store import Store, fingerprint_of
 from schemas.datasets import MUIMAGE, MUVIDEO, DatasetSpec
@@ -55,15 +56,15 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
         if cid not in music or cid not in visual:
             continue  # the caption stages already recorded why
         if clip.get("quality_ok") is False:
-            failures.append({"item_id": cid, "stage": stage, "reason": "below_quality", "detail": "; ".join(clip["quality_reasons"])})
+            failures.append(Failure("below_quality", "; ".join(clip["quality_reasons"])).row(cid, stage))
             continue
         split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
         if split is None:
             failures.append(decontaminated_row(clip, excluded, stage))
             continue
         if llm and not entries:
-            failures.append({"item_id": cid, "stage": stage, "reason": "no_instruction_pool",
-                             "detail": f"the text role wrote no {POOL_OF_TASK[task][0]!r} instruction pool in this build"})
+            failures.append(Failure("no_instruction_pool", f"the text role wrote no {POOL_OF_TASK[task][0]!r} instruction pool in this build")
+                            .row(cid, stage))
             continue
         todo.append((clip, split))
     requests, drawn = [], {}
@@ -84,8 +85,7 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
     versions: dict[tuple[str, str], str] = {}
     for r in writer.annotate(requests):
         if r.text is None:
-            failures.append({"item_id": r.clip_id, "stage": stage, "reason": r.error_reason or "annotation_failed",
-                             "detail": r.error_detail or ""})
+            failures.append(Failure(r.error_reason or "annotation_failed", r.error_detail or "").row(r.clip_id, stage))
         else:
             texts[(r.clip_id, r.kind)] = r.text
             versions[(r.clip_id, r.kind)] = r.prompt_version or writer.prompt_version
@@ -111,7 +111,7 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
             "roles": json.dumps(roles, sort_keys=True),
             "id": f"{cid}-{task}", "task": task, "conversation": turns(texts[(cid, "instruction")], texts[(cid, "response")]),
             "input_modality": modality, "output_modality": "audio",
-            modality: media_cell(store, clip[column]), "audio": media_cell(store, clip["audio_path"]),
+            modality: clip_media(store, clip, modality), "audio": clip_media(store, clip, "audio"),
             role: v["text"], "music_caption": m["text"], "split": split,
         })
     return records_table(spec, rows), failures

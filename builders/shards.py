@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders.records import SIZE_COLUMN, SPLIT_COLUMN
+from builders.records import SIZE_COLUMN, SPLIT_COLUMN, embed_media
 from builders.splits import SPLITS
 from mumu.store import Store
 from schemas.datasets import DatasetSpec
@@ -173,8 +173,11 @@ def assemble_dataset(store: Store, spec: DatasetSpec, parts: list[str], out_dir:
     def part_table(pi: int) -> pa.Table:
         if pi not in cache:
             cache.clear()
-            cache[pi] = store.read_table(parts[pi]).drop_columns([SPLIT_COLUMN, SIZE_COLUMN]).cast(schema)
+            cache[pi] = store.read_table(parts[pi])  # media by reference: small
         return cache[pi]
+
+    def take(group: list[RowRef]) -> pa.Table:
+        return embed_media(store, _take(group, part_table), media).cast(schema)
 
     for split in SPLITS:
         rows = refs[split]
@@ -191,12 +194,12 @@ def assemble_dataset(store: Store, spec: DatasetSpec, parts: list[str], out_dir:
                     group, acc = [], 0
                     for r in rows[a:b]:
                         if group and acc + r.nbytes > max_row_group_bytes:
-                            writer.write_table(_take(group, part_table))
+                            writer.write_table(take(group))
                             group, acc = [], 0
                         group.append(r)
                         acc += r.nbytes
                     if group:
-                        writer.write_table(_take(group, part_table))
+                        writer.write_table(take(group))
             files.append({"path": rel, "bytes": sink.size, "sha256": sink.sha.hexdigest(), "rows": b - a})
             written.append(path)
         clips = {r.clip: r.seconds for r in rows}
@@ -229,4 +232,4 @@ def _take(group: list[RowRef], part_table) -> pa.Table:
         run_rows.append(r.row)
     if run_rows:
         pieces.append(part_table(run_part).take(run_rows))
-    return pa.concat_tables(pieces).combine_chunks()
+    return pa.concat_tables(pieces, promote_options="default").combine_chunks()  # parts made before media refs lack _media

@@ -19,17 +19,16 @@ import soundfile as sf
 import soxr
 from PIL import Image, UnidentifiedImageError
 
+from mumu.failures import ItemError
+
 # FluidSynth keeps process-wide state (its dither and noise tables), so two renders running at
 # once in threads of one process do not give the same samples as each alone. Every render takes
 # this lock, which keeps renders byte-identical however shards are scheduled.
 FLUIDSYNTH_LOCK = threading.Lock()
 
 
-class MediaError(Exception):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+class MediaError(ItemError):
+    """A media file that cannot be used (unreadable, too long, silent ...)."""
 
 
 # The one entry point for running ffmpeg / ffprobe on an untrusted file. Decoders read only the

@@ -30,22 +30,20 @@ import posixpath
 import tarfile
 import zlib
 
+from mumu.failures import ItemError
 from mumu.faults import is_environment_fault
 
 NAME_MAX = 255  # bytes of one path component on the usual Linux file systems
 PATH_MAX = 4096
 
 
-class ArchiveError(ValueError):
+class ArchiveError(ItemError, ValueError):
     """An archive that cannot be extracted safely; ``reason`` names the kind (a failure-row reason)."""
 
     reason = "bad_archive"
 
     def __init__(self, detail: str, reason: str | None = None):
-        super().__init__(detail)
-        if reason is not None:
-            self.reason = reason
-        self.detail = detail
+        super().__init__(reason, detail)
 
 
 class UnsafeArchive(ArchiveError):

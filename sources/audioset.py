@@ -18,6 +18,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from mumu.failures import Failure
 from mumu.parsing import csv_records
 
 YTID_RE = re.compile(r"^[A-Za-z0-9_-]{11}$")
@@ -161,7 +162,7 @@ def dedupe_segments(lists: dict[str, list[Segment]]) -> tuple[dict[str, list[Seg
 
 
 def _fail(item: str, reason: str, detail: str) -> dict:
-    return {"item_id": item, "stage": "segments", "reason": reason, "detail": detail}
+    return Failure(reason, detail).row(item, "segments")
 
 
 class MirrorIndex:

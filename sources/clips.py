@@ -17,6 +17,7 @@ import pyarrow as pa
 from PIL import Image
 
 from mumu.config import Config
+from mumu.failures import Failure
 from mumu.faults import is_environment_fault
 from mumu.media import (
     MediaError,
@@ -172,11 +173,10 @@ def ingest_audioset_shard(store: Store, cfg: Config, media_dir: str, items: list
             truth = (ground_truth or {}).get(f"{seg.ytid}_{int(seg.start_s)}")
             rows.append(ingest_segment(store, cfg, index, seg, truth, licence, item.get("split", "auto")))
         except MediaError as e:
-            failures.append({"item_id": seg.clip_id, "stage": "clips", "reason": e.reason, "detail": e.detail})
+            failures.append(e.row(seg.clip_id, "clips"))
         except Exception as e:  # an unexpected bug still must not lose the rest of the shard
             if is_environment_fault(e):  # a full disk is not a fact about the item
                 raise
-            failures.append({"item_id": seg.clip_id, "stage": "clips", "reason": "internal_error",
-                             "detail": f"{type(e).__name__}: {e}"})
+            failures.append(Failure("internal_error", f"{type(e).__name__}: {e}").row(seg.clip_id, "clips"))
     rows.sort(key=lambda r: r["clip_id"])
     return table_from_rows(rows, CLIPS), failures

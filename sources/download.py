@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from mumu.config import Config, DownloadSpec
+from mumu.failures import ItemError
 from mumu.media import MediaError, fit_length, flac_bytes, load_audio, probe_video, run_ffmpeg
 from sources.audioset import Segment
 
@@ -60,10 +61,12 @@ TRANSIENT = [
 ]
 
 
-class DownloadError(Exception):
+class DownloadError(ItemError):
+    """A segment that could not be fetched; ``transient`` ones are retried by a rerun."""
+
     def __init__(self, reason: str, detail: str, transient: bool):
-        super().__init__(detail)
-        self.reason, self.detail, self.transient = reason, detail, transient
+        super().__init__(reason, detail)
+        self.transient = transient
 
 
 def classify(message: str) -> tuple[str, bool]:
@@ -303,5 +306,5 @@ def download_shard(out_dir: str, cfg: Config, items: list[dict], sleep=time.slee
             stats["downloaded"] += 1
         except (DownloadError, MediaError) as e:
             stats["failed"] += 1
-            failures.append({"item_id": seg.clip_id, "stage": "download", "reason": e.reason, "detail": e.detail})
+            failures.append(e.row(seg.clip_id, "download"))
     return stats, failures

@@ -43,6 +43,7 @@ import numpy as np
 import requests
 
 from mumu.config import Config
+from mumu.failures import Failure
 from mumu.faults import is_environment_fault
 from mumu.media import MediaError, flac_bytes, load_audio
 from mumu.parsing import csv_dict_records, load_json
@@ -219,8 +220,7 @@ def _rows_from_file(path: str) -> tuple[list, list[dict]]:
                 try:
                     rows.append(load_json(line, f"{name}:{lineno}"))
                 except ValueError as e:
-                    failures.append({"item_id": f"lm-{name[:60]}:{lineno}", "stage": "clips",
-                                     "reason": "bad_metadata", "detail": str(e)})
+                    failures.append(Failure("bad_metadata", str(e)).row(f"lm-{name[:60]}:{lineno}", "clips"))
         return rows, failures
     if path.lower().endswith(".json"):
         data = load_json(text, name)
@@ -231,8 +231,7 @@ def _rows_from_file(path: str) -> tuple[list, list[dict]]:
         return data, failures
     for lineno, row, why in csv_dict_records(text, name):
         if why is not None:
-            failures.append({"item_id": f"lm-{name[:60]}:{lineno}", "stage": "clips", "reason": "malformed_row",
-                             "detail": why})
+            failures.append(Failure("malformed_row", why).row(f"lm-{name[:60]}:{lineno}", "clips"))
         else:
             rows.append(row)
     return rows, failures
@@ -247,12 +246,11 @@ def _collect(rows: list, base_dir: str) -> tuple[list[dict], list[dict]]:
             rid = raw.get("loop_id", raw.get("id")) if isinstance(raw, dict) else None
             if not isinstance(rid, (str, int)) or isinstance(rid, bool):
                 rid = None  # an object as an id is not written out as one
-            failures.append({"item_id": f"lm-{str(rid)[:80]}" if rid else f"lm-row{i}", "stage": "clips",
-                             "reason": e.reason, "detail": e.detail})
+            failures.append(e.row(f"lm-{str(rid)[:80]}" if rid else f"lm-row{i}", "clips"))
             continue
         if item["loop_id"] in seen:
-            failures.append({"item_id": f"lm-{item['loop_id']}", "stage": "clips", "reason": "duplicate_loop",
-                             "detail": f"loop {item['loop_id']} is listed more than once; the first entry is kept"})
+            failures.append(Failure("duplicate_loop", f"loop {item['loop_id']} is listed more than once; the first entry is kept")
+                            .row(f"lm-{item['loop_id']}", "clips"))
             continue
         seen.add(item["loop_id"])
         items.append(item)
@@ -288,8 +286,8 @@ def read_folder(folder: str | os.PathLike) -> tuple[list[dict], list[dict]]:
             continue
         sidecar = os.path.join(folder, stem + ".json")
         if not os.path.isfile(sidecar):
-            failures.append({"item_id": f"lm-{stem[:80]}", "stage": "clips", "reason": "missing_metadata",
-                             "detail": f"{name} has no {stem}.json beside it"})
+            failures.append(Failure("missing_metadata", f"{name} has no {stem}.json beside it")
+                            .row(f"lm-{stem[:80]}", "clips"))
             continue
         try:
             with open(sidecar, "rb") as f:
@@ -297,8 +295,7 @@ def read_folder(folder: str | os.PathLike) -> tuple[list[dict], list[dict]]:
             if not isinstance(meta, dict):
                 raise ValueError("expected a JSON object")
         except (ValueError, UnicodeDecodeError) as e:
-            failures.append({"item_id": f"lm-{stem[:80]}", "stage": "clips", "reason": "bad_metadata",
-                             "detail": f"{stem}.json: {e}"})
+            failures.append(Failure("bad_metadata", f"{stem}.json: {e}").row(f"lm-{stem[:80]}", "clips"))
             continue
         rows.append({"loop_id": stem, **meta, "file": name})
     items, more = _collect(rows, folder)
@@ -589,14 +586,13 @@ def crawl_listing(cfg: Config, start_url: str, downloader: Downloader | None = N
     rows, failures, url, seen_pages = [], [], start_url, set()
     while url and len(seen_pages) < max_pages and url not in seen_pages:
         if not robots.can_fetch(USER_AGENT, url):
-            failures.append({"item_id": url, "stage": "crawl", "reason": "robots_disallowed",
-                             "detail": f"robots.txt disallows {url}"})
+            failures.append(Failure("robots_disallowed", f"robots.txt disallows {url}").row(url, "crawl"))
             break
         seen_pages.add(url)
         try:
             html, final = downloader.fetch_text(url)
         except MediaError as e:
-            failures.append({"item_id": url, "stage": "crawl", "reason": e.reason, "detail": e.detail})
+            failures.append(e.row(url, "crawl"))
             break
         found, url = parse_listing(html, final)
         rows += found
@@ -689,12 +685,11 @@ def ingest_looperman_shard(store: Store, cfg: Config, items: list[dict], downloa
                 seen.add(rid)
                 rows.append(ingest_loop(store, cfg, item, downloader, tmp))
             except MediaError as e:
-                failures.append({"item_id": item_id, "stage": "clips", "reason": e.reason, "detail": e.detail})
+                failures.append(e.row(item_id, "clips"))
             except Exception as e:  # an unexpected bug still must not lose the rest of the shard
                 if is_environment_fault(e):  # a full disk is not a fact about the item
                     raise
-                failures.append({"item_id": item_id, "stage": "clips", "reason": "internal_error",
-                                 "detail": f"{type(e).__name__}: {e}"})
+                failures.append(Failure("internal_error", f"{type(e).__name__}: {e}").row(item_id, "clips"))
             finally:
                 for name in os.listdir(tmp):
                     os.remove(os.path.join(tmp, name))

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from mumu.config import Config
+from mumu.failures import Failure
 from mumu.media import MediaError, fit_length, flac_bytes, load_audio
 from mumu.store import Store
 from schemas.tables import CLIPS, table_from_rows
@@ -111,7 +112,7 @@ def plan_parquet_mirror(cfg: Config) -> tuple[list[dict], list[dict]]:
 
 
 def _fail(item: str, reason: str, detail: str) -> dict:
-    return {"item_id": item, "stage": "segments", "reason": reason, "detail": detail}
+    return Failure(reason, detail).row(item, "segments")
 
 
 def _audio_bytes(cell) -> bytes | None:
@@ -153,6 +154,6 @@ def ingest_parquet_shard(store: Store, cfg: Config, items: list[dict], licence: 
                 meta = {"segment": seg.origin, "mirror_file": os.path.basename(path), "split": it.get("split", "auto")}
                 rows.append(clip_row(seg, seconds, rel, sha, cfg, licence, json.dumps(meta, sort_keys=True)))
             except MediaError as e:
-                failures.append({"item_id": seg.clip_id, "stage": "clips", "reason": e.reason, "detail": e.detail})
+                failures.append(e.row(seg.clip_id, "clips"))
     rows.sort(key=lambda r: r["clip_id"])
     return table_from_rows(rows, CLIPS), failures

@@ -25,6 +25,7 @@ import pretty_midi
 import soundfile as sf
 from PIL import Image, ImageDraw, ImageFilter
 
+from mumu.failures import Failure
 from mumu.store import Store
 
 PITCH_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
@@ -365,7 +366,7 @@ def corpus_shard(store: Store, cfg, shard: int, specs: list[ClipSpec]):
                 rows.append({"stem": spec.stem, "ground_truth": json.dumps(gt, sort_keys=True)})
             except (subprocess.CalledProcessError, OSError, ValueError) as e:
                 detail = e.stderr.decode(errors="replace")[:300] if isinstance(e, subprocess.CalledProcessError) else str(e)
-                failures.append({"item_id": spec.stem, "stage": "corpus", "reason": "render_failed", "detail": detail})
+                failures.append(Failure("render_failed", detail).row(spec.stem, "corpus"))
         table = pa.table({"stem": [r["stem"] for r in rows], "ground_truth": [r["ground_truth"] for r in rows]})
         return table, failures
 

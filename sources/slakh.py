@@ -47,6 +47,7 @@ import numpy as np
 import yaml
 
 from mumu.config import Config
+from mumu.failures import Failure
 from mumu.faults import is_environment_fault
 from mumu.media import FLUIDSYNTH_LOCK, MediaError, flac_bytes, load_audio
 from mumu.parsing import load_yaml
@@ -378,10 +379,10 @@ def plan_tracks(root: str | os.PathLike, extract_dir: str | os.PathLike | None =
     try:
         folder = _open_root(os.fspath(root), extract_dir, max_bytes, max_ratio)
     except ArchiveError as e:
-        return [], [{"item_id": archive_item_id(root), "stage": "clips", "reason": e.reason, "detail": str(e)}]
+        return [], [e.row(archive_item_id(root), "clips")]
     found, duplicates = _walk_tracks(folder, exclude_splits)
-    failures = [{"item_id": f"sl-{name}", "stage": "clips", "reason": "duplicate_track",
-                 "detail": f"Slakh track {name} is found twice under the root: {kept} is used, {other} is left out"}
+    failures = [Failure("duplicate_track", f"Slakh track {name} is found twice under the root: {kept} is used, {other} is left out")
+                .row(f"sl-{name}", "clips")
                 for name, kept, other in duplicates]
     return [found[n] for n in sorted(found)], failures
 
@@ -508,8 +509,7 @@ def load_stems(track: Track, sample_rate: int, soundfont: str = DEFAULT_SOUNDFON
                 out.rendered_from_midi.add(sid)
             out[sid] = y
         except MediaError as e:
-            out.failures.append({"item_id": clip_id(track.name, sid), "stage": "clips", "reason": e.reason,
-                                 "detail": e.detail})
+            out.failures.append(e.row(clip_id(track.name, sid), "clips"))
     aligned = align(dict(out))
     out.update(aligned)
     return out
@@ -585,15 +585,15 @@ def ingest_track(store: Store, cfg: Config, track: Track, soundfont: str | None 
                         cfg.limits.max_rendered_seconds)
     failures = list(loaded.failures)
     if not loaded:
-        failures.append({"item_id": clip_id(track.name, "mix"), "stage": "clips", "reason": "no_stems",
-                         "detail": f"{track.name}: none of its {len(track.stems)} stems could be loaded or rendered"})
+        failures.append(Failure("no_stems", f"{track.name}: none of its {len(track.stems)} stems could be loaded or rendered")
+                        .row(clip_id(track.name, "mix"), "clips"))
         return [], failures
     gain = common_gain(loaded)
     stems = {sid: quantise_pcm16(y * gain) for sid, y in loaded.items()}
     full = mix(stems, stems.keys())
     if float(np.max(np.abs(full))) < 1e-4:
-        failures.append({"item_id": clip_id(track.name, "mix"), "stage": "clips", "reason": "silent_audio",
-                         "detail": f"{track.name}: the mix of {sorted(stems)} is digital silence"})
+        failures.append(Failure("silent_audio", f"{track.name}: the mix of {sorted(stems)} is digital silence")
+                        .row(clip_id(track.name, "mix"), "clips"))
         return [], failures
     failed = {f["item_id"].rsplit("-", 1)[-1]: f["reason"] for f in loaded.failures}
     stem_meta = {}
@@ -651,11 +651,10 @@ def ingest_slakh_shard(store: Store, cfg: Config, track_dirs: list[str], soundfo
             rows += r
             failures += f
         except MediaError as e:
-            failures.append({"item_id": f"sl-{name}", "stage": "clips", "reason": e.reason, "detail": e.detail})
+            failures.append(e.row(f"sl-{name}", "clips"))
         except Exception as e:  # an unexpected bug still must not lose the rest of the shard
             if is_environment_fault(e):  # a full disk is not a fact about the item
                 raise
-            failures.append({"item_id": f"sl-{name}", "stage": "clips", "reason": "internal_error",
-                             "detail": f"{type(e).__name__}: {e}"})
+            failures.append(Failure("internal_error", f"{type(e).__name__}: {e}").row(f"sl-{name}", "clips"))
     rows.sort(key=lambda r: r["clip_id"])
     return table_from_rows(rows, CLIPS), failures

@@ -3,6 +3,7 @@ import os
 
 import datasets
 import pyarrow.parquet as pq
+import pytest
 
 from builders.shards import assemble, plan_shards, shard_name
 from mumu.store import Store
@@ -88,3 +89,55 @@ def test_train_caps_cut_to_the_target_in_draw_order_and_report_shortfalls(tmp_pa
     n_gen = sum(1 for r in rows if r["split"] == "train" and r["task"] == "text_to_music")
     assert splits["train"]["tasks"] == {"music_captioning": len(train_clips), "text_to_music": min(2, n_gen)}
     assert targets[1]["shortfall"] == 100 - len(train_clips) and targets[0]["kept"] == min(2, n_gen)
+
+
+def _by_reference(store: Store, rows: list[dict]) -> list[dict]:
+    """The same rows with each audio cell written as a media file and referenced, as the record stages do."""
+    from builders.records import write_media
+
+    return [{**r, "audio": write_media(store, f"media/audio/{r['audio']['path']}", r["audio"]["bytes"])} for r in rows]
+
+
+def test_media_by_reference_gives_the_same_files_as_embedded_media(tmp_path):
+    """Record parts hold media as (path, sha256, size); the assembly embeds the bytes once, and the
+    dataset's files are byte-identical to those assembled from parts that embed the bytes."""
+    from builders.records import MEDIA_COLUMN, records_table
+    from tests.helpers import mucaps_rows
+
+    rows = mucaps_rows(12)
+    outs = []
+    for name, make in (("embedded", lambda s: rows), ("referenced", lambda s: _by_reference(s, rows))):
+        store = Store(str(tmp_path / name))
+        part_rows = make(store)
+        part = store.path("work", "records", "MUCaps", "part-00000.parquet")
+        table = records_table(MUCAPS, part_rows)
+        store.write_table(part, table)
+        audio = pq.read_table(part, columns=["audio"]).column("audio").to_pylist()
+        if name == "referenced":  # the part holds no media bytes, only references
+            assert all(a["bytes"] is None for a in audio) and table.column(MEDIA_COLUMN).null_count == 0
+        else:
+            assert all(a["bytes"] for a in audio) and table.column(MEDIA_COLUMN).null_count == len(rows)
+        out = store.path("datasets", "MUCaps")
+        splits = assemble(store, MUCAPS, [part], out, 20_000, 5_000)
+        outs.append({f["path"]: f["sha256"] for s in splits.values() for f in s["files"]})
+        if name == "referenced":
+            got = pq.read_table(f"{out}/{sorted(outs[-1])[-1]}").to_pylist()
+            assert got[0]["audio"]["bytes"] == next(r for r in rows if r["id"] == got[0]["id"])["audio"]["bytes"]
+            assert MEDIA_COLUMN not in pq.read_schema(f"{out}/{sorted(outs[-1])[-1]}").names
+    assert len(outs[0]) > 2 and outs[0] == outs[1]
+
+
+def test_a_media_file_changed_after_its_records_were_made_stops_the_assembly(tmp_path):
+    from builders.records import records_table
+    from tests.helpers import mucaps_rows
+
+    store = Store(str(tmp_path))
+    rows = _by_reference(store, mucaps_rows(3))
+    part = store.path("work", "records", "MUCaps", "part-00000.parquet")
+    store.write_table(part, records_table(MUCAPS, rows))
+    victim = rows[1]["audio"].path
+    data = bytearray(store.read_bytes(store.path(victim)))
+    data[-1] ^= 0xFF  # same size, other bytes
+    store.write_bytes(store.path(victim), bytes(data))
+    with pytest.raises(ValueError, match=f"media file {victim} changed"):
+        assemble(store, MUCAPS, [part], store.path("datasets", "MUCaps"), 10**9, 10**8)
