@@ -29,14 +29,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from annotators.base import Request
-from annotators.requests import (
-    ChatAnnotator,
-    InvalidOutput,
-    OutputSpec,
-    check_text,
-    forbidden_chars,
-    instructions_schema,
-)
+from annotators.chat_outputs import InvalidOutput, OutputSpec, check_text, forbidden_chars, instructions_schema
+from annotators.requests import ChatAnnotator
 from mumu.store import Store, fingerprint_of
 from schemas.tables import INSTRUCTION_POOL, POOL_REJECTS, table_from_rows
 

@@ -32,7 +32,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from annotators.requests import BackendUnavailable, ChatAnnotator, ChatRequest, Generation, to_openai_messages
+from annotators.chat_messages import ChatRequest, to_openai_messages
+from annotators.requests import BackendUnavailable, ChatAnnotator, Generation
 
 
 class OpenAIAnnotator(ChatAnnotator):

@@ -32,7 +32,8 @@ import io
 import json
 from typing import Any
 
-from annotators.requests import ChatAnnotator, ChatRequest, Generation, derive_seed
+from annotators.chat_messages import ChatRequest, derive_seed
+from annotators.requests import ChatAnnotator, Generation
 
 
 def decode_image(data: bytes):

@@ -39,7 +39,8 @@ import gc
 import os
 from typing import Any
 
-from annotators.requests import ChatAnnotator, ChatRequest, Generation, to_openai_messages
+from annotators.chat_messages import ChatRequest, to_openai_messages
+from annotators.requests import ChatAnnotator, Generation
 
 CPU_KV_CACHE_BYTES = 512 * 2**20  # KV cache of an engine on CPU unless options.engine says otherwise
 

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from annotators.chat_messages import ChatRequest
 from annotators.mullama.release import DEFAULT_MERT, ReleaseError, ReleasePaths, load_release
-from annotators.requests import ChatAnnotator, ChatRequest, Generation
+from annotators.requests import ChatAnnotator, Generation
 
 PROMPT = "mullama_caption"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from annotators.requests import ChatAnnotator, ChatRequest, Generation, build_annotator
+from annotators.chat_messages import ChatRequest
+from annotators.requests import ChatAnnotator, Generation, build_annotator
 
 
 class ScriptedAnnotator(ChatAnnotator):

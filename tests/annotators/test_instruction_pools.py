@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from annotators.chat_outputs import InvalidOutput
 from annotators.instruction_pools import POOLS, generate_pool, load_pool, normalise
-from annotators.requests import InvalidOutput
 from mumu.store import Store
 from tests.annotators.fakes import scripted
 

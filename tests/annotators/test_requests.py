@@ -6,19 +6,10 @@ import re
 import pytest
 
 from annotators.base import Request
+from annotators.chat_messages import strip_media, to_openai_messages
+from annotators.chat_outputs import NO_CONTROL, InvalidOutput, OutputSpec, check_text, response_schema
+from annotators.chat_prompts import PROMPT_OF_KIND, render_prompt, split_sections
 from annotators.prompts import prompt
-from annotators.requests import (
-    NO_CONTROL,
-    PROMPT_OF_KIND,
-    InvalidOutput,
-    OutputSpec,
-    check_text,
-    render_prompt,
-    response_schema,
-    split_sections,
-    strip_media,
-    to_openai_messages,
-)
 from tests.annotators.fakes import scripted
 
 

@@ -10,21 +10,12 @@ import soundfile as sf
 from PIL import Image
 
 from annotators.base import Request, get_annotator
+from annotators.image_measure import ImageFacts, colourfulness, measure_image
 from annotators.prompts import prompt
-from annotators.visual_features import (
-    FeaturesImageCaptioner,
-    FeaturesVideoCaptioner,
-    ImageFacts,
-    VideoError,
-    VideoFacts,
-    colourfulness,
-    describe_image,
-    describe_video,
-    image_words,
-    measure_image,
-    measure_video,
-    video_words,
-)
+from annotators.video_decode import VideoError
+from annotators.video_measure import VideoFacts, measure_video
+from annotators.visual_features import FeaturesImageCaptioner, FeaturesVideoCaptioner
+from annotators.visual_words import describe_image, describe_video, image_words, video_words
 from mumu.config import load_config
 from sources.sample_corpus import ClipSpec, make_video, picture
 
@@ -135,7 +126,7 @@ def test_generated_sample_pictures():
 
 
 def _all_variants(template_name: str, words: dict) -> list[str]:
-    from annotators.visual_features import _tidy
+    from annotators.visual_words import _tidy
 
     return [_tidy(line.format(**words)) for line in prompt(template_name).lines()]
 

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from annotators.base import Request
-from annotators.requests import response_schema, to_openai_messages
+from annotators.chat_messages import to_openai_messages
+from annotators.chat_outputs import response_schema
 
 pytestmark = pytest.mark.slow
 

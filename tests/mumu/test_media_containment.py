@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from annotators.visual_features import VideoError, decode_frames, probe
+from annotators.video_decode import VideoError, decode_frames, probe
 from mumu.media import MediaError, check_video_bytes, decode_audio_bytes, ffprobe_video, load_audio
 from sources.download import sharpest_frame
 

@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from annotators.visual_features import lighting_word, measure_image, open_image
+from annotators.image_measure import measure_image, open_image
+from annotators.visual_words import lighting_word
 from mumu.config import load_config
 from mumu.media import MediaError, check_image
 from mumu.store import Store
