@@ -27,22 +27,19 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import fsspec
 import numpy as np
-import pyarrow.parquet as pq
 import soundfile as sf
 
 from metrics import audio as A
 from metrics import report
 from metrics import text as T
+from schemas.reading import DATASET_NAMES, iter_records, media_bytes
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("MUCaps", "MUImage", "MUVideo", "MUEdit")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 
 
@@ -101,29 +98,7 @@ class TaskResult:
         return self.scored / self.records if self.records else 0.0
 
 
-# ---------------------------------------------------------------- reading the eval split
-
-
-def eval_files(data_root: str, dataset: str, split: str = "eval") -> list[str]:
-    fs, root = fsspec.core.url_to_fs(str(data_root))
-    from mumu.store import list_files  # the folder is listed literally, never expanded as a glob
-
-    files = list_files(fs, f"{root.rstrip('/')}/datasets/{dataset}/data", f"{split}-*.parquet")
-    return [fs.unstrip_protocol(f) if "://" in str(data_root) else f for f in files]
-
-
-def iter_records(data_root: str, dataset: str, split: str = "eval", columns: list[str] | None = None,
-                 batch_size: int = 16) -> Iterator[dict]:
-    """Rows of a dataset's split, a few at a time (media columns stay bytes until used)."""
-    files = eval_files(data_root, dataset, split)
-    if not files:
-        raise FileNotFoundError(f"no {split} split for {dataset} under {data_root}/datasets/{dataset}/data/")
-    for f in files:
-        with fsspec.open(f, "rb") as fh:
-            pf = pq.ParquetFile(fh)
-            cols = [c for c in (columns or pf.schema_arrow.names) if c in pf.schema_arrow.names]
-            for batch in pf.iter_batches(batch_size=batch_size, columns=cols):
-                yield from batch.to_pylist()
+# ---------------------------------------------------------------- records (read by schemas.reading.iter_records)
 
 
 def reference_text(record: dict) -> str:
@@ -136,9 +111,7 @@ def reference_text(record: dict) -> str:
 
 def decode_audio(media) -> tuple[np.ndarray, int]:
     """A ``{bytes, path}`` struct, raw bytes or a file path -> (mono float64 samples, rate)."""
-    if isinstance(media, dict):
-        media = media.get("bytes") or media.get("path")
-    src = io.BytesIO(media) if isinstance(media, (bytes, bytearray)) else str(media)
+    src = str(media) if isinstance(media, (str, Path)) else io.BytesIO(media_bytes(media, read_paths=True) or b"")
     y, sr = sf.read(src, dtype="float64", always_2d=True)
     if y.shape[0] == 0:
         raise ValueError("audio holds no samples")
@@ -148,14 +121,13 @@ def decode_audio(media) -> tuple[np.ndarray, int]:
 def decode_image(media):
     from PIL import Image
 
-    data = media.get("bytes") if isinstance(media, dict) else media
-    return Image.open(io.BytesIO(data)).convert("RGB")
+    return Image.open(io.BytesIO(media_bytes(media))).convert("RGB")
 
 
 def decode_video(media, n_frames: int = 8) -> list:
     from metrics.embeddings import decode_video_frames
 
-    return decode_video_frames(media.get("bytes") if isinstance(media, dict) else media, n_frames)
+    return decode_video_frames(media_bytes(media), n_frames)
 
 
 # ---------------------------------------------------------------- finding predictions
@@ -336,10 +308,10 @@ def score_task(spec: TaskSpec, data_root: str, predictions: str | Path, cache: M
 
 
 def tasks_for(datasets: list[str] | tuple[str, ...] | None) -> list[TaskSpec]:
-    wanted = {d.lower() for d in (datasets or DATASETS)}
-    unknown = wanted - {d.lower() for d in DATASETS}
+    wanted = {d.lower() for d in (datasets or DATASET_NAMES)}
+    unknown = wanted - {d.lower() for d in DATASET_NAMES}
     if unknown:
-        raise ValueError(f"unknown datasets {sorted(unknown)}; expected some of {list(DATASETS)}")
+        raise ValueError(f"unknown datasets {sorted(unknown)}; expected some of {list(DATASET_NAMES)}")
     return [t for t in TASKS if t.dataset.lower() in wanted]
 
 
@@ -370,7 +342,7 @@ def generate_with_checkpoint(checkpoint: str, data_root: str, datasets, out_dir:
             f"write_predictions), which cannot be imported ({e}). Write predictions another way and pass "
             "--predictions DIR.") from e
     out = Path(out_dir)
-    wanted = list(datasets or DATASETS)
+    wanted = list(datasets or DATASET_NAMES)
     if hasattr(gen, "write_predictions"):
         gen.write_predictions(checkpoint=checkpoint, data_root=data_root, datasets=wanted, out_dir=out, split=split,
                               limit=limit)
@@ -379,10 +351,6 @@ def generate_with_checkpoint(checkpoint: str, data_root: str, datasets, out_dir:
     else:
         raise RuntimeError("model/generate.py provides neither write_predictions nor load_for_inference + generate")
     return out
-
-
-def _media(x):
-    return x.get("bytes") if isinstance(x, dict) else x
 
 
 def _write_with_generate(gen, checkpoint: str, data_root: str, datasets: list[str], out: Path, split: str,
@@ -404,11 +372,11 @@ def _write_with_generate(gen, checkpoint: str, data_root: str, datasets: list[st
             prompt = next(t["value"] for t in r["conversation"] if t["from"] == "human")
             inputs = {}
             if spec.kind == "understanding":
-                inputs["audio"] = _media(r["audio"])
+                inputs["audio"] = media_bytes(r["audio"])
             elif spec.kind == "editing":
-                inputs["audio"] = _media(r["input_audio"])
+                inputs["audio"] = media_bytes(r["input_audio"])
             elif spec.visual_column:
-                inputs[spec.visual_column] = _media(r[spec.visual_column])
+                inputs[spec.visual_column] = media_bytes(r[spec.visual_column])
             res = gen.generate(model, procs, prompt, music="never" if spec.kind == "understanding" else "always",
                                seed=seed, **inputs)
             if spec.kind == "understanding":

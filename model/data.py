@@ -21,8 +21,6 @@ Resuming mid-epoch is exact: the order is a function of (seed, epoch, rank, work
 dataset skips the references of already-trained batches before decoding anything.
 """
 
-# size: the trainer's dataset reading and collation; moves to one dataset-reading API in schemas (issue 18, item 4).
-
 from __future__ import annotations
 
 import hashlib
@@ -38,10 +36,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from model.config import MuMuConfig
+from schemas.reading import DATASET_NAMES, file_records, media_bytes, read_row_group, row_groups, split_files
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("MUCaps", "MUImage", "MUVideo", "MUEdit")
 TEXT = "text"
 IGNORE = -100
 _INDEX_COLUMNS = ["task", "input_modality", "output_modality"]
@@ -80,33 +78,11 @@ def stage_view(stage: int, dataset: str, task: str, input_modality: str, output_
     raise ValueError(f"unknown stage {stage}")
 
 
-def _fs(root: str):
-    import fsspec
-
-    return fsspec.core.url_to_fs(root)
-
-
-def dataset_files(data_root: str, name: str, split: str = "train") -> list[str]:
-    fs, base = _fs(str(data_root))
-    from mumu.store import list_files  # the folder is listed literally, never expanded as a glob
-
-    paths = list_files(fs, f"{base.rstrip('/')}/datasets/{name}/data", f"{split}-*.parquet")
-    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return [p if proto in ("file", "local") else f"{proto}://{p}" for p in paths]
-
-
-def _open_parquet(path: str):
-    import fsspec
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(fsspec.open(path, "rb").open())
-
-
 def _text_rows(path: str) -> list[dict]:
     import fsspec
 
     if path.endswith(".parquet"):
-        return _open_parquet(path).read(columns=["conversation"]).to_pylist()
+        return list(file_records(path, ["conversation"]))
     with fsspec.open(path, "rt") as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -117,18 +93,17 @@ def build_index(cfg: MuMuConfig, data_root: str, stage: int, split: str = "train
     wanted = cfg.train.stages[stage].datasets
     max_rows = max_rows if max_rows is not None else cfg.train.max_rows
     blocks: list[Block] = []
-    for name in DATASETS:
+    for name in DATASET_NAMES:
         if name not in wanted:
             continue
         taken = 0
-        files = dataset_files(data_root, name, split)
+        files = split_files(data_root, name, split)
         if not files:
             log.warning("stage %d: no %s %s shards under %s/datasets/%s/data: training on the others",
                          stage, name, split, data_root, name)
         for path in files:
-            pf = _open_parquet(path)
-            for rg in range(pf.num_row_groups):
-                t = pf.read_row_group(rg, columns=_INDEX_COLUMNS).to_pydict()
+            for rg, group in enumerate(row_groups(path, _INDEX_COLUMNS)):
+                t = group.to_pydict()
                 by_view: dict[str, list[int]] = {}
                 for i, (task, im, om) in enumerate(zip(t["task"], t["input_modality"], t["output_modality"])):
                     v = stage_view(stage, name, task, im, om)
@@ -151,19 +126,6 @@ def build_index(cfg: MuMuConfig, data_root: str, stage: int, split: str = "train
 
 
 # ---------------------------------------------------------------- media
-
-def _bytes(cell: dict | None) -> bytes | None:
-    if not cell:
-        return None
-    if cell.get("bytes"):
-        return cell["bytes"]
-    if cell.get("path"):
-        import fsspec
-
-        with fsspec.open(cell["path"], "rb") as f:
-            return f.read()
-    return None
-
 
 def decode_audio(data: bytes, rate: int, max_seconds: float | None = None) -> np.ndarray:
     """Mono float32 at ``rate`` (libsndfile, resampled with soxr)."""
@@ -286,14 +248,14 @@ def make_example(dataset: str, view: str, row: dict, procs, cfg: MuMuConfig) -> 
                           "labels": torch.tensor(labels, dtype=torch.long), "wants_music": wants_music,
                           "audio": None, "image": None, "video": None, "caption": caption}
     if audio is not None:
-        wave = decode_audio(_bytes(audio), procs.audio_rate, cfg.data.max_audio_seconds)
+        wave = decode_audio(media_bytes(audio, read_paths=True), procs.audio_rate, cfg.data.max_audio_seconds)
         ex["audio"] = torch.from_numpy(
             np.asarray(procs.audio(wave, sampling_rate=procs.audio_rate, return_tensors="np")["input_values"][0],
                        dtype=np.float32))
     if image is not None:
-        ex["image"] = procs.image(decode_image(_bytes(image)), return_tensors="pt")["pixel_values"][0]
+        ex["image"] = procs.image(decode_image(media_bytes(image, read_paths=True)), return_tensors="pt")["pixel_values"][0]
     if video is not None:
-        frames = decode_video(_bytes(video), procs.video_frames)
+        frames = decode_video(media_bytes(video, read_paths=True), procs.video_frames)
         ex["video"] = procs.video(frames, return_tensors="pt")["pixel_values"][0]
     if caption and procs.caption_tokenizer is not None:
         c = procs.caption_tokenizer(caption, padding="max_length", max_length=cfg.data.caption_max_tokens,
@@ -421,7 +383,7 @@ class ShardDataset(IterableDataset):
                 cache[blk.path] = _text_rows(blk.path)
             rows = cache[blk.path]
             return [{"id": f"text-{i}", "input_modality": "text", "output_modality": "text", **rows[i]} for i in blk.rows]
-        t = _open_parquet(blk.path).read_row_group(blk.row_group, columns=_columns(blk.dataset, blk.view))
+        t = read_row_group(blk.path, blk.row_group, _columns(blk.dataset, blk.view))
         return t.take(list(blk.rows)).to_pylist()
 
     def examples(self) -> Iterator[dict]:

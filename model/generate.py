@@ -19,6 +19,7 @@ import torch
 
 from model.data import decode_audio, decode_image, decode_video, encode_conversation
 from model.mumu import MuMuLLaMA
+from schemas.reading import media_bytes
 
 
 @dataclass
@@ -42,16 +43,16 @@ def sample_top_p(logits: torch.Tensor, temperature: float, top_p: float, generat
 
 
 def _read(x) -> bytes:
-    if isinstance(x, (bytes, bytearray)):
-        return bytes(x)
-    import fsspec
-
-    with fsspec.open(str(x), "rb") as f:
-        return f.read()
+    """An input given as bytes, a dataset's ``{bytes, path}`` cell or a path (read through fsspec)."""
+    data = media_bytes(x, read_paths=True)
+    if data is None:
+        raise ValueError("the media input holds no bytes")
+    return data
 
 
 def prepare_inputs(procs, cfg, audio=None, image=None, video=None) -> dict:
-    """One input of each kind (a path, bytes, or for audio a (waveform, rate) pair) -> a batch dict."""
+    """One input of each kind (a path, bytes, a ``{bytes, path}`` cell, or for audio a (waveform, rate)
+    pair) -> a batch dict."""
     batch: dict = {}
     if audio is not None:
         if isinstance(audio, tuple):

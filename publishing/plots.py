@@ -33,6 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from mumu.store import Store
+from schemas.reading import file_records
 
 FIGURES_DIR = "figures"
 DPI = 100
@@ -113,9 +114,8 @@ def read_columns(store: Store, dataset_dir: str, stats: dict) -> dict[str, list[
         rows: list[dict] = []
         for f in s["files"]:
             path = posixpath.join(dataset_dir, f["path"])
-            names = set(store.parquet_file(path).schema_arrow.names)
-            cols = [c for c in ("clip_id", "source", "tags", *DURATION_COLUMNS, *CAPTION_COLUMNS) if c in names]
-            for r in store.read_table(path, columns=cols).to_pylist():
+            cols = ["clip_id", "source", "tags", *DURATION_COLUMNS, *CAPTION_COLUMNS]  # those the file has
+            for r in file_records(path, cols, fs=store.fs):
                 r["duration_s"] = next((r[c] for c in DURATION_COLUMNS if r.get(c) is not None), None)
                 rows.append(r)
         out[split] = rows

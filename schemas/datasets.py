@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import datasets
 
+from schemas.reading import DATASET_NAMES
 from schemas.tables import F64, S
 
 TURN = {"from": S, "value": S}
@@ -117,6 +118,8 @@ MUEDIT = DatasetSpec(
 )
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (MUCAPS, MUIMAGE, MUVIDEO, MUEDIT)}
+if tuple(DATASETS) != DATASET_NAMES:  # the names are declared once, in schemas.reading (light to import)
+    raise ImportError(f"schemas.datasets declares {tuple(DATASETS)}, schemas.reading.DATASET_NAMES {DATASET_NAMES}")
 
 
 def spec_for(name: str) -> DatasetSpec:

@@ -139,12 +139,13 @@ def tiny_eval_models(tiny):
 def write_predictions(root: Path, eval_root: Path, mode: str = "copy", drop: str | None = None) -> Path:
     """Predictions from the references: ``copy`` (identical), ``perturbed`` (noise / dropped words),
     ``shuffled`` (each record gets the next record's reference, within its task)."""
-    from metrics.evaluate import TASKS, iter_records, reference_text
+    from metrics.evaluate import TASKS, reference_text
+    from schemas.reading import iter_records
 
     rng = np.random.default_rng(7)
     for spec in TASKS:
         try:
-            recs = [r for r in iter_records(str(eval_root), spec.dataset) if spec.matches(r["task"])]
+            recs = [r for r in iter_records(str(eval_root), spec.dataset, "eval") if spec.matches(r["task"])]
         except FileNotFoundError:
             continue
         out = root / spec.dataset

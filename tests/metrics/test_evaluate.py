@@ -85,7 +85,7 @@ def test_tables_and_markdown(results):
 
 
 def test_missing_predictions_and_unavailable_models(eval_root, tiny_eval_models, tmp_path):
-    recs = [r for r in EV.iter_records(str(eval_root), "MUEdit")]
+    recs = [r for r in EV.iter_records(str(eval_root), "MUEdit", "eval")]
     pred = write_predictions(tmp_path, eval_root, "copy", drop=recs[0]["id"])
     (tmp_path / "MUEdit" / f"{recs[1]['id']}.wav").write_bytes(b"not audio")
     models = EV.EvalModels(**{**tiny_eval_models.__dict__, "classifier": "passt:/nowhere.ckpt", "clap": ""})
@@ -100,7 +100,7 @@ def test_missing_predictions_and_unavailable_models(eval_root, tiny_eval_models,
 
 
 def test_flat_predictions_folder_and_jsonl(eval_root, tiny_eval_models, tmp_path):
-    recs = [r for r in EV.iter_records(str(eval_root), "MUCaps") if r["task"] == "music_captioning"]
+    recs = [r for r in EV.iter_records(str(eval_root), "MUCaps", "eval") if r["task"] == "music_captioning"]
     with open(tmp_path / "predictions.jsonl", "w") as f:
         for r in recs:
             f.write(json.dumps({"id": r["id"], "text": EV.reference_text(r)}) + "\n")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -14,11 +13,11 @@ from model.data import (
     ShardDataset,
     build_index,
     collate,
-    dataset_files,
     decode_audio,
     loader_order,
     make_loader,
 )
+from schemas.reading import file_records, split_files
 
 
 def _ids(ds) -> list[str]:
@@ -36,9 +35,8 @@ def _light(d, v, row, p, c):
 
 def _count(root, name, pred) -> int:
     n = 0
-    for f in dataset_files(root, name):
-        t = pq.read_table(f, columns=["task", "input_modality", "output_modality"]).to_pylist()
-        n += sum(1 for r in t if pred(r))
+    for f in split_files(root, name, "train"):
+        n += sum(1 for r in file_records(f, ["task", "input_modality", "output_modality"]) if pred(r))
     return n
 
 

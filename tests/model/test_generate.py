@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 
-from model.data import dataset_files
 from model.generate import generate, load_for_inference, sample_top_p
+from schemas.reading import file_records, split_files
 
 
 def _media(root: str, dataset: str, column: str) -> bytes:
-    t = pq.read_table(dataset_files(root, dataset)[0], columns=[column]).slice(0, 1).to_pylist()[0]
-    return t[column]["bytes"]
+    return next(file_records(split_files(root, dataset, "train")[0], [column]))[column]["bytes"]
 
 
 def test_top_p_keeps_the_nucleus():

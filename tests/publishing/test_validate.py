@@ -92,3 +92,33 @@ def test_all_four_dataset_schemas_carry_hf_metadata():
         assert b"huggingface" in schema.metadata
         for col in spec.media:
             assert schema.field(col).type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+
+
+def test_shards_are_streamed_never_read_whole(built, monkeypatch):
+    from fsspec.implementations.local import LocalFileSystem
+
+    real = LocalFileSystem.cat_file
+
+    def cat_file(self, path, *a, **k):
+        assert not str(path).endswith(".parquet"), f"{path} read whole"
+        return real(self, path, *a, **k)
+
+    monkeypatch.setattr(LocalFileSystem, "cat_file", cat_file)
+    report = validate_dataset(str(built))
+    assert report.ok, report.problems
+    assert report.media_checked == 12
+
+
+def test_a_dataset_on_a_remote_file_system_validates(built):
+    import uuid
+
+    import fsspec
+
+    url = f"memory://validate-{uuid.uuid4().hex[:8]}/MUCaps"
+    fs, base = fsspec.core.url_to_fs(url)
+    for p in sorted(built.rglob("*")):
+        if p.is_file():
+            fs.pipe_file(f"{base}/{p.relative_to(built).as_posix()}", p.read_bytes())
+    report = validate_dataset(url)
+    assert report.ok, report.problems
+    assert report.rows == validate_dataset(str(built)).rows
