@@ -3,6 +3,9 @@
 One Prefect task per stage (a stage builds the model, starts from the previous stage's final
 weights, or resumes its own ``last.pt``); artifacts per stage: a table of the per-step metrics,
 a markdown summary, and links to the final checkpoint and the metrics file.
+
+``data_root`` and ``out_dir`` may be local folders or fsspec URLs (``s3://bucket/prefix``): the
+checkpoints go through ``mumu.store.Store`` like everything a build writes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.cache_policies import NO_CACHE
 
 from mumu.limits import gpu_slot
+from mumu.store import Store
 
 MAX_TABLE_ROWS = 200
 COLUMNS = ("stage", "epoch", "step", "loss", "ce", "mse", "aud", "lr", "grad_norm", "samples_per_s", "gate_abs_mean")
@@ -42,7 +46,15 @@ def _thin(rows: list[dict], n: int = MAX_TABLE_ROWS) -> list[dict]:
     return [rows[i] for i in idx]
 
 
-def report_stage(result, run_name: str) -> None:
+def checkpoints_dir(data_root: str, preset: str) -> str:
+    """The default checkpoint folder, ``<data_root>/checkpoints/<preset>``: a path for a local root,
+    a URL (``s3://bucket/prefix/checkpoints/tiny``) for a remote one."""
+    store = Store(str(data_root))
+    path = store.path("checkpoints", preset)
+    return path if store.is_local else store.url_of(path)
+
+
+def report_stage(result, run_name: str, out_dir: str) -> None:
     rows = [{k: (round(r[k], 6) if isinstance(r.get(k), float) else r.get(k)) for k in COLUMNS}
             for r in _thin(result.metrics)]
     create_table_artifact(rows, key=_key(f"{run_name}-stage{result.stage}-metrics"),
@@ -59,10 +71,11 @@ def report_stage(result, run_name: str) -> None:
     create_markdown_artifact("\n".join(lines), key=_key(f"{run_name}-stage{result.stage}-summary"),
                              description=f"stage {result.stage}: summary")
     if result.final:
-        create_link_artifact(Path(result.final).resolve().as_uri(), link_text=f"stage {result.stage} final checkpoint",
+        store = Store(str(out_dir))
+        folder = store.path(f"stage{result.stage}")
+        create_link_artifact(store.url_of(f"{folder}/final.pt"), link_text=f"stage {result.stage} final checkpoint",
                              key=_key(f"{run_name}-stage{result.stage}-checkpoint"))
-        create_link_artifact((Path(result.final).parent / "metrics.jsonl").resolve().as_uri(),
-                             link_text=f"stage {result.stage} metrics.jsonl",
+        create_link_artifact(store.url_of(f"{folder}/metrics.jsonl"), link_text=f"stage {result.stage} metrics.jsonl",
                              key=_key(f"{run_name}-stage{result.stage}-metrics-file"))
 
 
@@ -102,14 +115,14 @@ def train_mumu(profile: str = "sample", preset: str | None = None, data_root: st
 
     cfg = resolve_config(profile, preset, overrides)
     data_root = load_config(profile, data_root=data_root).data_root  # relative roots resolve as a build's do
-    out_dir = out_dir or str(Path(data_root) / "checkpoints" / cfg.name)
+    out_dir = str(out_dir or checkpoints_dir(str(data_root), cfg.name))  # never Path(): s3://b/x is no local folder
     stages = list(stages or (1, 2, 3))
     run_name = f"train-mumu-{cfg.name}"
     results = {}
     for s in stages:
         e = epochs.get(str(s), epochs.get(s)) if isinstance(epochs, dict) else epochs
         r = train_stage_task(cfg.to_dict(), str(data_root), int(s), out_dir, e, resume, max_steps, device)
-        report_stage(r, run_name)
+        report_stage(r, run_name, out_dir)
         m = r.metrics
         print(f"stage {s}: {r.steps} steps, loss {m[0]['loss'] if m else float('nan'):.4f} -> "
               f"{m[-1]['loss'] if m else float('nan'):.4f}, final {r.final}")

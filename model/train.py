@@ -14,15 +14,20 @@ never the frozen LLaMA / encoders / decoder -- in ``<out>/stage<k>/``:
 * ``epoch-<e>.pt``: weights after epoch e;  ``final.pt``: weights when the stage is done (or when
   ``max_steps`` cut it short: then ``done`` is false and a rerun without the cap resumes from ``last.pt``).
 
-A later stage starts from the previous stage's ``final.pt``. Writes are atomic (temp + rename).
+A later stage starts from the previous stage's ``final.pt``. ``out`` is a local folder or any fsspec
+URL (``s3://bucket/checkpoints/tiny``): every checkpoint is written and read back through
+``mumu.store.Store``, so writes are atomic (temp + rename) there too. ``metrics.jsonl`` is appended to
+per logged step on a local folder; on a remote one (no appends) it is rewritten whole beside each
+``last.pt`` and at the end of the stage.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
-import os
+import posixpath
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ import torch
 from model.config import MuMuConfig
 from model.data import ShardDataset, build_index, make_loader
 from model.mumu import MuMuLLaMA, group_of
+from mumu.store import Store
 
 log = logging.getLogger(__name__)
 FORMAT = "mumu-checkpoint/1"
@@ -89,15 +95,25 @@ def autocast_for(cfg: MuMuConfig, device: torch.device):
 
 # ---------------------------------------------------------------- checkpoints
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _store_and_path(path: str | Path, store: Store | None) -> tuple[Store, str]:
+    """The store holding ``path`` and its path inside it: ``path`` is a path of ``store`` when one
+    is given, else a local path or an fsspec URL (its folder becomes the store)."""
+    if store is not None:
+        return store, str(path)
+    folder, name = posixpath.split(str(path).rstrip("/"))
+    s = Store(folder or ".")
+    return s, s.path(name)
+
+
+def _where(store: Store, path: str) -> str:
+    """How a result names a file of ``store``: the path on a local store, the URL on another."""
+    return path if store.is_local else store.url_of(path)
 
 
 def save_checkpoint(path: str | Path, model: MuMuLLaMA, *, stage: int, epoch: int, batch_in_epoch: int, step: int,
-                    done: bool = False, optimizer=None, scheduler=None, scaler=None) -> str:
+                    done: bool = False, optimizer=None, scheduler=None, scaler=None, store: Store | None = None) -> str:
+    """Write a checkpoint atomically to ``path`` (a local path or fsspec URL; with ``store``, a path
+    inside it): torch writes into the store's temporary file, which is renamed when complete."""
     obj = {"format": FORMAT, "config": model.cfg.to_dict(), "stage": stage, "epoch": epoch,
            "batch_in_epoch": batch_in_epoch, "step": step, "done": done, "lora": model.lora,
            "weights": model.own_state()}
@@ -107,31 +123,43 @@ def save_checkpoint(path: str | Path, model: MuMuLLaMA, *, stage: int, epoch: in
         obj["scheduler"] = scheduler.state_dict()
     if scaler is not None:
         obj["scaler"] = scaler.state_dict()
-    _atomic_save(obj, Path(path))
+    st, p = _store_and_path(path, store)
+    with st.open_atomic(p) as f:
+        torch.save(obj, f)
     return str(path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+def load_checkpoint(path: str | Path, store: Store | None = None) -> dict:
+    """A checkpoint from ``path`` (a local path or fsspec URL; with ``store``, a path inside it)."""
+    st, p = _store_and_path(path, store)
+    src = p if st.is_local else io.BytesIO(st.read_bytes(p))  # one read of a remote file, not many seeks
+    ck = torch.load(src, map_location="cpu", weights_only=False)
     if ck.get("format") != FORMAT:
         raise ValueError(f"{path} is not a MuMu checkpoint")
     return ck
 
 
-def load_weights(model: MuMuLLaMA, path: str | Path) -> dict:
-    ck = load_checkpoint(path)
+def load_weights(model: MuMuLLaMA, path: str | Path, store: Store | None = None) -> dict:
+    ck = load_checkpoint(path, store)
     model.load_own_state(ck["weights"])
     return ck
 
 
-def stage_dir(out_dir: str | Path, stage: int) -> Path:
-    return Path(out_dir) / f"stage{stage}"
+def stage_dir(out_dir: str | Path, stage: int) -> str:
+    """``<out_dir>/stage<k>``, as a local path or a URL like ``out_dir`` (never through ``Path``,
+    which would turn ``s3://b/x`` into ``s3:/b/x``)."""
+    return posixpath.join(str(out_dir).rstrip("/"), f"stage{stage}")
 
 
-def read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
+def read_metrics(path: str | Path, store: Store | None = None) -> list[dict]:
+    store, path = _store_and_path(path, store)
+    if not store.exists(path):
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in store.read_bytes(path).decode().splitlines() if line.strip()]
+
+
+def _metrics_bytes(records: list[dict]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
 
 
 # ---------------------------------------------------------------- one stage
@@ -143,27 +171,29 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
     sc = cfg.train.stages[stage]
     epochs = epochs if epochs is not None else sc.epochs
     max_steps = max_steps if max_steps is not None else cfg.train.max_steps
-    d = stage_dir(out_dir, stage)
-    d.mkdir(parents=True, exist_ok=True)
-    last, final, mpath = d / "last.pt", d / "final.pt", d / "metrics.jsonl"
+    store = Store(str(out_dir))
+    d = store.path(f"stage{stage}")
+    store.makedirs(d)
+    last, final, mpath = (posixpath.join(d, n) for n in ("last.pt", "final.pt", "metrics.jsonl"))
     device = model.device
 
-    ck = load_checkpoint(last) if (resume and last.exists()) else None
+    ck = load_checkpoint(last, store) if (resume and store.exists(last)) else None
     if ck is not None and ck.get("done"):
         model.load_own_state(ck["weights"])
         model.set_stage(stage)
-        return StageResult(stage, ck["step"], epochs, read_metrics(mpath), [str(last)], str(final), skipped=True)
+        return StageResult(stage, ck["step"], epochs, read_metrics(mpath, store), [_where(store, last)],
+                           _where(store, final), skipped=True)
+    logged: list[dict] = []  # the records in metrics.jsonl
     if ck is None:
-        prev = stage_dir(out_dir, stage - 1) / "final.pt"
-        if stage > 1 and prev.exists():
-            load_weights(model, prev)
-        if mpath.exists():
-            mpath.unlink()
+        prev = store.path(f"stage{stage - 1}", "final.pt")
+        if stage > 1 and store.exists(prev):
+            load_weights(model, prev, store)
+        store.rm(mpath)
     else:
         model.load_own_state(ck["weights"])
         # steps logged after the checkpoint (a crash between the two) are redone: drop their records
-        kept = [r for r in read_metrics(mpath) if r["step"] <= ck["step"]]
-        mpath.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        logged = [r for r in read_metrics(mpath, store) if r["step"] <= ck["step"]]
+        store.write_bytes(mpath, _metrics_bytes(logged))
     model.set_stage(stage)
     model.train()
 
@@ -185,13 +215,24 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
         step, start_epoch, skip = ck["step"], ck["epoch"], ck["batch_in_epoch"]
         log.info("stage %d: resuming at epoch %d, batch %d, step %d", stage, start_epoch, skip, step)
 
-    result = StageResult(stage, step, epochs, read_metrics(mpath))
+    result = StageResult(stage, step, epochs, list(logged))
     params = [p for p in model.parameters() if p.requires_grad]
     stop = max_steps is not None and step >= max_steps
 
+    def log_record(rec: dict) -> None:
+        logged.append(rec)
+        if store.is_local:
+            with store.fs.open(mpath, "ab") as f:
+                f.write(_metrics_bytes([rec]))
+
+    def flush_metrics() -> None:
+        if not store.is_local:  # object stores have no appends: the whole file, beside each last.pt
+            store.write_bytes(mpath, _metrics_bytes(logged))
+
     def save_last(epoch: int, batch: int, done: bool = False) -> None:
+        flush_metrics()
         save_checkpoint(last, model, stage=stage, epoch=epoch, batch_in_epoch=batch, step=step, done=done,
-                        optimizer=opt, scheduler=sched, scaler=scaler)
+                        optimizer=opt, scheduler=sched, scaler=scaler, store=store)
 
     epoch = start_epoch
     for epoch in range(start_epoch, epochs):
@@ -235,8 +276,7 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
                    "gate_abs_mean": float(model.bridge.gates.detach().abs().mean())}
             result.metrics.append(rec)
             if step % max(1, cfg.train.log_every) == 0:
-                with open(mpath, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                log_record(rec)
             if on_step:
                 on_step(rec)
             acc = {"loss": 0.0, "ce": 0.0, "mse": 0.0, "aud": 0.0, "n": 0, "samples": 0}
@@ -252,15 +292,15 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
         else:
             save_last(epoch + 1, 0)
             if cfg.train.epoch_checkpoints:
-                p = d / f"epoch-{epoch}.pt"
-                save_checkpoint(p, model, stage=stage, epoch=epoch + 1, batch_in_epoch=0, step=step)
-                result.checkpoints.append(str(p))
+                p = posixpath.join(d, f"epoch-{epoch}.pt")
+                save_checkpoint(p, model, stage=stage, epoch=epoch + 1, batch_in_epoch=0, step=step, store=store)
+                result.checkpoints.append(_where(store, p))
     if step < sum(per_epoch):  # cut short by max_steps: final.pt holds the weights so far, last.pt resumes the rest
-        save_checkpoint(final, model, stage=stage, epoch=epoch, batch_in_epoch=0, step=step, done=False)
+        save_checkpoint(final, model, stage=stage, epoch=epoch, batch_in_epoch=0, step=step, done=False, store=store)
     else:
-        save_checkpoint(final, model, stage=stage, epoch=epochs, batch_in_epoch=0, step=step, done=True)
+        save_checkpoint(final, model, stage=stage, epoch=epochs, batch_in_epoch=0, step=step, done=True, store=store)
         save_last(epochs, 0, done=True)
-    result.steps, result.final = step, str(final)
+    result.steps, result.final = step, _where(store, final)
     return result
 
 

@@ -10,6 +10,13 @@ Two rules make reruns safe:
 * a unit of work is finished when its outputs and then its completion marker exist. The
   marker is a small JSON stats file that also records the fingerprint of the inputs it was
   made from, so a marker left by different inputs does not count.
+
+Every write through the store (``write_bytes``, ``write_json``, ``write_table``, ``open_atomic``) is
+also counted: ``bytes_written()`` says how many bytes this process has committed under each top
+folder of a store (``media``, ``runs``; ``datasets/<name>`` and ``work/<name>`` one level deeper),
+``reset_bytes_written()`` starts the count again. It is what a check such as "each clip's audio is
+written once per dataset" measures. The count is per process: the workers of a process pool keep
+their own.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import io
 import json
 import os
 import posixpath
+import threading
 import uuid
+from collections import Counter
 from typing import Any, Iterable
 
 import fsspec
@@ -29,6 +38,43 @@ import pyarrow.parquet as pq
 
 TMP_PREFIX = ".tmp-"
 CHAIN_SEPARATOR = "::"
+
+
+_WRITTEN: Counter[str] = Counter()
+_WRITTEN_LOCK = threading.Lock()
+DEEP_FOLDERS = ("datasets", "work")  # counted one level deeper: datasets/<name>, work/<name>
+
+
+def written_key(root: str, path: str) -> str:
+    """The folder a write to ``path`` is counted under: the first folder below ``root`` (the first
+    two for ``datasets/`` and ``work/``); ``.`` for a file at the root, ``..`` for one outside it."""
+    rel = posixpath.relpath(path.rstrip("/"), root.rstrip("/") or "/")
+    if rel == ".." or rel.startswith("../"):
+        return ".."
+    folders = rel.split("/")[:-1]
+    if not folders:
+        return "."
+    depth = 2 if folders[0] in DEEP_FOLDERS else 1
+    return "/".join(folders[:depth])
+
+
+def count_written(key: str, n: int) -> None:
+    with _WRITTEN_LOCK:
+        _WRITTEN[key] += int(n)
+
+
+def bytes_written() -> dict[str, int]:
+    """Bytes committed by this process's store writes so far, by folder (see ``written_key``)."""
+    with _WRITTEN_LOCK:
+        return dict(_WRITTEN)
+
+
+def reset_bytes_written() -> dict[str, int]:
+    """Start the count again; returns the count up to now."""
+    with _WRITTEN_LOCK:
+        before = dict(_WRITTEN)
+        _WRITTEN.clear()
+        return before
 
 
 class StoreRootError(ValueError):
@@ -274,13 +320,15 @@ class Store:
 
 
 class AtomicWriter:
-    """A file object that appears under its final name only when closed without error."""
+    """A file object that appears under its final name only when closed without error; its bytes
+    are then counted (``bytes_written``)."""
 
     def __init__(self, store: Store, path: str):
         self.store, self.path = store, path
         self.tmp = store._tmp_for(path)
         store.makedirs(posixpath.dirname(path))
         self._f = store.fs.open(self.tmp, "wb")
+        self._n = 0  # bytes passed to write(); raw writers are measured by tell() at the end
 
     @property
     def raw(self):
@@ -288,16 +336,33 @@ class AtomicWriter:
         return self._f
 
     def write(self, data: bytes) -> int:
-        return self._f.write(data)
+        n = self._f.write(data)
+        self._n += len(data) if n is None else n
+        return n
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def _size(self) -> int:
+        """Bytes in the temporary file: its position while open (sequential writes), else its size."""
+        try:
+            if not self._f.closed:
+                return max(int(self._f.tell()), self._n)
+            return max(int(self.store.fs.size(self.tmp)), self._n)
+        except (OSError, ValueError, AttributeError, TypeError):
+            return self._n
 
     def __enter__(self) -> "AtomicWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        size = self._size() if exc_type is None and not self._f.closed else 0
         if not self._f.closed:
             self._f.close()
         if exc_type is None:
+            size = size or self._size()
             self.store.commit(self.tmp, self.path)
+            count_written(written_key(self.store.root, self.path), size)
         else:
             self.store.fs.rm_file(self.tmp)
 

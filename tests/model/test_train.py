@@ -4,12 +4,13 @@ zero, checkpoints round-trip, an interrupted stage resumes to the same weights."
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from model.mumu import STAGE_GROUPS, build_model, group_of
-from model.train import cosine_with_warmup, load_checkpoint, load_weights, stage_dir, train_stage
+from model.train import cosine_with_warmup, load_checkpoint, load_weights, read_metrics, stage_dir, train_stage
 
 EPOCHS = {1: 4, 2: 6, 3: 3}
 
@@ -82,14 +83,14 @@ def test_checkpoints_hold_trainable_weights_only_and_round_trip(trained, procs, 
     from model.data import ShardDataset, build_index
 
     cfg, model, out, runs = trained
-    final = stage_dir(out, 3) / "final.pt"
+    final = Path(stage_dir(out, 3), "final.pt")
     ck = load_checkpoint(final)
     assert ck["done"] and ck["lora"] and ck["stage"] == 3
     assert set(ck["weights"]) == {k for k, _ in model.named_parameters() if group_of(k) is not None}
     assert not any(k.startswith(("llama.model.embed", "encoders.", "decoder.")) for k in ck["weights"])
-    last = load_checkpoint(stage_dir(out, 3) / "last.pt")
+    last = load_checkpoint(Path(stage_dir(out, 3), "last.pt"))
     assert "optimizer" in last and "scheduler" in last
-    assert (stage_dir(out, 1) / "epoch-0.pt").exists() and (stage_dir(out, 1) / "metrics.jsonl").exists()
+    assert (Path(stage_dir(out, 1), "epoch-0.pt")).exists() and (Path(stage_dir(out, 1), "metrics.jsonl")).exists()
 
     ds = ShardDataset(build_index(cfg, sample_root, 3, block_rows=8), procs, cfg, 4, shuffle=False)
     batch = next(iter(ds))
@@ -169,3 +170,33 @@ def test_cosine_schedule_with_warmup():
         s.step()
     assert lrs[:3] == [0.5, 1.0, 1.0] and lrs[-1] < 0.05
     assert all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+
+
+def test_checkpoints_go_to_a_remote_out_dir_and_resume_from_it(tiny_cache, procs, sample_root, tmp_path, monkeypatch):
+    """out_dir as an fsspec URL (memory:// stands in for s3://): last.pt, final.pt and metrics.jsonl
+    are written through the store, a rerun resumes from last.pt read back from it, and nothing
+    named after the URL appears on the local disk."""
+    import fsspec
+
+    from model.config import tiny
+
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny().override({"train.max_rows": 6, "train.batch_size": 2})
+    cfg.tiny_cache = tiny_cache
+    url = f"memory://ckpt-{tmp_path.name}/tiny"
+    fs = fsspec.filesystem("memory")
+    try:
+        m = build_model(cfg, "cpu")
+        part = train_stage(m, procs, cfg, sample_root, 2, url, epochs=2, max_steps=2)
+        assert part.final == f"{url}/stage2/final.pt" and not load_checkpoint(part.final)["done"]
+        names = sorted(p.rsplit("/", 1)[-1] for p in fs.find(f"/ckpt-{tmp_path.name}"))
+        assert names == ["final.pt", "last.pt", "metrics.jsonl"]
+        assert [r["step"] for r in read_metrics(f"{url}/stage2/metrics.jsonl")] == [1, 2]
+        rest = train_stage(build_model(cfg, "cpu"), procs, cfg, sample_root, 2, url, epochs=2)
+        assert rest.steps == 6 and [r["step"] for r in rest.metrics] == [1, 2, 3, 4, 5, 6]
+        assert load_checkpoint(rest.final)["done"] and load_checkpoint(f"{url}/stage2/last.pt")["step"] == 6
+        assert [r["step"] for r in read_metrics(f"{url}/stage2/metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+        assert train_stage(build_model(cfg, "cpu"), procs, cfg, sample_root, 2, url, epochs=2).skipped
+        assert not list(tmp_path.iterdir())  # no local folder named memory: (or anything else)
+    finally:
+        fs.rm(f"/ckpt-{tmp_path.name}", recursive=True)
