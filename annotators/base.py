@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from mumu.config import AnnotatorSpec, GenerationSpec
+from mumu.failures import Failure
 from mumu.loads import LOAD, RESTART, count
 
 
@@ -152,8 +153,8 @@ class Annotator(ABC):
         rows, failures = [], []
         for r in results:
             if r.text is None:
-                failures.append({"item_id": r.clip_id, "stage": f"annotate/{self.role}",
-                                 "reason": r.error_reason or "annotation_failed", "detail": r.error_detail or ""})
+                failures.append(Failure(r.error_reason or "annotation_failed", r.error_detail or "")
+                                .row(r.clip_id, f"annotate/{self.role}"))
                 continue
             rows.append({"clip_id": r.clip_id, "kind": r.kind, "text": r.text, "annotator": ident["annotator"],
                          "model": ident["model"], "prompt_version": ident["prompt_version"],

@@ -13,6 +13,8 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from mumu.failures import ItemError
+
 # a JSON string without control characters (vLLM's structured outputs enforce the pattern too)
 NO_CONTROL = "^[^\\u0000-\\u001f]+$"
 
@@ -43,10 +45,8 @@ def instructions_schema(count: int, pattern: str | None = None, max_chars: int =
     }
 
 
-class InvalidOutput(ValueError):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
+class InvalidOutput(ItemError, ValueError):
+    """A model's answer that fails its output check; ``reason`` is the failure code."""
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,14 @@ import shutil
 
 import numpy as np
 
+from mumu.failures import ItemError
+
 FRAME_SIDE = 96  # video frames are analysed at this size
 FFMPEG_TIMEOUT_S = 300
 
 
-class VideoError(Exception):
+class VideoError(ItemError):
     """A video that cannot be measured, with a failure reason code."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
 
 
 def _rate(text: str | None) -> float:

@@ -3,19 +3,49 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from annotators.base import Request, annotator_for, get_annotator
+from annotators.base import Annotator, Request, annotator_for, get_annotator
 from builders.caption_gate import apply_gate, gate_identity
 from mumu.config import Config
 from mumu.failures import Failure
 from mumu.faults import is_environment_fault
-from mumu.media import MediaError, decode_audio_bytes
+from mumu.media import decode_audio_bytes
 from mumu.store import Store
 from schemas.tables import ANNOTATIONS, table_from_rows
 
 if TYPE_CHECKING:
     from mumu.stage import ShardResult
+
+
+def caption_clips(annotator: Annotator, clips: list[dict], request_of: Callable[[dict], Request], stage: str,
+                  gate: Callable | None = None) -> tuple[list[dict], list[dict]]:
+    """The one captioning loop, of the caption stages and of ``mumu annotate``: per batch of
+    clips (``annotator.batches``: only one batch's decoded media in memory), the requests
+    (``request_of``; a clip whose request cannot be made, e.g. unreadable media, becomes a
+    failure row at ``stage``, while a fault of the machine is raised), the annotator's answers,
+    the optional ``gate(batch, results) -> (results, scores)``, and the annotation rows sorted by
+    clip -> (rows, failure rows)."""
+    rows, failures = [], []
+    for group in annotator.batches(clips):
+        batch = []
+        for clip in group:
+            try:
+                batch.append(request_of(clip))
+            except Exception as e:  # noqa: BLE001 - a bad clip is a failure row, never a failed shard
+                if is_environment_fault(e):  # a failing disk is not a fact about the clip
+                    raise
+                failures.append(Failure(getattr(e, "reason", "missing_media"), str(e)[:500]).row(clip["clip_id"], stage))
+        results, scores = annotator.annotate(batch), {}
+        if gate is not None:
+            results, scores = gate(batch, results)
+        got_rows, got_failures = annotator.rows(results)
+        for row in got_rows:
+            row["clap_score"] = scores.get(row["clip_id"])
+        rows += got_rows
+        failures += got_failures
+    rows.sort(key=lambda r: (r["clip_id"], r["kind"]))
+    return rows, failures
 
 
 def caption_music_shard(store: Store, cfg: Config, clips_part: str):
@@ -26,28 +56,13 @@ def caption_music_shard(store: Store, cfg: Config, clips_part: str):
     the threshold after its regenerations becomes a ``caption_disagrees`` failure row."""
     clips = store.read_table(clips_part, columns=["clip_id", "audio_path", "tags"]).to_pylist()
     annotator = annotator_for("music_caption", cfg, store)
-    rows, failures = [], []
-    for group in annotator.batches(clips):  # decoded a group at a time: the audio of one batch in memory
-        batch = []
-        for clip in group:
-            try:
-                samples, sr = decode_audio_bytes(store.read_bytes(store.path(clip["audio_path"])))
-            except (MediaError, OSError) as e:
-                if is_environment_fault(e):  # a failing disk is not a fact about the clip
-                    raise
-                failures.append(Failure(getattr(e, "reason", "missing_media"), str(e))
-                                .row(clip["clip_id"], "annotate/music_caption"))
-                continue
-            batch.append(Request(clip["clip_id"], "music_caption", audio=(samples.mean(axis=0), sr), tags=clip["tags"]))
-        results, scores = annotator.annotate(batch), {}
-        if cfg.caption_gate.model:
-            results, scores = apply_gate(cfg.caption_gate, annotator, batch, results)
-        got_rows, got_failures = annotator.rows(results)
-        for row in got_rows:
-            row["clap_score"] = scores.get(row["clip_id"])
-        rows += got_rows
-        failures += got_failures
-    rows.sort(key=lambda r: (r["clip_id"], r["kind"]))
+
+    def request(clip: dict) -> Request:
+        samples, sr = decode_audio_bytes(store.read_bytes(store.path(clip["audio_path"])))
+        return Request(clip["clip_id"], "music_caption", audio=(samples.mean(axis=0), sr), tags=clip["tags"])
+
+    gate = (lambda batch, results: apply_gate(cfg.caption_gate, annotator, batch, results)) if cfg.caption_gate.model else None
+    rows, failures = caption_clips(annotator, clips, request, "annotate/music_caption", gate)
     return table_from_rows(rows, ANNOTATIONS), failures
 
 
@@ -79,27 +94,25 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str, 
         keep = set(only)
         clips = [c for c in clips if c["clip_id"] in keep]
     annotator = annotator_for(role, cfg, store)
-    rows, failures = [], []
-    batch = []
+    failures, with_medium = [], []
     for clip in clips:
-        if not clip[column]:
-            # a medium the clips stage found but refused says why, with that stage's reason
-            refused = json.loads(clip.get("media_errors") or "{}").get(medium)
-            failures.append({"item_id": clip["clip_id"], **refused} if refused else
-                            Failure(f"no_{medium}", f"the mirror has no {medium} for this clip")
-                            .row(clip["clip_id"], f"annotate/{role}"))
+        if clip[column]:
+            with_medium.append(clip)
             continue
+        # a medium the clips stage found but refused says why, with that stage's reason
+        refused = json.loads(clip.get("media_errors") or "{}").get(medium)
+        failures.append({"item_id": clip["clip_id"], **refused} if refused else
+                        Failure(f"no_{medium}", f"the mirror has no {medium} for this clip")
+                        .row(clip["clip_id"], f"annotate/{role}"))
+
+    def request(clip: dict) -> Request:
         path = store.local_path(store.path(clip[column]))  # the tools open files by path
-        req = Request(clip["clip_id"], role, tags=clip["tags"],
-                      image_path=path if role == "image_caption" else None, video_path=path if role == "video_caption" else None,
-                      context={"max_image_pixels": cfg.limits.max_image_pixels})  # the bound the clips stage applied
-        batch.append(req)
-    for group in annotator.batches(batch):
-        got_rows, got_failures = annotator.rows(annotator.annotate(group))
-        rows += got_rows
-        failures += got_failures
-    rows.sort(key=lambda r: (r["clip_id"], r["kind"]))
-    return table_from_rows(rows, ANNOTATIONS), failures
+        return Request(clip["clip_id"], role, tags=clip["tags"], image_path=path if role == "image_caption" else None,
+                       video_path=path if role == "video_caption" else None,
+                       context={"max_image_pixels": cfg.limits.max_image_pixels})  # the bound the clips stage applied
+
+    rows, more = caption_clips(annotator, with_medium, request, f"annotate/{role}")
+    return table_from_rows(rows, ANNOTATIONS), failures + more
 
 
 def captions_shard(store: Store, cfg: Config, clips: "ShardResult", role: str,

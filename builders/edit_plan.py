@@ -40,7 +40,7 @@ from collections import Counter
 
 import pyarrow as pa
 
-from builders.records import assign, decontaminated_row, exclusion_key
+from builders.records import eligible, exclusion_key
 from builders.shards import TrainCap
 from mumu.config import Config
 from mumu.failures import Failure
@@ -89,9 +89,7 @@ def category_of(clip: dict) -> str:
 
 def filter_reasons(clip: dict, snr: float | None, cfg: Config) -> list[tuple[str, str]]:
     """``(reason, detail)`` for each filter the loop fails; empty when it is a candidate."""
-    out = []
-    if clip.get("quality_ok") is False:
-        out.append(("below_quality", "; ".join(clip.get("quality_reasons") or [])))
+    out = []  # the quality bar and the decontamination lists: the gate before (builders.records.eligible)
     limit = cfg.edits.max_speech_ratio
     if limit is not None:
         speech = clip.get("speech_ratio")
@@ -188,12 +186,8 @@ def plan_loops(store: Store, cfg: Config, clip_parts: list[str], excluded,
     rows: dict[str, dict] = {}
     failures: list[dict] = []
     pools: dict[str, list[tuple[str, str]]] = {"train": [], "eval": []}
-    for clip in clips:
+    for clip, split in eligible(clips, cfg.splits, excluded, "plan/MUEdit", failures):
         cid = clip["clip_id"]
-        split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
-        if split is None:
-            failures.append(decontaminated_row(clip, excluded, "plan/MUEdit"))
-            continue
         if cid in measured:
             snr = measured[cid]
         else:

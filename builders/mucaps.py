@@ -15,7 +15,7 @@ from annotators.base import Request, annotator_for
 from annotators.features import instruments_from_tags
 from annotators.prompts import pick, pool, prompt
 from builders.pools import draw, pool_entries, pool_fingerprint, uses_generated_pools
-from builders.records import assign, clip_media, decontaminated_row, exclusion_key, provenance, records_table, turns
+from builders.records import clip_media, eligible, exclusion_key, provenance, records_table, turns
 from mumu.config import Config
 from mumu.failures import Failure
 from mumu.stage import ShardResult, run_shard
@@ -40,22 +40,16 @@ def mucaps_records_shard(store: Store, cfg: Config, clips_part: str, captions_pa
     llm = uses_generated_pools(cfg)
     entries = pool_entries(store, cfg, "text_to_music") if llm else []
     asks, replies = pool("mucaps_generate").lines(), pool("music_response").lines()
-    rows, failures, todo = [], [], []
+    rows, failures, matched = [], [], []
     for ann in captions:
         clip = clips.get(ann["clip_id"])
         if clip is None:
             failures.append(Failure("orphan_annotation", "a caption whose clip is not in the clips shard")
                             .row(ann["clip_id"], "records/MUCaps"))
             continue
-        if clip.get("quality_ok") is False:
-            failures.append(Failure("below_quality", "; ".join(clip["quality_reasons"]))
-                            .row(clip["clip_id"], "records/MUCaps"))
-            continue
-        split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
-        if split is None:
-            failures.append(decontaminated_row(clip, excluded, "records/MUCaps"))
-            continue
-        todo.append((clip, ann, split))
+        matched.append((clip, ann))
+    todo = [(clip, ann, split) for (clip, ann), split in
+            eligible(matched, cfg.splits, excluded, "records/MUCaps", failures, clip_of=lambda m: m[0])]
     # text to music: with an LLM text role the human turn is a line of the pool it wrote in this
     # build followed by the caption, and the model turn is the text role's reply; on CPU, both
     # come from the bundled pools

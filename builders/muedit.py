@@ -34,9 +34,8 @@ from builders.edits import apply_edit, stem_edit_options
 from builders.pools import EDIT_OPS, EDIT_POOLS, draw, pool_entries, pool_fingerprint, uses_generated_pools
 from builders.records import (
     MediaRef,
-    assign,
     clip_media,
-    decontaminated_row,
+    eligible,
     exclusion_key,
     records_table,
     turns,
@@ -164,10 +163,11 @@ def stem_edit_records(store: Store, cfg: Config, clips_part: str, excluded: froz
             failures.append(Failure("too_few_stems", f"{track}: {len(stem_clips)} stems")
                             .row(f"sl-{track}", "records/MUEdit"))
             continue
-        split = assign(mix_clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
-        if split is None:
-            failures.append(decontaminated_row(mix_clip, excluded, "records/MUEdit", f"sl-{track}"))
+        gated = list(eligible([mix_clip], cfg.splits, excluded, "records/MUEdit", failures,
+                              item_id=lambda _, t=track: f"sl-{t}"))
+        if not gated:
             continue
+        split = gated[0][1]
         meta = json.loads(mix_clip["meta"])
         names = {sid: meta["stems"][sid]["inst_class"] for sid in stem_clips}
         audio, sr = {}, None

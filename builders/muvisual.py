@@ -15,7 +15,7 @@ import json
 from annotators.base import Request, annotator_for
 from annotators.features import instruments_from_tags
 from builders.pools import POOL_OF_TASK, draw, pool_entries, pool_fingerprint, uses_generated_pools
-from builders.records import assign, clip_media, decontaminated_row, exclusion_key, provenance, records_table, turns
+from builders.records import clip_media, eligible, exclusion_key, provenance, records_table, turns
 from mumu.config import Config
 from mumu.failures import Failure
 from mumu.stage import ShardResult, run_shard
@@ -49,19 +49,12 @@ def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, mus
     entries = pool_entries(store, cfg, task) if llm else []
     todo, failures = [], []
     keep = None if members is None else set(members)
-    for clip in store.read_table(clips_part).to_pylist():
+    # another dataset's clips are not this one's; a clip without both captions: the caption stages
+    # already recorded why
+    captioned = (c for c in store.read_table(clips_part).to_pylist() if (keep is None or c["clip_id"] in keep)
+                 and c["clip_id"] in music and c["clip_id"] in visual)
+    for clip, split in eligible(captioned, cfg.splits, excluded, stage, failures):
         cid = clip["clip_id"]
-        if keep is not None and cid not in keep:
-            continue  # another dataset's clip
-        if cid not in music or cid not in visual:
-            continue  # the caption stages already recorded why
-        if clip.get("quality_ok") is False:
-            failures.append(Failure("below_quality", "; ".join(clip["quality_reasons"])).row(cid, stage))
-            continue
-        split = assign(clip, cfg.splits.eval_fraction, cfg.splits.seed, excluded)
-        if split is None:
-            failures.append(decontaminated_row(clip, excluded, stage))
-            continue
         if llm and not entries:
             failures.append(Failure("no_instruction_pool", f"the text role wrote no {POOL_OF_TASK[task][0]!r} instruction pool in this build")
                             .row(cid, stage))

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from builders.splits import split_of
+from mumu.config import SplitSpec
 from mumu.failures import Failure
 from mumu.store import Store, sha256_bytes
 from schemas.datasets import HUMAN, MODEL, DatasetSpec
 
+T = TypeVar("T")
 SPLIT_COLUMN = "split"
 SIZE_COLUMN = "_nbytes"  # each row's encoded size, measured once here so assembly plans files without rereading media
 MEDIA_COLUMN = "_media"  # JSON {column: MediaRef} per row: the media the assembly embeds (null: none by reference)
@@ -153,13 +156,30 @@ def exclusion_key(excluded) -> str | list[str]:
     return fingerprint() if callable(fingerprint) else sorted(excluded)
 
 
-def decontaminated_row(clip: dict, excluded, stage: str, item_id: str | None = None) -> dict | None:
-    """The failure row of a clip that a decontamination list excludes (None when none does)."""
+def gate_failure(clip: dict, excluded) -> Failure | None:
+    """Why a record stage may not use the clip, or None: below the quality bar (a clip the ingest
+    measured, ``sources/quality.py``), then on a decontamination list."""
+    if clip.get("quality_ok") is False:
+        return Failure("below_quality", "; ".join(clip.get("quality_reasons") or []))
     listed = excluded_by(clip, excluded)
-    if listed is None:
-        return None
-    detail = f"{clip['group_id']} is on the decontamination list {listed!r}"
-    return Failure("decontaminated", detail).row(item_id or clip["clip_id"], stage)
+    if listed is not None:
+        return Failure("decontaminated", f"{clip['group_id']} is on the decontamination list {listed!r}")
+    return None
+
+
+def eligible(items: Iterable[T], splits: SplitSpec, excluded, stage: str, failures: list[dict], *,
+             clip_of: Callable[[T], dict] = lambda item: item,
+             item_id: Callable[[T], str] | None = None) -> Iterator[tuple[T, str]]:
+    """The eligibility gate of every record stage, a filter in datatrove's sense: yields each
+    usable item with its split, and appends a failure row (at ``stage``, under ``item_id``,
+    default the clip's id) for each item it drops, saying why (``gate_failure``)."""
+    for item in items:
+        clip = clip_of(item)
+        why = gate_failure(clip, excluded)
+        if why is not None:
+            failures.append(why.row(item_id(item) if item_id else clip["clip_id"], stage))
+            continue
+        yield item, assign(clip, splits.eval_fraction, splits.seed, excluded)
 
 
 def assign(clip: dict, eval_fraction: float, seed: int, excluded) -> str | None:

@@ -137,6 +137,7 @@ def annotate_cmd(
     """Annotate clips with one role's annotator, or write an instruction pool (text --pool NAME)."""
     from annotators.base import get_annotator
     from annotators.requests import ChatAnnotator
+    from builders.annotate import caption_clips
     from mumu.config import load_config, parse_assignments
     from mumu.store import Store
     from schemas.tables import ANNOTATIONS, FAILURES, table_from_rows
@@ -185,26 +186,17 @@ def annotate_cmd(
         return root.fs.unstrip_protocol(root.path(path))
 
     caps = _captions(captions)
-    ann_rows: list[dict] = []
-    failures: list[dict] = []
-    for group in annotator.batches(rows):
-        batch = []
-        for clip in group:
-            ctx = None
-            if role == "text":
-                c = caps.get(clip["clip_id"], {})
-                ctx = {"modality": modality, "instruction": instruction or DEFAULT_INSTRUCTIONS.get(modality, DEFAULT_INSTRUCTIONS["text"]),
-                       "music_caption": c.get("music_caption", ""),
-                       "visual_caption": c.get(f"{modality}_caption", "") if modality in ("image", "video") else ""}
-            try:
-                batch.append(clip_request(role, clip, resolve, ctx))
-            except Exception as e:  # a bad clip becomes a failure row, never stops the run
-                failures.append({"item_id": clip["clip_id"], "stage": f"annotate/{role}",
-                                 "reason": getattr(e, "reason", "missing_media"), "detail": str(e)[:500]})
-        got_rows, got_failures = annotator.rows(annotator.annotate(batch))
-        ann_rows += got_rows
-        failures += got_failures
-    ann_rows.sort(key=lambda r: (r["clip_id"], r["kind"]))
+
+    def request(clip: dict):
+        ctx = None
+        if role == "text":
+            c = caps.get(clip["clip_id"], {})
+            ctx = {"modality": modality, "instruction": instruction or DEFAULT_INSTRUCTIONS.get(modality, DEFAULT_INSTRUCTIONS["text"]),
+                   "music_caption": c.get("music_caption", ""),
+                   "visual_caption": c.get(f"{modality}_caption", "") if modality in ("image", "video") else ""}
+        return clip_request(role, clip, resolve, ctx)
+
+    ann_rows, failures = caption_clips(annotator, rows, request, f"annotate/{role}")  # the build's captioning loop
     failures.sort(key=lambda r: r["item_id"])
     out_store.write_table(out_store.path(f"annotations-{role}.parquet"), table_from_rows(ann_rows, ANNOTATIONS))
     out_store.write_table(out_store.path(f"failures-{role}.parquet"), table_from_rows(failures, FAILURES))

@@ -18,7 +18,9 @@ from builders.edit_plan import (
     subtype_needs,
     train_caps,
 )
+from builders.records import gate_failure
 from mumu.config import ConfigError, load_config
+from mumu.failures import Failure
 from mumu.media import flac_bytes
 from mumu.stage import ShardResult
 from mumu.store import Store
@@ -107,7 +109,8 @@ def test_filters_name_their_reason():
     assert [r for r, _ in filter_reasons({**ok, "speech_ratio": None}, 12.0, cfg)] == ["speech_unmeasured"]
     assert [r for r, _ in filter_reasons(ok, -5.0, cfg)] == ["low_snr"]
     bad = {**ok, "quality_ok": False, "quality_reasons": ["too_quiet: -60 LUFS < -45"]}
-    assert filter_reasons(bad, 12.0, cfg) == [("below_quality", "too_quiet: -60 LUFS < -45")]
+    assert filter_reasons(bad, 12.0, cfg) == []  # the quality bar is the record gate's (builders.records.eligible)
+    assert gate_failure(bad, frozenset()) == Failure("below_quality", "too_quiet: -60 LUFS < -45")
     assert filter_reasons({**ok, "speech_ratio": 0.9}, -50.0, load_config("sample")) == []  # unset: not applied
 
 
