@@ -70,6 +70,11 @@ BENCHES = [
     Bench("bench.train_loader", {}, {"batches": 2, "workers": [0, 1], "repeats": 1, "batch_size": 2}, [
         Row("loader vs trainer", "loader samples/s / training samples/s (< 1: the loader starves)", _loader)],
         needs_build=True),
+    Bench("bench.media_writes", {}, {"clips": 2, "loops": 2, "tracks": 1}, [
+        Row("bytes written", "bytes a build all writes / its media + dataset files (1.0: no other copy)",
+            lambda r: r["written_over_floor"]),
+        Row("work bytes", "bytes written under work/ / media bytes (record parts hold references)",
+            lambda r: r["work_written_over_media"])]),
     Bench("bench.scaling", {}, {"base": 1}, [
         Row("build scaling 2x", "seconds per clip at 2x / at 1x", lambda r: r["per_clip_2x_over_1x"]),
         Row("build scaling 4x", "seconds per clip at 4x / at 1x", lambda r: r["per_clip_4x_over_1x"])]),

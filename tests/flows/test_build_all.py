@@ -33,7 +33,38 @@ def built(tmp_path_factory, corpus_template, prefect_harness):
     listed = musiccaps_list(corpus_template, root.parent / "musiccaps-public.csv")
     OVERRIDES["splits.decontaminate"] = {"MusicCaps": {"path": str(root.parent / "musiccaps-public.csv"),
                                                        "format": "musiccaps"}}
-    return root, build_all(data_root=str(root), overrides=OVERRIDES), listed
+    from mumu.store import reset_bytes_written
+
+    reset_bytes_written()  # the shared prefect harness runs flows in this process: the counter sees every write
+    out = build_all(data_root=str(root), overrides=OVERRIDES)
+    out["bytes_written"] = reset_bytes_written()
+    return root, out, listed
+
+
+def _tree_bytes(folder) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_each_medium_is_written_once_and_the_work_tables_hold_no_media(built):
+    """Media files once, dataset files once; record parts reference media (path, sha256, size)."""
+    import pyarrow.parquet as pq
+
+    from builders.records import MEDIA_COLUMN
+
+    root, out, _ = built
+    written = out["bytes_written"]
+    assert written["media"] == _tree_bytes(root / "media") > 0
+    for name in DATASETS:
+        assert written[f"datasets/{name}"] == _tree_bytes(root / "datasets" / name), name
+    parts = sorted((root / "work" / "records").rglob("part-*.parquet"))
+    assert parts
+    for part in parts:
+        t = pq.read_table(part)
+        for col in DATASETS[part.parent.name.split("-")[0]].media:
+            assert t.column(col).combine_chunks().field("bytes").null_count == t.num_rows, (part, col)
+        assert t.column(MEDIA_COLUMN).null_count == 0
+    work = sum(v for k, v in written.items() if k.startswith("work/"))
+    assert work < 0.1 * written["media"], written
 
 
 def test_a_musiccaps_list_removes_its_clips_from_every_split_and_is_counted(built):
