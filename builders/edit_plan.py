@@ -169,7 +169,7 @@ def measure_loops(store: Store, clips_part: str) -> tuple[pa.Table, list[dict]]:
     return pa.Table.from_pylist(rows, schema=MEASURE_SCHEMA), []
 
 
-def loop_measure_stage(store: Store, clips: ShardResult) -> ShardResult:
+def loop_measure_stage(store: Store, cfg: Config, clips: ShardResult) -> ShardResult:
     """Run (or skip) the loops' signal-to-noise measures for one loops clips shard."""
     fp = fingerprint_of(MEASURE_STAGE, clips.fingerprint, MEASURE_VERSION)
     if not clips.ok:

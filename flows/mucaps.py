@@ -31,7 +31,7 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
     music = st.captions["music_caption"]
     with placed(cfg, "text"):  # the text role writes the pool and the replies
         pool_f = instruction_pool.submit(cfg, "text_to_music")  # once per build, before any record shard
-        records_f = [mucaps_records.submit(cfg, c, a, st.excluded, pool_f, m)
+        records_f = [mucaps_records.submit(cfg, c, a, st.excluded, m, wait_for=[pool_f])
                      for c, a, m in zip(st.clips, music, st.members)]
     records = track(records_f, "MUCaps records")
 
@@ -43,7 +43,7 @@ def build_mucaps(profile: str = "sample", data_root: str | None = None, override
                     "text_to_music_pool": pool_fingerprint(Store(cfg.data_root), cfg, "text_to_music")}
     prov = provenance_block(cfg.profile, cfg.fingerprint(), annotators, versions,
                             ["sample" if st.mirror.is_sample else "audioset"])
-    stats = finalize_dataset.submit(cfg, "MUCaps", records, [*st.clips, *music], prov, st.segment_failures,
+    stats = finalize_dataset.submit(cfg, mucaps.MUCAPS, records, [*st.clips, *music], prov, st.segment_failures,
                                     *st.finalize_args(cfg, "MUCaps")).result()
     out_dir = finalize.dataset_location(Store(cfg.data_root), mucaps.MUCAPS)
     stages = {**st.stages, "records": records}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from builders import edit_plan, ingest
 from builders.edit_text import template_version
@@ -15,29 +14,22 @@ from builders.splits import decontamination_ids
 from flows.checks import checked_config
 from flows.placement import check_gpu_workers, placed
 from flows.report import publish_run_report, publish_summary, track
-from flows.retries import IO_RETRIES
 from flows.runners import needs_runner, run_with_runner
 from flows.sample_corpus import make_sample_corpus
-from flows.stages import finalize_dataset, ingest_loops, ingest_slakh, instruction_pool, muedit_records
-from mumu.config import Config
-from mumu.stage import ShardResult, chunk
+from flows.stages import (
+    finalize_dataset,
+    ingest_loops,
+    ingest_slakh,
+    instruction_pool,
+    measure_loops,
+    muedit_records,
+    plan_loop_edits,
+)
+from mumu.stage import chunk
 from mumu.store import Store
 from publishing import finalize
 from publishing.cards import provenance_block
 from schemas.datasets import MUEDIT
-
-
-@task(name="muedit-loop-snr", task_run_name="muedit-loop-snr-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def measure_loops(cfg: Config, clips: ShardResult) -> ShardResult:
-    """The signal-to-noise ratio of each loop of a shard (``builders.edit_plan``: the plan's filter)."""
-    return edit_plan.loop_measure_stage(Store(cfg.data_root), clips)
-
-
-@task(name="muedit-loop-plan", cache_policy=NO_CACHE, **IO_RETRIES)
-def plan_loop_edits(cfg: Config, loop_clips: list[ShardResult], measures: list[ShardResult],
-                    excluded: frozenset) -> ShardResult:
-    """Which loops get a speed and which a pitch edit, and which one (``builders.edit_plan``)."""
-    return edit_plan.loop_plan_stage(Store(cfg.data_root), cfg, loop_clips, excluded, measures)
 
 
 @flow(name="build-muedit", log_prints=True)
@@ -65,7 +57,7 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     track_f = [ingest_slakh.submit(cfg, i, part) for i, part in enumerate(chunk(tracks, max(1, cfg.shards.items_per_shard // 4)))]
     # one edit per loop, disjoint and balanced: planned once every loop's clips row and measure exist
     snr_f = [measure_loops.submit(cfg, c) for c in loop_f]
-    plan_f = plan_loop_edits.submit(cfg, loop_f, snr_f, excluded)
+    plan_f = plan_loop_edits.submit(cfg, loop_f, excluded, snr_f)
     # the instruction and response pools of every subtype, once per build, before any record shard
     check_gpu_workers(cfg, ("text",))
     with placed(cfg, "text"):  # the text role writes the pools and the replies
@@ -89,7 +81,7 @@ def build_muedit(profile: str = "sample", data_root: str | None = None, override
     records = [*loop_records, *slakh_records]
     # the train split cut to each subtype's target, in the plan's draw order (stats.json: targets)
     caps = edit_plan.train_caps(cfg, edit_plan.read_plan(store, plan))
-    stats = finalize_dataset.submit(cfg, "MUEdit", records, [*loop_clips, *slakh_clips, plan], prov,
+    stats = finalize_dataset.submit(cfg, MUEDIT, records, [*loop_clips, *slakh_clips, plan], prov,
                                     [*loop_failures, *track_failures], caps).result()
     out_dir = finalize.dataset_location(store, MUEDIT)
     stages = {"loops": loop_clips, "loop measures": loop_snr, "loop plan": [plan], "Slakh tracks": slakh_clips, "loop edits": loop_records,

@@ -27,14 +27,14 @@ def build_visual(cfg: Config, dataset: str) -> dict:
     music, visual = st.captions["music_caption"], st.captions[role]
     with placed(cfg, "text"):  # the text role writes the pool and the replies
         pool_f = instruction_pool.submit(cfg, KINDS[dataset][0])  # once per build, before any record shard
-        records_f = [visual_records.submit(cfg, dataset, c, m, v, st.excluded, pool_f, members)
+        records_f = [visual_records.submit(cfg, dataset, c, m, v, st.excluded, members, wait_for=[pool_f])
                      for c, m, v, members in zip(st.clips, music, visual, st.members)]
     records = track(records_f, f"{dataset} records")
     annotators = {**st.annotators(cfg), "text": annotator_fingerprint(cfg, "text")}
     versions = {role: a["prompt_version"] for role, a in annotators.items()}
     prov = provenance_block(cfg.profile, cfg.fingerprint(), annotators, versions,
                             ["sample" if st.mirror.is_sample else "audioset"])
-    stats = finalize_dataset.submit(cfg, dataset, records, [*st.clips, *music, *visual], prov, st.segment_failures,
+    stats = finalize_dataset.submit(cfg, spec_of(dataset), records, [*st.clips, *music, *visual], prov, st.segment_failures,
                                     *st.finalize_args(cfg, dataset)).result()
     out_dir = finalize.dataset_location(Store(cfg.data_root), spec_of(dataset))
     stages = {**st.stages, "records": records}

@@ -1,96 +1,68 @@
-"""Prefect task wrappers around the stage functions in ``tasks/``: one task run per shard.
+"""Prefect tasks around the stage functions of ``builders/`` and ``sources/``: one task run per shard.
 
-The wrappers only open the store and call the plain function. Caching is off on purpose: the
+Every stage function has one shape, ``fn(store, cfg, ...) -> ShardResult`` (or a summary), and
+every task here is made from one by ``stage_task``: the task opens the store of ``cfg.data_root``
+on whichever worker runs it, holds a ``mumu-gpu`` slot while a role that needs a GPU works
+(``flows/placement.gpu_held``), and calls the plain function. Caching is off on purpose: the
 completion markers in the store are the source of truth for what is done, so a rerun skips
 finished shards even on a fresh Prefect database. Retries cover transient errors only
-(``flows/retries.py``); bad items never raise, they become failure rows.
+(``flows/retries.py``); bad items never raise, they become failure rows. An ordering-only
+dependency (a pool made before the records that draw from it) is ``wait_for=``, never a parameter.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+from typing import Callable
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from builders import annotate, ingest, mucaps, muedit, muvisual, pools
+from builders import annotate, edit_plan, ingest, mucaps, muedit, muvisual, pools
 from flows.placement import gpu_held
 from flows.retries import IO_RETRIES
-from mumu.config import Config
-from mumu.stage import ShardResult
 from mumu.store import Store
 from publishing import finalize
-from schemas.datasets import spec_for
 from sources import sample_corpus
 
 
-@task(name="render-corpus", task_run_name="render-corpus-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def render_corpus(cfg: Config, shard: int, specs: list) -> ShardResult:
-    return sample_corpus.corpus_shard(Store(cfg.data_root), cfg, shard, specs)
+def stage_task(fn: Callable, name: str, run_name: str | None = None, gpu_role: str | None = None,
+               gpu_role_arg: str | None = None):
+    """A Prefect task calling ``fn(Store(cfg.data_root), cfg, ...)``; its parameters are ``fn``'s
+    without the store (so the UI, the run names and the retries see the stage's own).
+
+    ``gpu_role``: the annotator role whose device decides whether the call holds a GPU slot (the
+    text role for record stages, whose pools and replies an LLM may write); ``gpu_role_arg``: the
+    parameter that names that role instead (the caption task's ``role``)."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())[1:]  # without the store
+
+    @functools.wraps(fn)
+    def call(cfg, *args, **kwargs):
+        role = gpu_role
+        if gpu_role_arg is not None:
+            role = inspect.Signature(params).bind(cfg, *args, **kwargs).arguments.get(gpu_role_arg)
+        with gpu_held(cfg, role) if role else contextlib.nullcontext():
+            return fn(Store(cfg.data_root), cfg, *args, **kwargs)
+
+    call.__signature__ = sig.replace(parameters=params)
+    del call.__wrapped__  # Prefect reads the signature above, not the store-taking one
+    return task(name=name, task_run_name=run_name, cache_policy=NO_CACHE, **IO_RETRIES)(call)
 
 
-@task(name="render-edit-sources", cache_policy=NO_CACHE, **IO_RETRIES)
-def render_edit_sources(cfg: Config) -> ShardResult:
-    return sample_corpus.edit_sources_shard(Store(cfg.data_root), cfg)
-
-
-@task(name="ingest-clips", task_run_name="ingest-clips-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def ingest_clips(cfg: Config, mirror: ingest.Mirror, shard: int, items: list[dict]) -> ShardResult:
-    return ingest.clips_shard(Store(cfg.data_root), cfg, mirror, shard, items)
-
-
-@task(name="caption", task_run_name="{role}-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def caption(cfg: Config, clips: ShardResult, role: str, only: list[str] | None = None) -> ShardResult:
-    """One shard of ``role``'s captions (``only``: of these clips of the shard); a role that needs a
-    GPU holds a ``mumu-gpu`` slot meanwhile."""
-    with gpu_held(cfg, role):
-        return annotate.captions_shard(Store(cfg.data_root), cfg, clips, role, only)
-
-
-@task(name="mucaps-records", task_run_name="mucaps-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def mucaps_records(cfg: Config, clips: ShardResult, captions: ShardResult, excluded: frozenset,
-                   pool: dict | None = None, members: list[str] | None = None) -> ShardResult:
-    """One shard of MUCaps records (``pool``: the text-to-music pool's summary, made before;
-    ``members``: MUCaps' clips of the shard)."""
-    with gpu_held(cfg, "text"):
-        return mucaps.records_shard(Store(cfg.data_root), cfg, clips, captions, excluded, members)
-
-
-@task(name="instruction-pool", task_run_name="instruction-pool-{task}", cache_policy=NO_CACHE, **IO_RETRIES)
-def instruction_pool(cfg: Config, task: str) -> dict:
-    """The task's instruction pool: written once per build by an LLM text role (bundled otherwise)."""
-    with gpu_held(cfg, "text"):
-        return pools.make_pool(Store(cfg.data_root), cfg, task)
-
-
-@task(name="visual-records", task_run_name="{dataset}-records-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def visual_records(cfg: Config, dataset: str, clips: ShardResult, music: ShardResult, visual: ShardResult,
-                   excluded: frozenset, pool: dict | None = None, members: list[str] | None = None) -> ShardResult:
-    """One shard of MUImage / MUVideo records (``pool``: the finished pool's summary, run before;
-    ``members``: the dataset's clips of the shard)."""
-    with gpu_held(cfg, "text"):
-        return muvisual.visual_records_shard(Store(cfg.data_root), cfg, dataset, clips, music, visual, excluded, members)
-
-
-@task(name="ingest-loops", task_run_name="ingest-loops-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def ingest_loops(cfg: Config, shard: int, items: list[dict]) -> ShardResult:
-    return ingest.loop_clips_shard(Store(cfg.data_root), cfg, shard, items)
-
-
-@task(name="ingest-slakh", task_run_name="ingest-slakh-{shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def ingest_slakh(cfg: Config, shard: int, track_dirs: list[str]) -> ShardResult:
-    return ingest.slakh_clips_shard(Store(cfg.data_root), cfg, shard, track_dirs)
-
-
-@task(name="muedit-records", task_run_name="muedit-{kind}-{clips.shard:05d}", cache_policy=NO_CACHE, **IO_RETRIES)
-def muedit_records(cfg: Config, clips: ShardResult, kind: str, excluded: frozenset,
-                   plan: ShardResult | None = None) -> ShardResult:
-    """One shard of MUEdit records (``plan``: the loop plan stage's result, for ``kind="loops"``)."""
-    with gpu_held(cfg, "text"):
-        return muedit.edit_records_shard(Store(cfg.data_root), cfg, clips, kind, excluded, plan)
-
-
-@task(name="finalize-dataset", task_run_name="finalize-{dataset}", cache_policy=NO_CACHE, **IO_RETRIES)
-def finalize_dataset(cfg: Config, dataset: str, records: list[ShardResult], upstream: list[ShardResult],
-                     provenance: dict, extra_failures: list[dict], caps: list | None = None,
-                     extra_stats: dict | None = None) -> dict:
-    return finalize.finalize_dataset(Store(cfg.data_root), cfg, spec_for(dataset), records, upstream, provenance,
-                                     extra_failures, caps, extra_stats)
+render_corpus = stage_task(sample_corpus.corpus_shard, "render-corpus", "render-corpus-{shard:05d}")
+render_edit_sources = stage_task(sample_corpus.edit_sources_shard, "render-edit-sources")
+ingest_clips = stage_task(ingest.clips_shard, "ingest-clips", "ingest-clips-{shard:05d}")
+ingest_loops = stage_task(ingest.loop_clips_shard, "ingest-loops", "ingest-loops-{shard:05d}")
+ingest_slakh = stage_task(ingest.slakh_clips_shard, "ingest-slakh", "ingest-slakh-{shard:05d}")
+caption = stage_task(annotate.captions_shard, "caption", "{role}-{clips.shard:05d}", gpu_role_arg="role")
+instruction_pool = stage_task(pools.make_pool, "instruction-pool", "instruction-pool-{task}", gpu_role="text")
+mucaps_records = stage_task(mucaps.records_shard, "mucaps-records", "mucaps-records-{clips.shard:05d}", gpu_role="text")
+visual_records = stage_task(muvisual.visual_records_shard, "visual-records", "{dataset}-records-{clips.shard:05d}",
+                            gpu_role="text")
+measure_loops = stage_task(edit_plan.loop_measure_stage, "muedit-loop-snr", "muedit-loop-snr-{clips.shard:05d}")
+plan_loop_edits = stage_task(edit_plan.loop_plan_stage, "muedit-loop-plan")
+muedit_records = stage_task(muedit.edit_records_shard, "muedit-records", "muedit-{kind}-{clips.shard:05d}", gpu_role="text")
+finalize_dataset = stage_task(finalize.finalize_dataset, "finalize-dataset", "finalize-{spec.name}")

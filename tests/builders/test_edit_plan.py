@@ -155,7 +155,7 @@ def test_the_plan_stage_filters_plans_caps_and_ignores_shard_order(tmp_path):
     shards = [_shard(store, k, rows[k::3]) for k in range(3)]
     cfg = load_config("paper", {"splits.eval_fraction": 0.25, "targets": {"MUEdit": 6, "MUEdit_speed": 3,
                                 "MUEdit_pitch": 2, "MUEdit_stems": 1}, "eval_sizes.MUEdit": 4}, str(tmp_path))
-    measures = [loop_measure_stage(store, s) for s in shards]
+    measures = [loop_measure_stage(store, cfg, s) for s in shards]
     assert sum(m.ok for m in measures) == len(rows)
     result = loop_plan_stage(store, cfg, shards, frozenset({"lm-t005"}), measures)
     failures = {(f["item_id"], f["reason"]) for f in store.read_table(result.failures_path).to_pylist()}
