@@ -35,7 +35,7 @@ TASKS: dict[str, tuple[str, str, str | None]] = {
 }
 ALIASES = {"image": "image_to_music", "muimage": "image_to_music", "video": "video_to_music",
            "muvideo": "video_to_music", "text": "text_to_music", "mucaps": "text_to_music"}
-KINDS = ("instruction", "response")
+TEXT_KINDS = ("instruction", "response")  # the two texts the text role writes
 
 
 class ContextError(ItemError, ValueError):
@@ -134,8 +134,8 @@ class PoolTextWriter(Annotator):
         if not ctx.get("tags") and req.tags:
             ctx["tags"] = list(req.tags)
         try:
-            if req.kind not in KINDS:
-                raise ContextError("unsupported_kind", f"the text writer makes {' and '.join(KINDS)}, not {req.kind!r}")
+            if req.kind not in TEXT_KINDS:
+                raise ContextError("unsupported_kind", f"the text writer makes {' and '.join(TEXT_KINDS)}, not {req.kind!r}")
             task = task_of(ctx.get("task") or ctx.get("modality"))
             if req.kind == "instruction":
                 text, name, index = _instruction(task, req.clip_id, ctx.get("music_caption") or ctx.get("caption"))

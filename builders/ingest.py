@@ -16,8 +16,8 @@ from sources.audioset import Segment, read_segments
 from sources.clips import AUDIOSET_LICENCE, ingest_audioset_shard, with_quality
 from sources.ontology import ontology
 from sources.parquet_mirror import ingest_parquet_shard, plan_parquet_mirror
+from sources.sample_corpus import CORPUS_DIR
 
-SAMPLE_CORPUS_DIR = "corpus/audioset"
 SAMPLE_LICENCE = "synthetic sample corpus (rendered from generated MIDI); AudioSet ontology label ids CC BY-SA 4.0"
 
 
@@ -32,7 +32,7 @@ class Mirror:
 
 
 def sample_corpus_paths(store: Store) -> tuple[str, str, str]:
-    base = store.path(SAMPLE_CORPUS_DIR)
+    base = store.path(CORPUS_DIR)
     return f"{base}/balanced_train_segments.csv", f"{base}/media", f"{base}/ground_truth.jsonl"
 
 
@@ -59,7 +59,7 @@ def resolve_mirror(cfg: Config, store: Store) -> Mirror:
     if not store.exists(csv_path):
         raise FileNotFoundError(f"no sample corpus at {store.url_of(posixpath.dirname(csv_path))}: "
                                 "run `mumu sample-corpus` first")
-    local = store.local_path(store.path(SAMPLE_CORPUS_DIR))  # the folder itself, or its copy on this machine
+    local = store.local_path(store.path(CORPUS_DIR))  # the folder itself, or its copy on this machine
     csv_path, media_dir, gt_path = (os.path.join(local, n) for n in ("balanced_train_segments.csv", "media",
                                                                       "ground_truth.jsonl"))
     truth = {}
@@ -125,7 +125,7 @@ def clips_fingerprint(cfg: Config, mirror: Mirror, items: list[dict]) -> str:
     modification time), so a clip fixed, added, replaced or removed in the mirror is rebuilt."""
     # the sample corpus is named by its place in the store, so copies of a data root agree
     if mirror.is_sample:
-        where = SAMPLE_CORPUS_DIR
+        where = CORPUS_DIR
     else:
         where = [os.path.abspath(p) for p in mirror.parquet] or os.path.abspath(str(mirror.media_dir))
     return fingerprint_of("clips/audioset", items, cfg.audio.model_dump(), cfg.mirror.model_dump(), cfg.quality.model_dump(),

@@ -11,6 +11,7 @@ output. The ``text`` role's backend decides who writes them: bundled pools on CP
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 from annotators.base import Request, annotator_for
 from annotators.features import instruments_from_tags
@@ -22,9 +23,20 @@ from mumu.stage import ShardResult, run_shard
 from mumu.store import Store, fingerprint_of
 from schemas.datasets import MUIMAGE, MUVIDEO, DatasetSpec
 
+
+class VisualKind(NamedTuple):
+    """What tells MUImage and MUVideo apart."""
+
+    task: str  # the records' task, and the instruction pool they draw from
+    modality: str  # the human turn's input modality
+    role: str  # the annotator role that captions the medium
+    column: str  # the clips table's column holding the medium's path
+    spec: DatasetSpec
+
+
 KINDS = {
-    "MUImage": ("image_to_music", "image", "image_caption", "image_path", MUIMAGE),
-    "MUVideo": ("video_to_music", "video", "video_caption", "video_path", MUVIDEO),
+    "MUImage": VisualKind("image_to_music", "image", "image_caption", "image_path", MUIMAGE),
+    "MUVideo": VisualKind("video_to_music", "video", "video_caption", "video_path", MUVIDEO),
 }
 
 
@@ -37,7 +49,7 @@ def role_of(annotation: dict) -> dict:
     return {"backend": annotation["annotator"], "model": annotation["model"], "prompt_version": annotation["prompt_version"]}
 
 
-def visual_records(store: Store, cfg: Config, dataset: str, clips_part: str, music_part: str, visual_part: str,
+def visual_records_table(store: Store, cfg: Config, dataset: str, clips_part: str, music_part: str, visual_part: str,
                    excluded: frozenset[str], members: list[str] | None = None):
     """The dataset's records for the clips of a shard that it draws (``members``; None: all)."""
     task, modality, role, column, spec = KINDS[dataset]
@@ -115,11 +127,11 @@ def visual_records_shard(store: Store, cfg: Config, dataset: str, clips: ShardRe
     writer = annotator_for("text", cfg, store)
     fp = fingerprint_of(f"records/{dataset}", clips.fingerprint, music.fingerprint, visual.fingerprint, writer.identity(),
                         cfg.splits.eval_fraction, cfg.splits.seed, exclusion_key(excluded), cfg.seed,
-                        pool_fingerprint(store, cfg, KINDS[dataset][0]), None if members is None else sorted(members))
+                        pool_fingerprint(store, cfg, KINDS[dataset].task), None if members is None else sorted(members))
     return run_shard(store, f"records/{dataset}", clips.shard, fp, min(music.ok, visual.ok),
-                     lambda: visual_records(store, cfg, dataset, clips.output, music.output, visual.output, excluded,
+                     lambda: visual_records_table(store, cfg, dataset, clips.output, music.output, visual.output, excluded,
                                             members))
 
 
 def spec_of(dataset: str) -> DatasetSpec:
-    return KINDS[dataset][4]
+    return KINDS[dataset].spec
