@@ -13,9 +13,11 @@ import glob
 import json
 import os
 import tempfile
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from mumu.config import Config
 from mumu.failures import Failure
@@ -121,6 +123,31 @@ def _audio_bytes(cell) -> bytes | None:
     return cell if isinstance(cell, (bytes, bytearray)) else None
 
 
+def audio_cells(path: str, column: str, rows: list[int], batch_rows: int = 16) -> dict[int, Any]:
+    """The ``column`` cells of ``rows`` of one mirror file. A Parquet file is read in batches of
+    ``batch_rows`` from only the row groups that hold those rows (a shard of 16 clips never reads
+    the audio of the file's other clips, and one batch of cells is in memory at a time); an Arrow
+    stream has no index and is read whole."""
+    wanted = set(rows)
+    if path.endswith(".arrow"):
+        col = _dataset(path).to_table(columns=[column]).column(0)
+        return {r: col[r].as_py() for r in sorted(wanted)}
+    out: dict[int, Any] = {}
+    pf = pq.ParquetFile(path)
+    start = 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if any(start <= r < start + n for r in wanted):
+            offset = start
+            for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[g], columns=[column]):
+                for r in range(offset, offset + batch.num_rows):
+                    if r in wanted:
+                        out[r] = batch.column(0)[r - offset].as_py()
+                offset += batch.num_rows
+        start += n
+    return out
+
+
 def ingest_parquet_shard(store: Store, cfg: Config, items: list[dict], licence: str):
     """Decode each item's audio cell, normalise it and write the clip as in a folder mirror."""
     from sources.clips import clip_row
@@ -132,11 +159,11 @@ def ingest_parquet_shard(store: Store, cfg: Config, items: list[dict], licence: 
     for it in items:
         by_file.setdefault(it["file"], []).append(it)
     for path, group in by_file.items():
-        table = _dataset(path).to_table(columns=[cols["audio"]])
+        cells = audio_cells(path, cols["audio"], [it["row"] for it in group])
         for it in group:
             seg = Segment.from_item(it)
             try:
-                data = _audio_bytes(table.column(0)[it["row"]].as_py())
+                data = _audio_bytes(cells.get(it["row"]))
                 if not data:
                     raise MediaError("empty_file", f"{seg.clip_id}: the audio cell is empty")
                 if len(data) > cfg.mirror.max_file_bytes:

@@ -48,3 +48,26 @@ def test_missing_columns_are_named(hf_mirror):
     cfg = load_config("sample", {"mirror.parquet": [str(root / "mirror.parquet")], "mirror.parquet_columns.audio": "sound"})
     with pytest.raises(ValueError, match="sound"):
         plan_parquet_mirror(cfg)
+
+
+def test_a_shard_reads_only_the_row_groups_that_hold_its_rows(tmp_path):
+    """The audio of a mirror file's other row groups is never read: here it is damaged on disk,
+    and the rows of an intact row group still come back."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sources.parquet_mirror import audio_cells
+
+    path = str(tmp_path / "mirror.parquet")
+    audio = [{"bytes": bytes([i]) * 4000 + bytes(range(256)) * (i + 1), "path": f"{i}.flac"} for i in range(12)]
+    pq.write_table(pa.table({"audio": audio}), path, row_group_size=4, compression="none", use_dictionary=False)
+    meta = pq.ParquetFile(path).metadata
+    assert meta.num_row_groups == 3
+    chunk = meta.row_group(0).column(0)  # audio.bytes of rows 0-3
+    with open(path, "r+b") as f:  # scribble over the first row group's pages
+        f.seek(chunk.data_page_offset)
+        f.write(b"\xff" * chunk.total_compressed_size)
+    got = audio_cells(path, "audio", [9, 4, 11], batch_rows=2)
+    assert {r: c["bytes"] for r, c in got.items()} == {r: audio[r]["bytes"] for r in (4, 9, 11)}
+    with pytest.raises(Exception):  # noqa: B017 - the damage is real: reading row group 0 fails
+        audio_cells(path, "audio", [1])
