@@ -19,12 +19,13 @@ from builders.splits import split_of
 from mumu.config import SplitSpec
 from mumu.failures import Failure
 from mumu.store import Store, sha256_bytes
+from mumu.tables import MEDIA_REFS_COLUMN
 from schemas.datasets import HUMAN, MODEL, DatasetSpec
 
 T = TypeVar("T")
 SPLIT_COLUMN = "split"
 SIZE_COLUMN = "_nbytes"  # each row's encoded size, measured once here so assembly plans files without rereading media
-MEDIA_COLUMN = "_media"  # JSON {column: MediaRef} per row: the media the assembly embeds (null: none by reference)
+MEDIA_COLUMN = MEDIA_REFS_COLUMN  # JSON {column: MediaRef} per row: the media the assembly embeds (null: none)
 PART_COLUMNS = (SPLIT_COLUMN, SIZE_COLUMN, MEDIA_COLUMN)  # what a part holds beyond the dataset's columns
 
 

@@ -6,8 +6,9 @@ Every stage writes, per shard ``k`` under ``work/<stage>/``::
     failures-0000k.parquet    one row per bad item (item_id, stage, reason, detail)
     _done/part-0000k.json     stats, written last: the completion marker
 
-A rerun finds the marker with the same input fingerprint and skips the shard; anything
-without a marker is redone from scratch, so an interrupted run ends byte-identical to an
+A rerun finds the marker with the same input fingerprint and skips the shard, as long as the
+media files the output names (``mumu.tables.media_paths``: the clips' files, the files record
+parts reference) are still there; anything else is redone from scratch, so an interrupted run ends byte-identical to an
 uninterrupted one. The stats (items, ok, failed, failures by reason, seconds of audio) are
 collected here, once, for every stage.
 """
@@ -23,9 +24,10 @@ import pyarrow as pa
 
 from mumu.loads import counting, process_name
 from mumu.store import Store
-from mumu.tables import FAILURES, table_from_rows
+from mumu.tables import FAILURES, media_paths, table_from_rows
 
 # Bumped whenever the layout of a stage's output changes, so older outputs are redone, not misread.
+MEDIA_KEY = "media"  # the marker's list of the media files the shard's output names
 FORMAT_VERSION = 5  # 3: records carry per-role provenance (`roles`); 4: annotations carry `clap_score`; 5: clips carry `media_errors`
 
 
@@ -74,8 +76,8 @@ def run_shard(store: Store, stage: str, shard: int, fingerprint: str, n_items: i
     fingerprint = f"{fingerprint}.v{FORMAT_VERSION}"
     paths = ShardPaths(stage, shard)
     out, fail, marker = paths.output(store), paths.failures(store), paths.marker(store)
-    if store.is_done(marker, fingerprint, [out, fail]):
-        stats = store.read_json(marker)
+    stats = finished(store, marker, fingerprint, [out, fail])
+    if stats is not None:
         return ShardResult(**{**stats, "skipped": True, "cpu_seconds": 0.0, "process": "", "model_events": {}})
     t0, c0 = time.perf_counter(), time.process_time()
     with counting() as events:
@@ -95,9 +97,22 @@ def run_shard(store: Store, stage: str, shard: int, fingerprint: str, n_items: i
     )
     body = result.to_dict()
     body.pop("skipped")
+    body[MEDIA_KEY] = media_paths(table)
     # timing varies run to run; it stays in the marker for reports but not in any output table
     store.mark_done(marker, fingerprint, body)
     return result
+
+
+def finished(store: Store, marker: str, fingerprint: str, outputs: list[str]) -> dict | None:
+    """The marker's stats when the shard is done for ``fingerprint``, its outputs exist and so do
+    the media files it names (a deleted media file makes the shard's stage redo it); else None."""
+    if not store.is_done(marker, fingerprint, outputs):
+        return None
+    stats = store.read_json(marker)
+    media = stats.pop(MEDIA_KEY, [])  # markers written before media were listed check none
+    if not all(store.exists(store.path(m)) for m in media):
+        return None
+    return stats
 
 
 def chunk(items: list, size: int) -> list[list]:

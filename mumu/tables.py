@@ -22,6 +22,27 @@ FAILURES = datasets.Features(
 )
 
 
+# Where a stage's output names the media files it wrote or uses: columns of store-relative paths
+# (the clips tables), and the JSON media references of record parts (``builders/records.py``).
+MEDIA_PATH_COLUMNS = ("audio_path", "image_path", "video_path")
+MEDIA_REFS_COLUMN = "_media"
+
+
+def media_paths(table: pa.Table) -> list[str]:
+    """The store-relative media files a stage's output table names, sorted, each once."""
+    import json
+
+    found: set[str] = set()
+    for col in MEDIA_PATH_COLUMNS:
+        if col in table.column_names:
+            found.update(p for p in table.column(col).to_pylist() if p)
+    if MEDIA_REFS_COLUMN in table.column_names:
+        for refs in table.column(MEDIA_REFS_COLUMN).to_pylist():
+            if refs:
+                found.update(r["path"] for r in json.loads(refs).values())
+    return sorted(found)
+
+
 def schema_of(features: datasets.Features) -> pa.Schema:
     return features.arrow_schema
 
