@@ -23,13 +23,13 @@ captioner's engine instead of evicting it.
 
 from __future__ import annotations
 
-import gc
 import json
 import threading
 from typing import Any
 
 import numpy as np
 
+from annotators.memory import release_memory
 from mumu.loads import LOAD, count
 
 ROLE = "caption_gate"  # the name its model events are counted under in the run report
@@ -67,14 +67,7 @@ class ClapScorer:
     def teardown(self) -> None:
         with self._lock:
             self.model = self.processor = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        release_memory()
 
     # embeddings --------------------------------------------------------------------------------
     @property

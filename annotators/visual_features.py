@@ -47,6 +47,14 @@ class _FeaturesVisual(Annotator):
     def seed(self) -> int:
         return 0  # deterministic: no sampling
 
+    def annotate(self, requests: list[Request]) -> list[Result]:
+        return [self._one(req) for req in requests]  # each subclass's _one: one request's result
+
+    @staticmethod
+    def _failed(req: Request, reason: str, detail: str) -> Result:
+        """The request's failure row: no text, the reason and at most 300 characters of detail."""
+        return Result(req.clip_id, req.kind, None, error_reason=reason, error_detail=detail[:300])
+
 
 class FeaturesImageCaptioner(_FeaturesVisual):
     """Image captions from measured light, colour, texture and scene cues (CPU, no weights)."""
@@ -64,29 +72,24 @@ class FeaturesImageCaptioner(_FeaturesVisual):
             got = default_limit("max_image_pixels")
         return int(got)
 
-    def annotate(self, requests: list[Request]) -> list[Result]:
-        return [self._one(req) for req in requests]
-
     def _one(self, req: Request) -> Result:
         if not req.image_path:
-            return Result(req.clip_id, req.kind, None, error_reason="missing_media", error_detail="the request has no image_path")
+            return self._failed(req, "missing_media", "the request has no image_path")
         from mumu.media import MediaError
 
         try:
             img = open_image(req.image_path, self.max_image_pixels(req))
         except FileNotFoundError as e:
-            return Result(req.clip_id, req.kind, None, error_reason="missing_media", error_detail=str(e)[:300])
+            return self._failed(req, "missing_media", str(e))
         except MediaError as e:  # image_too_large (limits.max_image_pixels), undecodable_image
-            return Result(req.clip_id, req.kind, None, error_reason=e.reason, error_detail=e.detail[:300])
+            return self._failed(req, e.reason, e.detail)
         except Exception as e:  # noqa: BLE001 - any decoder error is a bad item, never a failed shard
-            return Result(req.clip_id, req.kind, None, error_reason="undecodable_image",
-                          error_detail=f"{os.path.basename(req.image_path)}: {type(e).__name__}: {e}"[:300])
+            return self._failed(req, "undecodable_image", f"{os.path.basename(req.image_path)}: {type(e).__name__}: {e}")
         try:
             facts = measure_image(img)
             text = describe_image(facts, req.clip_id)
         except Exception as e:  # noqa: BLE001
-            return Result(req.clip_id, req.kind, None, error_reason="unmeasurable_image",
-                          error_detail=f"{type(e).__name__}: {e}"[:300])
+            return self._failed(req, "unmeasurable_image", f"{type(e).__name__}: {e}")
         return Result(req.clip_id, req.kind, text, facts=_jsonable(facts.to_dict()))
 
 
@@ -95,22 +98,17 @@ class FeaturesVideoCaptioner(_FeaturesVisual):
 
     template = "features_video_caption"
 
-    def annotate(self, requests: list[Request]) -> list[Result]:
-        return [self._one(req) for req in requests]
-
     def _one(self, req: Request) -> Result:
         if not req.video_path:
-            return Result(req.clip_id, req.kind, None, error_reason="missing_media", error_detail="the request has no video_path")
+            return self._failed(req, "missing_media", "the request has no video_path")
         try:
             facts = measure_video(req.video_path)
         except VideoError as e:
-            return Result(req.clip_id, req.kind, None, error_reason=e.reason, error_detail=e.detail[:300])
+            return self._failed(req, e.reason, e.detail)
         except Exception as e:  # noqa: BLE001 - a bad item, never a failed shard
-            return Result(req.clip_id, req.kind, None, error_reason="undecodable_video",
-                          error_detail=f"{os.path.basename(req.video_path)}: {type(e).__name__}: {e}"[:300])
+            return self._failed(req, "undecodable_video", f"{os.path.basename(req.video_path)}: {type(e).__name__}: {e}")
         try:
             text = describe_video(facts, req.clip_id)
         except Exception as e:  # noqa: BLE001
-            return Result(req.clip_id, req.kind, None, error_reason="unmeasurable_video",
-                          error_detail=f"{type(e).__name__}: {e}"[:300])
+            return self._failed(req, "unmeasurable_video", f"{type(e).__name__}: {e}")
         return Result(req.clip_id, req.kind, text, facts=_jsonable(facts.to_dict()))

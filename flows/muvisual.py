@@ -44,19 +44,22 @@ def build_visual(cfg: Config, dataset: str) -> dict:
     return {"dataset": dataset, "dir": out_dir, "stats": stats, "stages": stages, "report": report}
 
 
+def _run_visual(this_flow: Any, dataset: str, profile: str, data_root: str | None,
+                overrides: dict[str, Any] | None) -> dict:
+    """The body of build-muimage and build-muvideo: the checked config, rerun on the configured runner."""
+    cfg = checked_config(profile, overrides, data_root, (AUDIOSET,))
+    if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
+        return run_with_runner(this_flow, cfg, profile=profile, data_root=data_root, overrides=overrides)
+    return build_visual(cfg, dataset)
+
+
 @flow(name="build-muimage", log_prints=True)
 def build_muimage(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Build MUImage: a representative frame of the clip's video in, the clip's music out."""
-    cfg = checked_config(profile, overrides, data_root, (AUDIOSET,))
-    if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
-        return run_with_runner(build_muimage, cfg, profile=profile, data_root=data_root, overrides=overrides)
-    return build_visual(cfg, "MUImage")
+    return _run_visual(build_muimage, "MUImage", profile, data_root, overrides)
 
 
 @flow(name="build-muvideo", log_prints=True)
 def build_muvideo(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Build MUVideo: the clip's video in, the clip's music out."""
-    cfg = checked_config(profile, overrides, data_root, (AUDIOSET,))
-    if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
-        return run_with_runner(build_muvideo, cfg, profile=profile, data_root=data_root, overrides=overrides)
-    return build_visual(cfg, "MUVideo")
+    return _run_visual(build_muvideo, "MUVideo", profile, data_root, overrides)

@@ -119,19 +119,26 @@ def _conv_lengths(config, lengths: torch.Tensor) -> torch.Tensor:
     return lengths.clamp(min=1)
 
 
-class MusicEncoder(nn.Module):
-    """MERT with every hidden layer (``output_hidden_states``); frozen."""
+class _FrozenEncoder(nn.Module):
+    """A frozen Hub encoder (``self.model``, always in eval mode) and its width (``self.dim``)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = _freeze(model)
-        c = model.config
-        self.dim = c.hidden_size
-        self.layers = c.num_hidden_layers + 1  # embeddings + every transformer layer (25 for MERT-330M)
-        self.use_mask = getattr(c, "feat_extract_norm", "layer") == "layer"
+        self.dim = model.config.hidden_size
 
     def train(self, mode: bool = True):  # frozen: always eval
         return super().train(False)
+
+
+class MusicEncoder(_FrozenEncoder):
+    """MERT with every hidden layer (``output_hidden_states``); frozen."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model)
+        c = model.config
+        self.layers = c.num_hidden_layers + 1  # embeddings + every transformer layer (25 for MERT-330M)
+        self.use_mask = getattr(c, "feat_extract_norm", "layer") == "layer"
 
     @torch.no_grad()
     def forward(self, values: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,38 +151,28 @@ class MusicEncoder(nn.Module):
         return hs, fmask
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(_FrozenEncoder):
     """ViT's last layer, every token; frozen."""
 
     def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = _freeze(model)
+        super().__init__(model)
         c = model.config
-        self.dim = c.hidden_size
         self.tokens = (c.image_size // c.patch_size) ** 2 + 1
-
-    def train(self, mode: bool = True):
-        return super().train(False)
 
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixel_values.to(self.model.dtype)).last_hidden_state  # (B, N, D)
 
 
-class VideoEncoder(nn.Module):
+class VideoEncoder(_FrozenEncoder):
     """ViViT's last layer, patches grouped by tubelet step: (B, T', S, D); frozen."""
 
     def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = _freeze(model)
+        super().__init__(model)
         c = model.config
-        self.dim = c.hidden_size
         t, h, w = c.tubelet_size
         self.steps = c.num_frames // t
         self.space = (c.image_size // h) * (c.image_size // w)
-
-    def train(self, mode: bool = True):
-        return super().train(False)
 
     @torch.no_grad()
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:

@@ -203,6 +203,16 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _histogram_png(fig, ax, xlabel: str, legend_loc: str, title: str) -> bytes:
+    """A histogram of clips finished: its labels, whole-number counts, the legend and title, as PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("clips")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc=legend_loc)
+    ax.set_title(title)
+    return _png(fig)
+
+
 def _style():
     import matplotlib
 
@@ -245,12 +255,8 @@ def plot_durations(summary: dict, values: dict) -> bytes | None:
             color=list(SPLIT_COLORS[: len(splits)]))
     if hi - lo < 0.5:
         ax.set_xlim(lo - 1, hi + 1)
-    ax.set_xlabel("duration (s)")
-    ax.set_ylabel("clips")
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.legend(loc="upper left")
-    ax.set_title(f"{summary['dataset']}: clip durations (median {summary['durations_s']['all']['median']:g} s)")
-    return _png(fig)
+    return _histogram_png(fig, ax, "duration (s)", "upper left",
+                          f"{summary['dataset']}: clip durations (median {summary['durations_s']['all']['median']:g} s)")
 
 
 def plot_caption_lengths(summary: dict, values: dict) -> bytes | None:
@@ -264,12 +270,7 @@ def plot_caption_lengths(summary: dict, values: dict) -> bytes | None:
     for i, (col, v) in enumerate(values.items()):
         ax.hist(v, bins=bins, histtype="step", linewidth=1.5, label=f"{col} (median {np.median(v):g})",
                 color=SPLIT_COLORS[i % len(SPLIT_COLORS)])
-    ax.set_xlabel("words per caption")
-    ax.set_ylabel("clips")
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.legend(loc="upper right")
-    ax.set_title(f"{summary['dataset']}: caption lengths")
-    return _png(fig)
+    return _histogram_png(fig, ax, "words per caption", "upper right", f"{summary['dataset']}: caption lengths")
 
 
 def plot_failures(summary: dict, values: dict) -> bytes | None:

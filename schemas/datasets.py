@@ -68,23 +68,26 @@ MUCAPS = DatasetSpec(
     description="Music captioning and text-to-music instructions over 10-second music clips.",
 )
 
-MUIMAGE = DatasetSpec(
-    name="MUImage",
-    features=_features(image=datasets.Image(), audio=datasets.Audio(), image_caption=S, music_caption=S),
-    media={"image": "image", "audio": "audio"},
-    required=("id", "task", "conversation", "image", "audio", "image_caption", "music_caption", "clip_id", "group_id"),
-    task_categories=("image-to-audio",),
-    description="Image-to-music instructions: a frame of the clip's video as input, the clip's music as output.",
-)
 
-MUVIDEO = DatasetSpec(
-    name="MUVideo",
-    features=_features(video=datasets.Video(), audio=datasets.Audio(), video_caption=S, music_caption=S),
-    media={"video": "video", "audio": "audio"},
-    required=("id", "task", "conversation", "video", "audio", "video_caption", "music_caption", "clip_id", "group_id"),
-    task_categories=("video-to-audio",),
-    description="Video-to-music instructions: the clip's video as input, its music as output.",
-)
+def _visual_to_music(name: str, visual: str, feature, description: str) -> DatasetSpec:
+    """MUImage and MUVideo: the clip's ``visual`` (image or video) and its caption in, the clip's music out."""
+    return DatasetSpec(
+        name=name,
+        features=_features(**{visual: feature, "audio": datasets.Audio(), f"{visual}_caption": S, "music_caption": S}),
+        media={visual: visual, "audio": "audio"},
+        required=("id", "task", "conversation", visual, "audio", f"{visual}_caption", "music_caption", "clip_id",
+                  "group_id"),
+        task_categories=(f"{visual}-to-audio",),
+        description=description,
+    )
+
+
+MUIMAGE = _visual_to_music(
+    "MUImage", "image", datasets.Image(),
+    "Image-to-music instructions: a frame of the clip's video as input, the clip's music as output.")
+MUVIDEO = _visual_to_music(
+    "MUVideo", "video", datasets.Video(),
+    "Video-to-music instructions: the clip's video as input, its music as output.")
 
 EDIT_PARAMS = {
     "speed_factor": F64,  # output duration / input duration

@@ -22,7 +22,6 @@ float32 on CPU), ``mert_window_seconds`` (60), plus the request options of ``ann
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from annotators.chat_messages import ChatRequest
+from annotators.memory import release_memory
 from annotators.mullama.release import DEFAULT_MERT, ReleaseError, ReleasePaths, load_release
 from annotators.requests import ChatAnnotator, Generation
 
@@ -96,14 +96,7 @@ class MULlamaAnnotator(ChatAnnotator):
 
     def _unload(self) -> None:
         self.model = self.tokenizer = self.mert = self.mert_processor = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        release_memory()
 
     # music -> adapter vectors ----------------------------------------------------------------
     def layer_means(self, samples: np.ndarray, sample_rate: int):
