@@ -52,7 +52,7 @@ def role_of(annotation: dict) -> dict:
 def visual_records_table(store: Store, cfg: Config, dataset: str, clips_part: str, music_part: str, visual_part: str,
                    excluded: frozenset[str], members: list[str] | None = None):
     """The dataset's records for the clips of a shard that it draws (``members``; None: all)."""
-    task, modality, role, column, spec = KINDS[dataset]
+    task, modality, role, column, spec = KINDS[dataset]  # a VisualKind
     stage = f"records/{dataset}"
     music = _by_clip(store, music_part, "music_caption")
     visual = _by_clip(store, visual_part, role)

@@ -22,11 +22,11 @@ from publishing.cards import provenance_block
 
 
 def build_visual(cfg: Config, dataset: str) -> dict:
-    role = KINDS[dataset][2]
+    role = KINDS[dataset].role
     st = audioset_stages(cfg, ("music_caption", role), dataset)
     music, visual = st.captions["music_caption"], st.captions[role]
     with placed(cfg, "text"):  # the text role writes the pool and the replies
-        pool_f = instruction_pool.submit(cfg, KINDS[dataset][0])  # once per build, before any record shard
+        pool_f = instruction_pool.submit(cfg, KINDS[dataset].task)  # once per build, before any record shard
         records_f = [visual_records.submit(cfg, dataset, c, m, v, st.excluded, members, wait_for=[pool_f])
                      for c, m, v, members in zip(st.clips, music, visual, st.members)]
     records = track(records_f, f"{dataset} records")
