@@ -64,7 +64,7 @@ MIX_PEAK_DBFS = -1.0
 STEM_ID = re.compile(r"^S\d{2,3}$")
 TRACK_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 TRACK_DIR = re.compile(r"^Track\d+$")
-SPLITS = ("train", "validation", "test", "omitted")
+SLAKH_SPLITS = ("train", "validation", "test", "omitted")  # the release's split folders
 AUDIO_EXTENSIONS = ("flac", "wav")
 MAX_METADATA_BYTES = 1_000_000
 EXTRACT_MARKER = ".slakh-extracted.json"
@@ -224,7 +224,7 @@ def read_track(track_dir: str | os.PathLike, max_yaml_nodes: int = DEFAULT_MAX_Y
              and isinstance(v, (str, int, float, bool))}
     uuid = data.get("UUID")
     return Track(name=name, dir=track_dir, stems=stems, uuid=None if uuid is None else str(uuid),
-                 split=parent if parent in SPLITS else None, extra=extra, **folders)
+                 split=parent if parent in SLAKH_SPLITS else None, extra=extra, **folders)
 
 
 # finding tracks ------------------------------------------------------------------------------
@@ -515,7 +515,7 @@ def load_stems(track: Track, sample_rate: int, soundfont: str = DEFAULT_SOUNDFON
     return out
 
 
-def mix(stems: dict[str, np.ndarray], ids) -> np.ndarray:
+def sum_stems(stems: dict[str, np.ndarray], ids) -> np.ndarray:
     """The plain sum of the chosen stems (padded to the longest); never renormalised."""
     ids = list(ids)
     if not ids:
@@ -537,7 +537,7 @@ def common_gain(stems: dict[str, np.ndarray], peak_dbfs: float = MIX_PEAK_DBFS) 
     """
     if not stems:
         raise ValueError("no stems to normalise")
-    peak = float(np.max(np.abs(mix(stems, stems.keys()))))
+    peak = float(np.max(np.abs(sum_stems(stems, stems.keys()))))
     if peak <= 0.0:
         return 1.0
     return float(10 ** (peak_dbfs / 20) / peak)
@@ -590,7 +590,7 @@ def ingest_track(store: Store, cfg: Config, track: Track, soundfont: str | None 
         return [], failures
     gain = common_gain(loaded)
     stems = {sid: quantise_pcm16(y * gain) for sid, y in loaded.items()}
-    full = mix(stems, stems.keys())
+    full = sum_stems(stems, stems.keys())
     if float(np.max(np.abs(full))) < 1e-4:
         failures.append(Failure("silent_audio", f"{track.name}: the mix of {sorted(stems)} is digital silence")
                         .row(clip_id(track.name, "mix"), "clips"))

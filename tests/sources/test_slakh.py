@@ -20,11 +20,11 @@ from sources.slakh import (
     find_tracks,
     ingest_slakh_shard,
     load_stems,
-    mix,
     plan_segments,
     quantise_pcm16,
     read_track,
     render_midi,
+    sum_stems,
 )
 from tests.conftest import shared_fixture
 
@@ -181,7 +181,7 @@ def test_real_fixture_renders_every_stem_but_s06():
         assert active_ratio(scaled[sid], SR, 3.0, 2.0) > 0.8, sid
         assert sid == "S00" or active_ratio(scaled[sid], SR, 0.0, 2.9) == 0.0
     assert active_ratio(scaled["S04"], SR, 0.0, 4.5) == 0.0  # the choir enters at 4.52 s
-    full = mix(scaled, stems.keys())
+    full = sum_stems(scaled, stems.keys())
     assert 20 * np.log10(np.abs(full).max()) == pytest.approx(-1.0, abs=0.01)
 
 
@@ -231,16 +231,16 @@ def test_mix_is_the_plain_sum_and_gain_is_common():
     a = np.full((1, 4), 0.5, np.float32)
     b = np.array([[0.25, -0.25]], np.float32)  # shorter: padded with silence
     stems = {"a": a, "b": b}
-    assert np.array_equal(mix(stems, ["a", "b"]), [[0.75, 0.25, 0.5, 0.5]])
-    assert np.array_equal(mix(stems, ["b"]), [[0.25, -0.25]])
+    assert np.array_equal(sum_stems(stems, ["a", "b"]), [[0.75, 0.25, 0.5, 0.5]])
+    assert np.array_equal(sum_stems(stems, ["b"]), [[0.25, -0.25]])
     g = common_gain(stems)
     assert g == pytest.approx(10 ** (-1 / 20) / 0.75)
-    sub = mix({k: v * g for k, v in stems.items()}, ["a"])
+    sub = sum_stems({k: v * g for k, v in stems.items()}, ["a"])
     assert np.allclose(sub, a * g)  # a sub-mix is never renormalised
     with pytest.raises(KeyError):
-        mix(stems, ["c"])
+        sum_stems(stems, ["c"])
     with pytest.raises(ValueError):
-        mix(stems, [])
+        sum_stems(stems, [])
     assert common_gain({"s": np.zeros((1, 10))}) == 1.0
 
 
