@@ -193,13 +193,7 @@ def main(prompts: int = 256, tokens: int = 64, hf_batch: int = 64, sequential_pr
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--prompts", type=int, default=256)
-    ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--hf-batch", type=int, default=64)
-    ap.add_argument("--sequential-prompts", type=int, default=32, help="prompts for the one-at-a-time baseline")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
-    main(a.prompts, a.tokens, a.hf_batch, a.sequential_prompts, a.dtype, a.repeats, a.out)
+    from bench.common import cli
+
+    cli(main, __doc__, sequential_prompts={"help": "prompts for the one-at-a-time baseline"},
+        dtype={"choices": ["float32", "bfloat16"]})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
 import os
 import resource
 import shutil
 import time
 from contextlib import contextmanager
+from typing import Callable
 
 
 def results_dir() -> str:
@@ -27,12 +30,26 @@ def timer():
     t["cpu"] = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) + (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
 
 
-def save(name: str, result: dict) -> str:
-    os.makedirs(results_dir(), exist_ok=True)
-    path = os.path.join(results_dir(), f"{name}.json")
+def save(name: str, result: dict, out: str | None = None, sort_keys: bool = True) -> str:
+    """Write ``result`` as indented JSON to ``out`` (default: ``<results_dir>/<name>.json``); returns the path."""
+    path = out or os.path.join(results_dir(), f"{name}.json")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
+        json.dump(result, f, indent=2, sort_keys=sort_keys)
     return path
+
+
+def cli(main: Callable[..., dict], doc: str | None, **extra: dict) -> dict:
+    """Call a benchmark's ``main`` from the command line: one ``--option`` per parameter, with the
+    parameter's default (and its type, for a number); ``extra[name]`` adds argparse keywords (help,
+    choices). The description is the first paragraph of ``doc``."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    for p in inspect.signature(main).parameters.values():
+        kw = {"default": p.default}
+        if isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
+            kw["type"] = type(p.default)
+        ap.add_argument("--" + p.name.replace("_", "-"), **kw, **extra.get(p.name, {}))
+    return main(**vars(ap.parse_args()))
 
 
 def snapshot(root: str, tops: tuple[str, ...] = ("datasets", "work")) -> dict[str, str]:

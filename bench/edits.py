@@ -25,7 +25,6 @@ chose SoX ``tempo -m`` (see ``builders/edits.py``). Results go to ``--out`` as J
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -40,7 +39,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import results_dir  # noqa: E402
+from bench.common import save  # noqa: E402
 from builders.edits import apply_edit, dominant_frequency, run_sox  # noqa: E402
 
 SPEEDS = [0.5, 0.7, 1.3, 1.5]
@@ -234,9 +233,7 @@ def main(argv=None) -> dict:
     if not args.no_choose:
         result["time_stretch_candidates"] = choose()
     result["wall_s"] = round(time.time() - start, 1)
-    out = Path(args.out or os.path.join(results_dir(), "edits.json"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = save("edits", result, args.out, sort_keys=False)
     print(f"\n{result['wall_s']} s; written to {out}")
     return result
 

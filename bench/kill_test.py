@@ -18,7 +18,6 @@ Exit 0 when all holds; the summary is printed and written to bench-results/kill_
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import random
@@ -131,13 +130,10 @@ def main(kills: int = 5, clips: int = 8, seed: int = 0, keep: str | None = None)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--clips", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keep", default=None, help="keep the data roots here")
-    a = ap.parse_args()
-    s = main(a.kills, a.clips, a.seed, a.keep)
+    sys.path.insert(0, REPO)  # as main does: ``python bench/kill_test.py`` runs too
+    from bench.common import cli
+
+    s = cli(main, __doc__, keep={"help": "keep the data roots here"})
     for r in s["runs"]:
         print(f"run killed={r['killed']} after {r['seconds']} s at marker {r['target']} ({r['stage_at_target']})")
     print(f"final build rc={s['final_returncode']}; {s['files_compared']} files compared; "

@@ -16,14 +16,13 @@ Both sides must write byte-identical datasets and work parts (checked), so they 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
 import statistics
 import tempfile
 
-from bench.common import fresh_copy, rendered_corpus, save, snapshot, timer
+from bench.common import cli, fresh_copy, rendered_corpus, save, snapshot, timer
 
 PREFECT_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
                "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
@@ -168,9 +167,4 @@ def main(clips: int = 16, repeats: int = 3, keep: str | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clips", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--keep", help="keep the data roots under this folder")
-    a = ap.parse_args()
-    main(a.clips, a.repeats, a.keep)
+    cli(main, __doc__, keep={"help": "keep the data roots under this folder"})

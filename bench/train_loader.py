@@ -18,7 +18,6 @@ stage, batch size and rows for all; median of ``--repeats``. Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -177,12 +176,9 @@ def main(argv=None) -> dict:
         print(f"{f'loader, {w} workers':<22}{lo['samples_per_s']:>12.2f}{lo['ratio_to_train']:>10.2f}")
         print(f"{f'train + loader, {w} w':<22}{e2e['samples_per_s']:>12.2f}{e2e['fraction_of_train']:>10.2f}")
     print("ratio = loader / train step: below 1 the loader starves the trainer")
-    from bench.common import results_dir
+    from bench.common import save
 
-    out = Path(a.out or os.path.join(results_dir(), "train_loader.json"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"written to {out}")
+    print(f"written to {save('train_loader', result, a.out, sort_keys=False)}")
     return result
 
 

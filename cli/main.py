@@ -150,11 +150,46 @@ def sample_corpus_cmd(profile: str = ProfileOpt, data_root: Optional[str] = Root
                   f"({out['skipped (already done)']} of {out['shards']} shards were already done)")
 
 
-@build_app.command("mucaps")
-def build_mucaps_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
-                     set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
-    """Build MUCaps: music captioning and text-to-music conversations."""
-    _build("build_mucaps", "flows.mucaps", profile, data_root, set_, verbose, ("audioset",))
+def _build(fn_name: str, module: str, profile: str, data_root: Optional[str], set_: Optional[list[str]], verbose: bool,
+           sources: tuple[str, ...]) -> None:
+    import importlib
+
+    ov = _overrides(set_)
+    cfg = _checked(profile, ov, data_root, sources)
+    _prefect_env(verbose)
+    from flows.runners import run_with_runner
+
+    fn = getattr(importlib.import_module(module), fn_name)
+    out = _run(run_with_runner, flow=fn, cfg=cfg, profile=profile, data_root=data_root, overrides=ov)
+    _print_stages(out["stages"])
+    _print_splits(out["stats"])
+    console.print(f"[bold green]{out['dataset']}[/bold green] is in {out['dir']}")
+    console.print(f"run report: {out['report']['path']}", soft_wrap=True)
+
+
+# name, the flow module, the sources it reads, the help line
+_BUILDS = (
+    ("mucaps", "flows.mucaps", ("audioset",), "Build MUCaps: music captioning and text-to-music conversations."),
+    ("muimage", "flows.muvisual", ("audioset",), "Build MUImage: a frame of the clip's video in, the clip's music out."),
+    ("muvideo", "flows.muvisual", ("audioset",), "Build MUVideo: the clip's video in, the clip's music out."),
+    ("muedit", "flows.muedit", ("looperman", "slakh"),
+     "Build MUEdit: speed and pitch pairs from loops, add/delete/replace pairs from Slakh stems."),
+)
+
+
+def _build_command(name: str, module: str, sources: tuple[str, ...], doc: str):
+    """``mumu build <name>``: runs flow ``build_<name>`` of ``module``."""
+    def command(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
+                set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
+        _build(f"build_{name}", module, profile, data_root, set_, verbose, sources)
+
+    command.__name__ = command.__qualname__ = f"build_{name}_cmd"
+    command.__doc__ = doc
+    return command
+
+
+for _name, _module, _sources, _doc in _BUILDS:
+    build_app.command(_name)(_build_command(_name, _module, _sources, _doc))
 
 
 @select_app.command("audioset")
@@ -210,20 +245,6 @@ def download_audioset_cmd(
                   f"--set mirror.media_dir={res['mirror']}")
 
 
-@build_app.command("muimage")
-def build_muimage_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
-                      set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
-    """Build MUImage: a frame of the clip's video in, the clip's music out."""
-    _build("build_muimage", "flows.muvisual", profile, data_root, set_, verbose, ("audioset",))
-
-
-@build_app.command("muvideo")
-def build_muvideo_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
-                      set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
-    """Build MUVideo: the clip's video in, the clip's music out."""
-    _build("build_muvideo", "flows.muvisual", profile, data_root, set_, verbose, ("audioset",))
-
-
 @build_app.command("all")
 def build_all_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
                   set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
@@ -241,30 +262,6 @@ def build_all_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
         reasons = ", ".join(f"{k}: {v}" for k, v in out["stats"]["failures_by_reason"].items()) or "none"
         console.print(f"[bold green]{name}[/bold green] is in {out['dir']} (left out: {reasons})")
     console.print(f"run report: {report['path']}", soft_wrap=True)
-
-
-def _build(fn_name: str, module: str, profile: str, data_root: Optional[str], set_: Optional[list[str]], verbose: bool,
-           sources: tuple[str, ...]) -> None:
-    import importlib
-
-    ov = _overrides(set_)
-    cfg = _checked(profile, ov, data_root, sources)
-    _prefect_env(verbose)
-    from flows.runners import run_with_runner
-
-    fn = getattr(importlib.import_module(module), fn_name)
-    out = _run(run_with_runner, flow=fn, cfg=cfg, profile=profile, data_root=data_root, overrides=ov)
-    _print_stages(out["stages"])
-    _print_splits(out["stats"])
-    console.print(f"[bold green]{out['dataset']}[/bold green] is in {out['dir']}")
-    console.print(f"run report: {out['report']['path']}", soft_wrap=True)
-
-
-@build_app.command("muedit")
-def build_muedit_cmd(profile: str = ProfileOpt, data_root: Optional[str] = RootOpt,
-                     set_: Optional[list[str]] = SetOpt, verbose: bool = VerboseOpt) -> None:
-    """Build MUEdit: speed and pitch pairs from loops, add/delete/replace pairs from Slakh stems."""
-    _build("build_muedit", "flows.muedit", profile, data_root, set_, verbose, ("looperman", "slakh"))
 
 
 @app.command("validate")

@@ -69,8 +69,18 @@ def ffmpeg_input_args(path: str) -> list[str]:
             "-i", "file:" + os.path.abspath(path)]
 
 
-def _refused(stderr: bytes) -> bool:
-    return b"not on whitelist" in stderr
+def _run_restricted(cmd: list[str], path: str, timeout: float, reason: str,
+                    timed_out: str) -> subprocess.CompletedProcess:
+    """Run ffmpeg or ffprobe on ``path``'s restricted input: MediaError ``reason`` when it times out
+    (``timed_out`` says so) or refuses the container (not on the protocol or format whitelist)."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise MediaError(reason, f"{timed_out} on {os.path.basename(path)}") from e
+    if b"not on whitelist" in proc.stderr:
+        raise MediaError(reason, f"{os.path.basename(path)} is not a container we decode: "
+                                 f"{proc.stderr.decode(errors='replace').strip()[:300]}")
+    return proc
 
 
 def run_ffmpeg(path: str, before: list[str], after: list[str], timeout: float = FFMPEG_TIMEOUT_S,
@@ -79,27 +89,13 @@ def run_ffmpeg(path: str, before: list[str], after: list[str], timeout: float = 
     first bytes are a playlist or list; ``reason`` (the medium's undecodable_*) when ffmpeg finds no container
     it may open (a JPEG named .flac, a playlist the sniff missed) or times out."""
     cmd = ["ffmpeg", "-nostdin", "-v", "error", *before, *ffmpeg_input_args(path), *after]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise MediaError(reason, f"ffmpeg timed out after {timeout} s on {os.path.basename(path)}") from e
-    if _refused(proc.stderr):
-        raise MediaError(reason, f"{os.path.basename(path)} is not a container we decode: "
-                                 f"{proc.stderr.decode(errors='replace').strip()[:300]}")
-    return proc
+    return _run_restricted(cmd, path, timeout, reason, f"ffmpeg timed out after {timeout} s")
 
 
 def run_ffprobe(path: str, args: list[str], timeout: float = 60, reason: str = "undecodable_video") -> subprocess.CompletedProcess:
     inp = ffmpeg_input_args(path)
     cmd = ["ffprobe", "-v", "error", *inp[:-2], *args, inp[-1]]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise MediaError(reason, f"ffprobe timed out on {os.path.basename(path)}") from e
-    if _refused(proc.stderr):
-        raise MediaError(reason, f"{os.path.basename(path)} is not a container we decode: "
-                                 f"{proc.stderr.decode(errors='replace').strip()[:300]}")
-    return proc
+    return _run_restricted(cmd, path, timeout, reason, "ffprobe timed out")
 
 
 def _ffmpeg_decode(path: str, sample_rate: int, channels: int, offset: float, duration: float | None) -> np.ndarray:

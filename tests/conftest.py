@@ -100,29 +100,18 @@ def _tiny(tmp_path_factory, builder: str) -> Path:
     return getattr(tiny_models, builder)(tmp_path_factory.mktemp(builder.replace("_", "-")))
 
 
-@pytest.fixture(scope="session")
-def tiny_llama_dir(tmp_path_factory):
-    return _tiny(tmp_path_factory, "tiny_llama")
+def _tiny_fixture(builder: str):
+    @pytest.fixture(scope="session", name=f"{builder}_dir")
+    def fixture(tmp_path_factory):
+        return _tiny(tmp_path_factory, builder)
+
+    fixture.__doc__ = f"The folder of a tiny ``{builder}``, written once per session."
+    return fixture
 
 
-@pytest.fixture(scope="session")
-def tiny_llava_dir(tmp_path_factory):
-    return _tiny(tmp_path_factory, "tiny_llava")
-
-
-@pytest.fixture(scope="session")
-def tiny_video_llava_dir(tmp_path_factory):
-    return _tiny(tmp_path_factory, "tiny_video_llava")
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen2_audio_dir(tmp_path_factory):
-    return _tiny(tmp_path_factory, "tiny_qwen2_audio")
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen2_vl_dir(tmp_path_factory):
-    return _tiny(tmp_path_factory, "tiny_qwen2_vl")
+# tiny_llama_dir, tiny_llava_dir, ...: one session fixture a builder
+for _builder in ("tiny_llama", "tiny_llava", "tiny_video_llava", "tiny_qwen2_audio", "tiny_qwen2_vl"):
+    globals()[f"{_builder}_dir"] = _tiny_fixture(_builder)
 
 
 @pytest.fixture(scope="session")

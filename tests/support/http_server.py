@@ -19,6 +19,15 @@ TYPES = {".mp4": "video/mp4", ".flac": "audio/flac", ".wav": "audio/wav", ".mp3"
          ".webm": "video/webm", ".m4a": "audio/mp4"}
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """The base of the loopback servers' handlers: HTTP/1.1 (keep-alive), no request lines on stderr."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+
 class LoopbackServer:
     def __init__(self, folder: str):
         self.folder = folder
@@ -27,12 +36,7 @@ class LoopbackServer:
         self.lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet
-                pass
-
+        class Handler(QuietHandler):
             def do_HEAD(self):
                 self._serve(head=True)
 
