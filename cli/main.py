@@ -46,6 +46,11 @@ app.add_typer(server_app, name="server", help="A local Prefect server with pools
 
 app.command("evaluate")(evaluate_cmd)
 
+from cli.reference import export_app, import_app  # noqa: E402  (the authors' training layout, both ways)
+
+app.add_typer(export_app, name="export", help="Write a dataset in another layout (reference: the authors' JSON).")
+app.add_typer(import_app, name="import", help="Read a dataset from another layout (reference: the authors' JSON).")
+
 ProfileOpt = typer.Option("sample", "--profile", "-p", help="Profile name (sample, paper) or a YAML file.")
 RootOpt = typer.Option(None, "--data-root", "-d", help="Where data goes (local path or fsspec URL); default from the profile.")
 SetOpt = typer.Option(None, "--set", "-s", help="Override a setting, e.g. --set corpus.clips=12 (repeatable).")
