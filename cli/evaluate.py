@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tempfile
@@ -19,14 +20,14 @@ from rich.table import Table
 console = Console()
 
 
-def _print_table(title: str, rows: list[dict]) -> None:
+def _print_table(title: str, rows: list[dict], caption: str | None = None) -> None:
     if not rows:
         return
-    t = Table(title=title)
+    t = Table(title=title, caption=caption)
     for c in rows[0]:
-        t.add_column(c, justify="left" if c == "task" else "right")
+        t.add_column(c, justify="left" if c in ("task", "metric") or c.endswith(" is") else "right")
     for r in rows:
-        t.add_row(*[str(v) if k in ("task", "records", "scored") else ("–" if v is None else f"{v:.4f}")
+        t.add_row(*[str(v) if isinstance(v, str) or k in ("records", "scored") else ("–" if v is None else f"{v:.4f}")
                     for k, v in r.items()])
     console.print(t)
 
@@ -48,6 +49,9 @@ def evaluate(
     meteor_synonyms: str = typer.Option("auto", "--meteor-synonyms", help="auto | wordnet | none."),
     device: str = typer.Option("cpu", "--device"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N records of each task."),
+    musicqa: Optional[Path] = typer.Option(None, "--musicqa", help="MusicQA's EvalMusicQA.json: Table 2 on it, as the paper (predictions: MusicQA/<entry>-<pair>.txt)."),
+    musicqa_audio: Optional[Path] = typer.Option(None, "--musicqa-audio", help="The folder of the MusicQA audio files (required with --musicqa)."),
+    compare: Optional[list[str]] = typer.Option(None, "--compare", help="NAME=DIR: another system's predictions for the IB rank (repeatable)."),
     tiny: bool = typer.Option(False, "--tiny", help="Smoke run: every model replaced by a tiny random stand-in (numbers meaningless)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's logs."),
 ) -> None:
@@ -57,28 +61,84 @@ def evaluate(
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if (predictions is None) == (checkpoint is None):
         raise typer.BadParameter("give exactly one of --predictions DIR or --checkpoint PATH")
+    if (musicqa is None) != (musicqa_audio is None):
+        raise typer.BadParameter("--musicqa and --musicqa-audio go together")
+    systems = _parse_compare(compare or [])
     from flows.evaluate import evaluate_mumu
 
     kwargs = dict(embedding=embedding, classifier=classifier, clap=clap, aligner=aligner,
                   bertscore_model=bertscore_model, bertscore_layers=bertscore_layers)
+    extra = {}
+    if musicqa is not None:
+        extra.update(musicqa=str(musicqa), musicqa_audio=str(musicqa_audio))
+    if systems:
+        extra["compare"] = systems
     with tempfile.TemporaryDirectory(prefix="mumu-tiny-") as tmp:
         if tiny:
             from metrics.embeddings import build_tiny_models
 
             kwargs.update(build_tiny_models(tmp))
+        common = dict(data_root=data_root, datasets=datasets, out=out, split=split, meteor_synonyms=meteor_synonyms,
+                      device=device, limit=limit, **kwargs)
         try:
-            result = evaluate_mumu(predictions_dir=str(predictions) if predictions else None, checkpoint=checkpoint,
-                                   data_root=data_root, datasets=datasets, out=out, split=split,
-                                   meteor_synonyms=meteor_synonyms, device=device, limit=limit, **kwargs)
+            if set(extra) <= set(inspect.signature(evaluate_mumu).parameters):
+                result = evaluate_mumu(predictions_dir=str(predictions) if predictions else None, checkpoint=checkpoint,
+                                       **common, **extra)
+            else:  # a flow without the MusicQA / compare parameters: the same steps, without Prefect
+                result = _evaluate_direct(predictions, checkpoint, **common, **extra)
         except (RuntimeError, FileNotFoundError, ValueError) as e:
             console.print(f"[red]{e}[/red]")
             raise typer.Exit(2)
-    _print_table("Table 2: music understanding", result["table2_understanding"])
+    from metrics.report import table2_long
+
+    _print_table("Table 2: music understanding (standard and the paper's released-code variant of each metric)",
+                 table2_long(result["table2_understanding"]), caption=result.get("notes", {}).get("table2"))
     _print_table("Table 3: music generation and editing", result["table3_generation"])
     for t in result["tasks"]:
         for metric, why in t["skipped"].items():
             console.print(f"[yellow]{t['label']}: {metric} not computed[/yellow] ({why})", highlight=False)
         if t["missing"]:
             console.print(f"[yellow]{t['label']}: {len(t['missing'])} of {t['records']} records have no prediction[/yellow]")
+        if t.get("invalid"):
+            first = "; ".join(f"{k}: {v}" for k, v in list(t["invalid"].items())[:3])
+            console.print(f"[yellow]{t['label']}: {len(t['invalid'])} input entries left out[/yellow] ({first})",
+                          highlight=False)
     console.print(f"signatures: {json.dumps(result['signatures'])}", highlight=False)
     console.print(f"[bold green]written[/bold green] {out}/metrics.json and {out}/report.md")
+
+
+def _parse_compare(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise typer.BadParameter(f"--compare takes NAME=DIR, got {item!r}")
+        out[name.strip()] = folder.strip()
+    return out
+
+
+def _evaluate_direct(predictions: Optional[Path], checkpoint: Optional[str], *, data_root: str, datasets, out: str,
+                     split: str, meteor_synonyms: str, device: str, limit: Optional[int], embedding: str,
+                     classifier: str, clap: str, aligner: str, bertscore_model: str, bertscore_layers: Optional[int],
+                     musicqa: Optional[str] = None, musicqa_audio: Optional[str] = None,
+                     compare: Optional[dict] = None) -> dict:
+    """What the flow does, in this process: generate (with a checkpoint), score, write metrics.json and report.md."""
+    from metrics import evaluate as EV
+    from metrics import musicqa as MQ
+    from metrics import report
+
+    pred_dir = str(predictions) if predictions else None
+    if checkpoint is not None:
+        pred_dir = str(Path(out) / "predictions")
+        EV.generate_with_checkpoint(checkpoint, data_root, datasets, pred_dir, split, limit, device=device)
+        if musicqa:
+            MQ.generate_musicqa(checkpoint, musicqa, musicqa_audio, pred_dir, limit, device=device)
+    models = EV.EvalModels(embedding=embedding, classifier=classifier, clap=clap, aligner=aligner,
+                           bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
+                           meteor_synonyms=meteor_synonyms, device=device)
+    result = EV.evaluate(pred_dir, data_root, datasets=datasets, models=models, split=split, limit=limit,
+                         musicqa=musicqa, musicqa_audio=musicqa_audio, compare=compare)
+    result["checkpoint"] = checkpoint
+    report.write(result, out)
+    result["out"] = str(out)
+    return result

@@ -13,7 +13,8 @@ the published code mixed rates.
   accumulated over every pair (the published code overwrote it per batch).
 - ``log_spectral_distance``: LSD between generated and target audio at 16 kHz,
   STFT n_fft 2048, hop 512, Hann.
-- ``alignment_rank`` / ``system_rank``: how well generated music matches its image or video.
+- ``alignment_rank`` / ``system_rank`` / ``ib_rank``: how well generated music matches its image or video
+  (``ib_rank`` is the paper's: the evaluated system's rank among compared systems, per input).
 """
 
 from __future__ import annotations
@@ -216,6 +217,26 @@ def system_rank(query: np.ndarray, systems: dict[str, np.ndarray]) -> dict:
     sims = np.stack([cosine_pairs(query, systems[k]) for k in names], axis=1)  # (n, systems)
     ranks = 1 + (sims[:, None, :] > sims[:, :, None] + 1e-12).sum(axis=2)
     return {k: float(ranks[:, i].mean()) for i, k in enumerate(names)}
+
+
+def ib_rank(query: np.ndarray, systems: dict[str, np.ndarray], focus: str) -> dict:
+    """The paper's alignment rank ("IB rank", M2UGen / MuMu-LLaMA): a *system* rank per input.
+
+    For every input i the compared systems' clips for it are ranked by cos(query_i, clip) (rank 1
+    the most similar; ties share the better rank, ``system_rank``); ``score`` is the mean rank of
+    ``focus`` (1 best, (k + 1)/2 at chance for k systems). The released evaluation code
+    (shansongliu/M2UGen ``Evaluation/Image2Music/evaluate.py``) averages a reciprocal of the rank
+    instead, so ``mean_reciprocal_rank`` (1 best) is reported too, with every system's mean rank.
+    """
+    if focus not in systems:
+        raise ValueError(f"{focus!r} is not one of the systems {sorted(systems)}")
+    names = list(systems)
+    sims = np.stack([cosine_pairs(query, systems[k]) for k in names], axis=1)  # (n, systems)
+    ranks = 1 + (sims[:, None, :] > sims[:, :, None] + 1e-12).sum(axis=2)
+    own = ranks[:, names.index(focus)]
+    return {"score": float(own.mean()), "mean_reciprocal_rank": float((1.0 / own).mean()),
+            "by_system": {k: float(ranks[:, i].mean()) for i, k in enumerate(names)},
+            "systems": len(names), "n": int(len(own)), "chance_mean_rank": (len(names) + 1) / 2}
 
 
 def summary(values: Sequence[float]) -> dict:

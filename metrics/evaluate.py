@@ -12,14 +12,25 @@ What each task is compared with:
 
 | dataset / task | prediction | reference | metrics |
 | --- | --- | --- | --- |
-| MUCaps music_captioning | text | the record's ``gpt`` turn | BLEU, METEOR, ROUGE-L, BERTScore |
+| MusicQA (``musicqa=``) | text | the pair's ``gpt`` turn | the same, both variants (the paper's Table 2) |
+| MUCaps music_captioning | text | the record's ``gpt`` turn | BLEU, METEOR, ROUGE-L, BERTScore, both variants |
 | MUCaps text_to_music | audio | ``audio`` | FAD, KL, CLAP score (text = ``caption``) |
-| MUImage image_to_music | audio | ``audio`` | FAD, KL, alignment rank with ``image`` |
-| MUVideo video_to_music | audio | ``audio`` | FAD, KL, alignment rank with ``video`` |
+| MUImage image_to_music | audio | ``audio`` | FAD, KL, alignment rank and IB rank with ``image`` |
+| MUVideo video_to_music | audio | ``audio`` | FAD, KL, alignment rank and IB rank with ``video`` |
 | MUEdit edit_* | audio | ``output_audio`` | FAD, KL, LSD |
 
 A record without a prediction is listed under ``missing`` and left out of every metric of its
 task (coverage is reported); a prediction that does not decode is listed under ``failed``.
+
+``musicqa`` (the path of ``EvalMusicQA.json``, with ``musicqa_audio`` its audio folder) scores
+Table 2 on MusicQA's evaluation split, as the paper does, instead of on MUCaps' captions; its
+predictions are ``<predictions>/MusicQA/<entry>-<pair>.txt`` (see ``metrics.musicqa``). Every
+Table 2 row carries each text metric twice: the standard one (``"BLEU"``) and the paper's
+released code's (``"BLEU (released)"``), see ``metrics.text``.
+
+``compare`` ({system name: predictions folder}) gives other systems' outputs for the same
+image/video records: the "IB rank (paper)" ranks, per input, the evaluated system's clip among
+theirs by aligner similarity (``metrics.audio.ib_rank``).
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import numpy as np
 import soundfile as sf
 
 from metrics import audio as A
+from metrics import musicqa as MQ
 from metrics import report
 from metrics import text as T
 from schemas.reading import DATASET_NAMES, iter_records, media_bytes
@@ -64,6 +76,7 @@ TASKS = (
     TaskSpec("MUVideo", "video_to_music", "Video-to-music (MUVideo)", "generation", "audio", visual_column="video"),
     TaskSpec("MUEdit", "edit_*", "Music editing (MUEdit)", "editing", "output_audio"),
 )
+MUSICQA_TASK = TaskSpec(MQ.DATASET, "music_qa", "Music understanding (MusicQA)", "understanding", "gpt")
 
 
 @dataclass
@@ -92,6 +105,7 @@ class TaskResult:
     failed: dict[str, str] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+    invalid: dict[str, str] = field(default_factory=dict)  # input entries left out -> why (MusicQA)
 
     @property
     def coverage(self) -> float:
@@ -164,6 +178,27 @@ class Predictions:
         return None
 
 
+class MusicQAPredictions(Predictions):
+    """Predictions for MusicQA records: by record id (``<id>.txt``, ``predictions.jsonl``) under
+    ``<root>/MusicQA/`` or ``<root>/``, else from the released code's ``musicqa_answers.json``
+    (``{audio_name: {question: answer}}``) there, looked up by the record's audio and question."""
+
+    def __init__(self, root: str | Path, records: list[dict]):
+        super().__init__(root, MQ.DATASET)
+        self.keys = {r["id"]: (r["audio_name"], r["question"]) for r in records}
+        self.answers: dict[tuple[str, str], str] = {}
+        for d in reversed(self.dirs):
+            f = d / MQ.ANSWERS_FILE
+            if f.is_file():
+                self.answers.update(MQ.read_answers(f))
+
+    def text(self, rid: str) -> str | None:
+        t = super().text(rid)
+        if t is None and rid in self.keys:
+            t = self.answers.get(self.keys[rid])
+        return None if t is None else t.strip()
+
+
 # ---------------------------------------------------------------- models, loaded once per run
 
 
@@ -223,13 +258,20 @@ def score_understanding(spec: TaskSpec, records: list[dict], preds: Predictions,
                                                num_layers=models.bertscore_layers, device=models.device)
     except Exception as e:  # the BERTScore model is not available here
         res.skipped["BERTScore"] = f"{models.bertscore_model}: {type(e).__name__}: {e}"
+        res.skipped[T.released_name("BERTScore")] = res.skipped["BERTScore"]
+    # the released code's variants: character BLEU, wordpunct METEOR, and the recalls of the calls above
+    res.metrics.update(T.released_metrics(hyp, ref, res.metrics, meteor_synonyms=models.meteor_synonyms))
 
 
-def score_audio(spec: TaskSpec, records: list[dict], preds: Predictions, cache: ModelCache, res: TaskResult) -> None:
+def score_audio(spec: TaskSpec, records: list[dict], preds: Predictions, cache: ModelCache, res: TaskResult,
+                others: dict[str, Predictions] | None = None) -> None:
     emb, clf = cache.get("embedding"), cache.get("classifier")
     clap = cache.get("clap") if spec.text_column else None
     aligner = cache.get("aligner") if spec.visual_column else None
+    others = others if spec.visual_column else None
     ref_e, gen_e, ref_p, gen_p, texts, gen_c, q, a, lsd, ops = [], [], [], [], [], [], [], [], [], []
+    ib_q, ib_left_out = [], 0  # IB rank: the inputs every compared system answered
+    ib_sys: dict[str, list] = {EVALUATED: [], **{name: [] for name in (others or {}) if name != EVALUATED}}
     for r in records:
         path = preds.audio(r["id"])
         if path is None:
@@ -252,6 +294,15 @@ def score_audio(spec: TaskSpec, records: list[dict], preds: Predictions, cache: 
             q.append(aligner.image_profile(decode_image(vis)) if spec.visual_column == "image"
                      else aligner.video_profile(decode_video(vis)))
             a.append(aligner.audio_profile(gen, gsr))
+            if others:
+                theirs = _other_profiles(others, r["id"], aligner)
+                if theirs is None:
+                    ib_left_out += 1
+                else:
+                    ib_q.append(q[-1])
+                    for name, prof in theirs.items():
+                        ib_sys[name].append(prof)
+                    ib_sys[EVALUATED].append(a[-1])
         if spec.kind == "editing":
             lsd.append(A.log_spectral_distance(gen, ref, gsr, rsr))
             ops.append(r.get("operation") or "?")
@@ -280,14 +331,39 @@ def score_audio(spec: TaskSpec, records: list[dict], preds: Predictions, cache: 
                                "text_column": spec.text_column}
     if spec.visual_column and not skip("Alignment rank", "aligner", 2, len(a)):
         res.metrics["Alignment rank"] = {**A.alignment_rank(np.stack(q), np.stack(a)), "model": aligner.name}
+    if spec.visual_column:
+        if not others:
+            res.skipped[IB_RANK] = "needs other systems' outputs for the same inputs (compare / --compare NAME=DIR)"
+        elif not skip(IB_RANK, "aligner", 1, len(ib_q)):
+            res.metrics[IB_RANK] = {**A.ib_rank(np.stack(ib_q), {k: np.stack(v) for k, v in ib_sys.items()}, EVALUATED),
+                                    "model": aligner.name, "inputs_left_out": ib_left_out}
     if spec.kind == "editing" and not skip("LSD", None, 1, len(lsd)):
         by_op = {op: float(np.mean([v for v, o in zip(lsd, ops) if o == op])) for op in sorted(set(ops))}
         res.metrics["LSD"] = {"score": float(np.mean(lsd)), "score_db": 10 * float(np.mean(lsd)), "pairs": len(lsd),
                               "by_operation": by_op, "settings": A.LSD_SETTINGS}
 
 
+EVALUATED = "evaluated"  # the system under evaluation, among the compared ones of the IB rank
+IB_RANK = "IB rank (paper)"
+
+
+def _other_profiles(others: dict[str, Predictions], rid: str, aligner) -> dict[str, np.ndarray] | None:
+    """Each compared system's aligner profile of its clip for record ``rid``; None if any lacks a decodable clip."""
+    out = {}
+    for name, p in others.items():
+        path = p.audio(rid)
+        if path is None:
+            return None
+        try:
+            y, sr = decode_audio(path)
+        except Exception:
+            return None
+        out[name] = aligner.audio_profile(y, sr)
+    return out
+
+
 def score_task(spec: TaskSpec, data_root: str, predictions: str | Path, cache: ModelCache, split: str = "eval",
-               limit: int | None = None) -> TaskResult:
+               limit: int | None = None, compare: dict[str, str] | None = None) -> TaskResult:
     res = TaskResult(spec.dataset, spec.task, spec.label, spec.kind)
     try:
         records = [r for r in iter_records(data_root, spec.dataset, split) if spec.matches(r["task"])]
@@ -303,8 +379,30 @@ def score_task(spec: TaskSpec, data_root: str, predictions: str | Path, cache: M
     if spec.kind == "understanding":
         score_understanding(spec, records, preds, cache.models, res)
     else:
-        score_audio(spec, records, preds, cache, res)
+        others = {name: Predictions(d, spec.dataset) for name, d in (compare or {}).items() if name != EVALUATED}
+        score_audio(spec, records, preds, cache, res, others=others or None)
     return res
+
+
+def score_musicqa(musicqa: str | Path, audio_dir: str | Path, predictions: str | Path, cache: ModelCache,
+                  limit: int | None = None) -> TaskResult:
+    """Table 2 as the paper scores it: every (question, answer) pair of MusicQA's eval file against the
+    predictions; entries the reader refuses are ``invalid`` with their reasons."""
+    spec = MUSICQA_TASK
+    res = TaskResult(spec.dataset, spec.task, spec.label, spec.kind)
+    qa = MQ.read_musicqa(musicqa, audio_dir, limit=limit)
+    res.invalid = dict(qa.skipped)
+    res.records = len(qa.records)
+    if not qa.records:
+        res.skipped["all"] = f"no usable question-answer pair in {musicqa}"
+        return res
+    score_understanding(spec, qa.records, MusicQAPredictions(predictions, qa.records), cache.models, res)
+    return res
+
+
+def tasks_with(datasets, musicqa: str | Path | None = None) -> list[TaskSpec]:
+    """The dataset tasks to score: with ``musicqa`` the MUCaps captioning row gives way to MusicQA (Table 2)."""
+    return [t for t in tasks_for(datasets) if not (musicqa and t.kind == "understanding")]
 
 
 def tasks_for(datasets: list[str] | tuple[str, ...] | None) -> list[TaskSpec]:
@@ -316,12 +414,20 @@ def tasks_for(datasets: list[str] | tuple[str, ...] | None) -> list[TaskSpec]:
 
 
 def evaluate(predictions: str | Path, data_root: str, datasets=None, models: EvalModels | None = None,
-             split: str = "eval", limit: int | None = None) -> dict:
-    """Score every task of ``datasets``; the JSON-ready result that ``metrics.report`` renders."""
-
+             split: str = "eval", limit: int | None = None, musicqa: str | Path | None = None,
+             musicqa_audio: str | Path | None = None, compare: dict[str, str] | None = None) -> dict:
+    """Score every task of ``datasets`` (Table 2 on MusicQA when ``musicqa`` is given); the JSON-ready
+    result that ``metrics.report`` renders."""
+    if musicqa and not musicqa_audio:
+        raise ValueError("musicqa needs musicqa_audio, the folder of its audio files")
     cache = ModelCache(models or EvalModels())
-    results = [score_task(t, data_root, predictions, cache, split, limit) for t in tasks_for(datasets)]
-    return report.assemble(results, cache.describe(), data_root=str(data_root), predictions=str(predictions), split=split)
+    results = [score_musicqa(musicqa, musicqa_audio, predictions, cache, limit)] if musicqa else []
+    results += [score_task(t, data_root, predictions, cache, split, limit, compare) for t in tasks_with(datasets, musicqa)]
+    context = {"musicqa": str(musicqa), "musicqa_audio": str(musicqa_audio)} if musicqa else {}
+    if compare:
+        context["compare"] = {k: str(v) for k, v in compare.items()}
+    return report.assemble(results, cache.describe(), data_root=str(data_root), predictions=str(predictions), split=split,
+                           **context)
 
 
 def generate_with_checkpoint(checkpoint: str, data_root: str, datasets, out_dir: str | Path, split: str = "eval",

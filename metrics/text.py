@@ -5,14 +5,20 @@ record, or a list of strings per record for several references) and returns a di
 ``score`` is the number the tables show, on a 0-1 scale, plus what is needed to reproduce it
 (library versions, signatures, settings). Exact definitions: ``docs/metrics.md``.
 
-The published evaluation code scored BLEU over characters and reported ROUGE-L and BERTScore
-*recall*; here BLEU is word-level corpus BLEU from sacrebleu with its signature, ROUGE-L is the
-F-measure and BERTScore is F1.
+Two variants of each metric. The *standard* ones (the tables' plain columns): word-level corpus
+BLEU from sacrebleu with its signature, METEOR over nltk word tokens, the ROUGE-L F-measure and
+BERTScore F1. The *released* ones (``... (released)`` columns) reproduce the paper's released
+evaluation code (``ModelEvaluations/evaluate.py`` of shansongliu/MU-LLaMA, the same file as
+``Evaluation/Music_Understanding/evaluate.py`` of shansongliu/M2UGen): nltk ``sentence_bleu([ref],
+pred)`` on the raw strings, so n-grams of *characters*, unsmoothed, averaged over records
+(``bleu_chars``); METEOR over ``wordpunct_tokenize`` tokens; ROUGE-L *recall* and BERTScore
+*recall*, taken from the same rouge-score and bert-score calls as the standard numbers.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib.metadata import version
@@ -64,6 +70,38 @@ def bleu(predictions: Sequence[str], references: Sequence, **overrides) -> dict:
     }
 
 
+RELEASED_CODE = "shansongliu/MU-LLaMA ModelEvaluations/evaluate.py"
+NLTK_BLEU_WEIGHTS = (0.25, 0.25, 0.25, 0.25)  # nltk's default: cumulative BLEU-4
+
+
+def bleu_chars(predictions: Sequence[str], references: Sequence) -> dict:
+    """The released code's BLEU: mean over records of nltk ``sentence_bleu(refs, pred)`` on raw strings.
+
+    nltk iterates a string, so the "words" are characters (spaces and punctuation included): the
+    geometric mean of the clipped character 1-4-gram precisions (weights 0.25 each, no smoothing,
+    so a record without any matching character 4-gram scores 0) times the brevity penalty over
+    character lengths. ``bleu4_only`` is the released code's "BLEU-4" (weights 0, 0, 0, 1).
+    """
+    from nltk.translate.bleu_score import sentence_bleu
+
+    refs = _check(predictions, references)
+    cum, four = [], []
+    with warnings.catch_warnings():  # nltk warns for every record without a matching n-gram order
+        warnings.simplefilter("ignore", UserWarning)
+        for pred, rs in zip(predictions, refs):
+            cum.append(float(sentence_bleu(list(rs), pred, weights=NLTK_BLEU_WEIGHTS)))
+            four.append(float(sentence_bleu(list(rs), pred, weights=(0.0, 0.0, 0.0, 1.0))))
+    return {
+        "score": float(np.mean(cum)),
+        "bleu4_only": float(np.mean(four)),
+        "units": "characters",
+        "weights": list(NLTK_BLEU_WEIGHTS),
+        "smoothing": None,
+        "implementation": f"nltk {version('nltk')} sentence_bleu on raw strings (as {RELEASED_CODE})",
+        "per_record": cum,
+    }
+
+
 class _NoWordNet:
     """Stands in for nltk's WordNet reader when its corpus is not installed: no synonyms at all."""
 
@@ -94,24 +132,38 @@ def meteor_tokens(text: str) -> list[str]:
     return [t for sent in _SENT.split(text.strip()) if sent for t in tok.tokenize(sent)]
 
 
+def wordpunct_tokens(text: str) -> list[str]:
+    """The released code's METEOR tokens: nltk ``wordpunct_tokenize`` (runs of word characters, runs of punctuation)."""
+    from nltk.tokenize import wordpunct_tokenize
+
+    return wordpunct_tokenize(text)
+
+
+TOKENIZERS = {"nltk-word": meteor_tokens, "wordpunct": wordpunct_tokens}
+
+
 def meteor(predictions: Sequence[str], references: Sequence, synonyms: str = "auto", alpha: float = 0.9,
-           beta: float = 3.0, gamma: float = 0.5) -> dict:
+           beta: float = 3.0, gamma: float = 0.5, tokenizer: str = "nltk-word") -> dict:
     """Mean over records of nltk's sentence METEOR (max over a record's references).
 
     ``synonyms``: ``"auto"`` uses WordNet when its corpus is installed, ``"wordnet"`` requires it,
     ``"none"`` matches exact and Porter-stemmed words only. The result says which stages ran.
+    ``tokenizer``: ``"nltk-word"`` (standard) or ``"wordpunct"`` (the released code's).
     """
     from nltk.stem.porter import PorterStemmer
     from nltk.translate.meteor_score import meteor_score
 
     refs = _check(predictions, references)
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"unknown METEOR tokenizer {tokenizer!r}; expected one of {sorted(TOKENIZERS)}")
+    tok = TOKENIZERS[tokenizer]
     wn = None if synonyms == "none" else wordnet_reader()
     if synonyms == "wordnet" and wn is None:
         raise RuntimeError("METEOR with synonyms needs nltk's WordNet corpus (nltk_data/corpora/wordnet); "
                            "install it or pass synonyms='none'")
     stemmer = PorterStemmer()
     scores = [
-        meteor_score([meteor_tokens(r) for r in rs], meteor_tokens(p), stemmer=stemmer,
+        meteor_score([tok(r) for r in rs], tok(p), stemmer=stemmer,
                      wordnet=wn if wn is not None else _NoWordNet(), alpha=alpha, beta=beta, gamma=gamma)
         for p, rs in zip(predictions, refs)
     ]
@@ -120,6 +172,7 @@ def meteor(predictions: Sequence[str], references: Sequence, synonyms: str = "au
         "score": float(np.mean(scores)),
         "stages": stages,
         "params": {"alpha": alpha, "beta": beta, "gamma": gamma},
+        "tokenizer": tokenizer,
         "implementation": f"nltk {version('nltk')} meteor_score",
         "per_record": [float(s) for s in scores],
     }
@@ -142,6 +195,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence, use_stemmer: bool 
         "use_stemmer": use_stemmer,
         "implementation": f"rouge-score {version('rouge-score')} rougeL",
         "per_record": [float(x) for x in f],
+        "per_record_recall": [float(x) for x in r],
     }
 
 
@@ -172,16 +226,52 @@ def bertscore(predictions: Sequence[str], references: Sequence, model_type: str 
         "num_layers": scorer.num_layers,
         "rescale_with_baseline": rescale_with_baseline,
         "per_record": [float(x) for x in f],
+        "per_record_recall": [float(x) for x in r],
     }
+
+
+def released_variant(name: str, standard: dict) -> dict:
+    """The released code's ROUGE-L or BERTScore from the standard result: its recall, no second computation.
+
+    (With several references per record, ROUGE-L's is the recall of the reference with the best F-measure;
+    the released code had one reference per record.)"""
+    if name not in ("ROUGE-L", "BERTScore"):
+        raise ValueError(f"no recall variant for {name!r}")
+    return {"score": standard["recall"], "of": name, "statistic": "recall",
+            "per_record": standard.get("per_record_recall"),
+            "implementation": f"recall of the {name} call above (as {RELEASED_CODE})"}
+
+
+STANDARD_METRICS = ("BLEU", "METEOR", "ROUGE-L", "BERTScore")
+
+
+def released_name(metric: str) -> str:
+    """The key (and column name) of a metric's released-code variant: ``"BLEU (released)"``."""
+    return f"{metric} (released)"
 
 
 def text_metrics(predictions: Sequence[str], references: Sequence, bertscore_model: str = BERTSCORE_DEFAULT_MODEL,
                  bertscore_layers: int | None = None, meteor_synonyms: str = "auto", device: str = "cpu") -> dict:
-    """All four understanding metrics; each entry holds the score and how it was computed."""
-    return {
+    """All four understanding metrics in both variants: ``"BLEU"`` ... (standard) and
+    ``"BLEU (released)"`` ... (the released code's); each entry holds the score and how it was computed."""
+    out = {
         "BLEU": bleu(predictions, references),
         "METEOR": meteor(predictions, references, synonyms=meteor_synonyms),
         "ROUGE-L": rouge_l(predictions, references),
         "BERTScore": bertscore(predictions, references, model_type=bertscore_model, num_layers=bertscore_layers,
                                device=device),
     }
+    out.update(released_metrics(predictions, references, out, meteor_synonyms=meteor_synonyms))
+    return out
+
+
+def released_metrics(predictions: Sequence[str], references: Sequence, standard: dict,
+                     meteor_synonyms: str = "auto") -> dict:
+    """The released-code variants next to ``standard`` (a dict with some of ``STANDARD_METRICS``):
+    character BLEU and wordpunct METEOR computed here, ROUGE-L / BERTScore recall read from ``standard``."""
+    out = {released_name("BLEU"): bleu_chars(predictions, references),
+           released_name("METEOR"): meteor(predictions, references, synonyms=meteor_synonyms, tokenizer="wordpunct")}
+    for name in ("ROUGE-L", "BERTScore"):
+        if name in standard:
+            out[released_name(name)] = released_variant(name, standard[name])
+    return out
