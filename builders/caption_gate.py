@@ -92,18 +92,18 @@ def apply_gate(gate: CaptionGateSpec, annotator: Annotator, requests: list[Reque
 
 
 def score_stats(store, gate: CaptionGateSpec, upstream: list, failures: list[dict],
-                dataset_files: list[str] | None = None) -> dict[str, Any]:
+                dataset_files: list[str] | None = None, clip_ids: set[str] | None = None) -> dict[str, Any]:
     """``{"caption_scores": ...}`` for a dataset's stats: the distribution of the kept music
-    captions' scores (from the upstream ``annotations/music_caption`` parts; with ``dataset_files``,
-    of the clips in those final Parquet files only), the threshold and the clips the gate failed
-    (among ``failures``); ``{}`` with the gate off."""
+    captions' scores (from the upstream ``annotations/music_caption`` parts; with ``clip_ids``, or
+    ``dataset_files`` to read them from, of the dataset's clips only), the threshold and the clips
+    the gate failed (among ``failures``); ``{}`` with the gate off."""
     import numpy as np
 
     parts = [r for r in sorted(upstream, key=lambda r: (r.stage, r.shard)) if r.stage == "annotations/music_caption"]
     if not gate.model or not parts:  # the gate is off, or this dataset has no music captions (MUEdit)
         return {}
-    keep = None
-    if dataset_files is not None:
+    keep = clip_ids
+    if keep is None and dataset_files is not None:
         keep = {i for f in dataset_files for i in store.read_table(f, columns=["clip_id"]).column("clip_id").to_pylist()}
     values: list[float] = []
     for r in parts:

@@ -149,9 +149,12 @@ def assemble(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, ma
 
 def assemble_dataset(store: Store, spec: DatasetSpec, parts: list[str], out_dir: str, max_shard_bytes: int,
                      max_row_group_bytes: int, eval_cap: int | None = None,
-                     train_caps: list[TrainCap] = ()) -> tuple[dict, list[dict]]:
+                     train_caps: list[TrainCap] = (), gather: tuple[str, ...] = (),
+                     gathered: dict[str, list[dict]] | None = None) -> tuple[dict, list[dict]]:
     """``assemble`` with the train split capped by ``train_caps``: (per-split stats, one row per
-    cap saying how its target was met)."""
+    cap saying how its target was met). With ``gathered`` (a dict to fill), the ``gather``
+    columns the dataset has are collected per split, in file order, from the row groups as they
+    are written: what the figures and counts need, without reading the files again."""
     store.makedirs(posixpath.join(out_dir, "data"))
     store.clean_temporaries(out_dir)
     schema = spec.features.arrow_schema
@@ -176,8 +179,13 @@ def assemble_dataset(store: Store, spec: DatasetSpec, parts: list[str], out_dir:
             cache[pi] = store.read_table(parts[pi])  # media by reference: small
         return cache[pi]
 
-    def take(group: list[RowRef]) -> pa.Table:
-        return embed_media(store, _take(group, part_table), media).cast(schema)
+    keep = [c for c in gather if c in schema.names]
+
+    def take(group: list[RowRef], split: str) -> pa.Table:
+        table = embed_media(store, _take(group, part_table), media).cast(schema)
+        if gathered is not None:
+            gathered.setdefault(split, []).extend(table.select(keep).to_pylist())
+        return table
 
     for split in SPLITS:
         rows = refs[split]
@@ -194,12 +202,12 @@ def assemble_dataset(store: Store, spec: DatasetSpec, parts: list[str], out_dir:
                     group, acc = [], 0
                     for r in rows[a:b]:
                         if group and acc + r.nbytes > max_row_group_bytes:
-                            writer.write_table(take(group))
+                            writer.write_table(take(group, split))
                             group, acc = [], 0
                         group.append(r)
                         acc += r.nbytes
                     if group:
-                        writer.write_table(take(group))
+                        writer.write_table(take(group, split))
             files.append({"path": rel, "bytes": sink.size, "sha256": sink.sha.hexdigest(), "rows": b - a})
             written.append(path)
         clips = {r.clip: r.seconds for r in rows}

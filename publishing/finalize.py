@@ -16,7 +16,7 @@ from mumu.config import Config
 from mumu.stage import ShardResult
 from mumu.store import Store, fingerprint_of
 from publishing.cards import licence_text, render_card
-from publishing.plots import dataset_figures, figures_markdown
+from publishing.plots import FIGURE_COLUMNS, dataset_figures, figures_markdown
 from schemas.datasets import DatasetSpec
 from schemas.tables import FAILURES, table_from_rows
 
@@ -73,8 +73,9 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
             return {**stats, "skipped": True}
 
     parts = [r.output for r in sorted(records, key=lambda r: (r.stage, r.shard)) if r.ok]
+    gathered: dict[str, list[dict]] = {}  # the figures' columns, collected while the files are written
     splits, targets = assemble_dataset(store, spec, parts, out, cfg.shards.max_shard_bytes,
-                                       cfg.shards.max_row_group_bytes, eval_cap, caps)
+                                       cfg.shards.max_row_group_bytes, eval_cap, caps, FIGURE_COLUMNS, gathered)
     tasks: Counter = Counter()
     task_seconds: Counter = Counter()
     by_split: dict = {}  # per split and task: records and seconds of audio (publishing/paper_tables reads it)
@@ -95,12 +96,12 @@ def finalize_dataset(store: Store, cfg: Config, spec: DatasetSpec, records: list
         "provenance": provenance,
         # the caption gate's scores, of the clips in this dataset's files
         **score_stats(store, cfg.caption_gate, upstream, failures,
-                      [posixpath.join(out, f["path"]) for s in splits.values() for f in s["files"]]),
+                      clip_ids={r["clip_id"] for rows in gathered.values() for r in rows}),
         **(extra_stats or {}),
     }
     store.write_table(store.path("work", "failures", f"{spec.name}.parquet"), table_from_rows(failures, FAILURES))
     store.write_bytes(posixpath.join(out, "LICENSE.md"), licence_text(spec, provenance).encode())
-    figs = dataset_figures(out, stats, failures, store=store)
+    figs = dataset_figures(out, stats, failures, store=store, rows=gathered)
     stats["figures"], stats["statistics"] = dict(figs), figs.summary
     store.write_bytes(posixpath.join(out, "README.md"), render_card(spec, stats, figures_markdown(figs)).encode())
     store.mark_done(marker, fp, stats)

@@ -107,18 +107,24 @@ def instruments_of(tags: list[str] | None, names: Mapping[str, str], source: str
     return seen
 
 
+FIGURE_COLUMNS = ("clip_id", "source", "tags", *DURATION_COLUMNS, *CAPTION_COLUMNS)  # the small ones, no media
+
+
+def figure_rows(rows: list[dict]) -> list[dict]:
+    """Records' ``FIGURE_COLUMNS`` with ``duration_s`` the first duration column that is set."""
+    for r in rows:
+        r["duration_s"] = next((r[c] for c in DURATION_COLUMNS if r.get(c) is not None), None)
+    return rows
+
+
 def read_columns(store: Store, dataset_dir: str, stats: dict) -> dict[str, list[dict]]:
     """Per split, one dict per record with the small columns (no media), in file order."""
     out: dict[str, list[dict]] = {}
     for split, s in stats["splits"].items():
         rows: list[dict] = []
-        for f in s["files"]:
-            path = posixpath.join(dataset_dir, f["path"])
-            cols = ["clip_id", "source", "tags", *DURATION_COLUMNS, *CAPTION_COLUMNS]  # those the file has
-            for r in file_records(path, cols, fs=store.fs):
-                r["duration_s"] = next((r[c] for c in DURATION_COLUMNS if r.get(c) is not None), None)
-                rows.append(r)
-        out[split] = rows
+        for f in s["files"]:  # the columns the file has
+            rows += file_records(posixpath.join(dataset_dir, f["path"]), list(FIGURE_COLUMNS), fs=store.fs)
+        out[split] = figure_rows(rows)
     return out
 
 
@@ -294,18 +300,24 @@ PLOTS = {"instruments": plot_instruments, "durations": plot_durations, "caption_
 
 
 def dataset_figures(dataset_dir: str, stats: dict, failures: list[dict] | Mapping[str, int] | None = None, *,
-                    store: Store | None = None) -> Figures:
+                    store: Store | None = None, rows: dict[str, list[dict]] | None = None) -> Figures:
     """Write ``figures/*.png`` into the dataset folder; returns ``{name: relative path}`` (+ ``.summary``).
 
     ``dataset_dir`` is a path inside ``store`` (as ``publishing.finalize.dataset_dir`` returns it) or, with
     no store, a local folder or fsspec URL. ``failures`` is the failures table (rows with ``reason`` and
     ``stage``), a ``{reason: count}`` mapping, or None for ``stats["failures_by_reason"]``. Figures
-    that would be empty are not written, and stale ones from an earlier build are removed.
+    that would be empty are not written, and stale ones from an earlier build are removed. ``rows``:
+    the records' ``FIGURE_COLUMNS`` per split when the caller has them (the final assembly gathers
+    them while writing); else they are read from the files.
     """
     if store is None:
         store = Store(dataset_dir)
         dataset_dir = store.root
-    summary, values = summarize(read_columns(store, dataset_dir, stats), stats, failures)
+    if rows is None:
+        rows = read_columns(store, dataset_dir, stats)
+    else:
+        rows = {split: figure_rows(list(rows.get(split, []))) for split in stats["splits"]}
+    summary, values = summarize(rows, stats, failures)
     out: dict[str, str] = {}
     with _style():
         for name, plot in PLOTS.items():
