@@ -19,6 +19,17 @@ URL (``s3://bucket/checkpoints/tiny``): every checkpoint is written and read bac
 ``mumu.store.Store``, so writes are atomic (temp + rename) there too. ``metrics.jsonl`` is appended to
 per logged step on a local folder; on a remote one (no appends) it is rewritten whole beside each
 ``last.pt`` and at the end of the stage.
+
+Multi-process training (``torchrun``, see ``model.distributed``): under ``torchrun --nproc_per_node N``
+every process runs ``train_stage``, which joins the process group (gloo on CPU, nccl on CUDA).
+``train.batch_size`` always means the global batch of one micro-step (single process: the whole
+batch; N processes: ``batch_size / N`` rows each, which must divide); an optimiser step is
+``grad_accum`` such micro-steps in either case, so N processes make the same global batches, the same
+gradients (each rank weighs its losses by its share of the global token / row counts and the
+trainable gradients are summed) and the same weights as one process, up to float rounding. Only
+rank 0 writes checkpoints and ``metrics.jsonl`` (the others wait at a barrier after each write);
+every rank reads ``last.pt`` to resume. The metrics records (and ``on_step``, called on every rank)
+describe the global batch.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ from typing import Callable
 
 import torch
 
+from model import distributed
 from model.config import MuMuConfig
 from model.data import ShardDataset, build_index, make_loader
 from model.mumu import MuMuLLaMA, group_of
@@ -176,6 +188,7 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
     store.makedirs(d)
     last, final, mpath = (posixpath.join(d, n) for n in ("last.pt", "final.pt", "metrics.jsonl"))
     device = model.device
+    par = distributed.setup(device)
 
     ck = load_checkpoint(last, store) if (resume and store.exists(last)) else None
     if ck is not None and ck.get("done"):
@@ -188,18 +201,24 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
         prev = store.path(f"stage{stage - 1}", "final.pt")
         if stage > 1 and store.exists(prev):
             load_weights(model, prev, store)
-        store.rm(mpath)
+        if par.main:
+            store.rm(mpath)
     else:
         model.load_own_state(ck["weights"])
-        # steps logged after the checkpoint (a crash between the two) are redone: drop their records
-        logged = [r for r in read_metrics(mpath, store) if r["step"] <= ck["step"]]
-        store.write_bytes(mpath, _metrics_bytes(logged))
+        if par.main:
+            # steps logged after the checkpoint (a crash between the two) are redone: drop their records
+            logged = [r for r in read_metrics(mpath, store) if r["step"] <= ck["step"]]
+            store.write_bytes(mpath, _metrics_bytes(logged))
     model.set_stage(stage)
     model.train()
 
     blocks = build_index(cfg, data_root, stage, block_rows=block_rows, text_files=text_files)
-    ds = ShardDataset(blocks, procs, cfg, cfg.train.batch_size, seed=cfg.train.seed,
-                      num_workers=cfg.train.num_workers)
+    if par.enabled:  # the single-process global batches; this rank decodes its slice of each
+        ds = distributed.GlobalBatchSlices(blocks, procs, cfg, cfg.train.batch_size, part=par.rank, parts=par.world,
+                                           seed=cfg.train.seed, num_workers=cfg.train.num_workers)
+    else:
+        ds = ShardDataset(blocks, procs, cfg, cfg.train.batch_size, seed=cfg.train.seed,
+                          num_workers=cfg.train.num_workers)
     accum = max(1, cfg.train.grad_accum)
     per_epoch = [math.ceil(ds.batches_per_epoch(e) / accum) for e in range(epochs)]
     total = sum(per_epoch) if max_steps is None else min(sum(per_epoch), max_steps)
@@ -217,11 +236,12 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
 
     result = StageResult(stage, step, epochs, list(logged))
     params = [p for p in model.parameters() if p.requires_grad]
+    par.broadcast_(params)  # every rank starts from rank 0's weights
     stop = max_steps is not None and step >= max_steps
 
     def log_record(rec: dict) -> None:
         logged.append(rec)
-        if store.is_local:
+        if store.is_local and par.main:
             with store.fs.open(mpath, "ab") as f:
                 f.write(_metrics_bytes([rec]))
 
@@ -230,9 +250,16 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
             store.write_bytes(mpath, _metrics_bytes(logged))
 
     def save_last(epoch: int, batch: int, done: bool = False) -> None:
-        flush_metrics()
-        save_checkpoint(last, model, stage=stage, epoch=epoch, batch_in_epoch=batch, step=step, done=done,
-                        optimizer=opt, scheduler=sched, scaler=scaler, store=store)
+        if par.main:
+            flush_metrics()
+            save_checkpoint(last, model, stage=stage, epoch=epoch, batch_in_epoch=batch, step=step, done=done,
+                            optimizer=opt, scheduler=sched, scaler=scaler, store=store)
+        par.barrier()
+
+    def save_weights(p: str, epoch: int, done: bool) -> None:
+        if par.main:
+            save_checkpoint(p, model, stage=stage, epoch=epoch, batch_in_epoch=0, step=step, done=done, store=store)
+        par.barrier()
 
     epoch = start_epoch
     for epoch in range(start_epoch, epochs):
@@ -241,22 +268,35 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
         nb = ds.batches_per_epoch(epoch)
         ds.set_epoch(epoch, skip)
         loader = make_loader(ds, pin_memory=device.type == "cuda")
-        acc = {"loss": 0.0, "ce": 0.0, "mse": 0.0, "aud": 0.0, "n": 0, "samples": 0}
+        acc = {"loss": 0.0, "ce": 0.0, "mse": 0.0, "aud": 0.0, "n": 0, "samples": 0, "failures": 0}
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         i = skip
         for i, batch in enumerate(loader, start=skip):
+            empty = bool(batch.get("empty"))  # a rank's empty slice of a global batch (multi-process only)
             with amp:
-                out = model(batch)
-            loss = out.loss / accum
-            (scaler.scale(loss) if scaler else loss).backward()
+                out = None if empty else model(batch)
+            if par.enabled:
+                with amp:
+                    loss, parts = distributed.weigh(par, model, batch, out)
+            else:
+                loss, parts = out.loss, {k: float(getattr(out, k).detach()) for k in ("loss", "ce", "mse", "aud")}
+            if loss is not None:
+                loss = loss / accum
+                (scaler.scale(loss) if scaler else loss).backward()
             for k in ("loss", "ce", "mse", "aud"):
-                acc[k] += float(getattr(out, k).detach())
+                acc[k] += parts[k]
             acc["n"] += 1
-            acc["samples"] += batch["input_ids"].shape[0]
-            result.failures += int(batch.get("skipped", 0))
+            acc["samples"] += 0 if empty else batch["input_ids"].shape[0]
+            acc["failures"] += int(batch.get("skipped", 0))
             if (i + 1) % accum and i + 1 < nb:
                 continue
+            if par.enabled:  # the global batch: gradients and the metrics' sums over the ranks
+                distributed.reduce_grads(par, params)
+                keys = ("loss", "ce", "mse", "aud", "samples", "failures")
+                acc.update(zip(keys, par.sum_([float(acc[k]) for k in keys])))
+                acc["samples"], acc["failures"] = int(acc["samples"]), int(acc["failures"])
+            result.failures += acc["failures"]
             if scaler:
                 scaler.unscale_(opt)
             gn = torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
@@ -279,7 +319,7 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
                 log_record(rec)
             if on_step:
                 on_step(rec)
-            acc = {"loss": 0.0, "ce": 0.0, "mse": 0.0, "aud": 0.0, "n": 0, "samples": 0}
+            acc = {"loss": 0.0, "ce": 0.0, "mse": 0.0, "aud": 0.0, "n": 0, "samples": 0, "failures": 0}
             t0 = time.perf_counter()
             if cfg.train.save_every and step % cfg.train.save_every == 0:
                 save_last(epoch, i + 1)
@@ -293,12 +333,12 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
             save_last(epoch + 1, 0)
             if cfg.train.epoch_checkpoints:
                 p = posixpath.join(d, f"epoch-{epoch}.pt")
-                save_checkpoint(p, model, stage=stage, epoch=epoch + 1, batch_in_epoch=0, step=step, store=store)
+                save_weights(p, epoch + 1, done=False)
                 result.checkpoints.append(_where(store, p))
     if step < sum(per_epoch):  # cut short by max_steps: final.pt holds the weights so far, last.pt resumes the rest
-        save_checkpoint(final, model, stage=stage, epoch=epoch, batch_in_epoch=0, step=step, done=False, store=store)
+        save_weights(final, epoch, done=False)
     else:
-        save_checkpoint(final, model, stage=stage, epoch=epochs, batch_in_epoch=0, step=step, done=True, store=store)
+        save_weights(final, epochs, done=True)
         save_last(epochs, 0, done=True)
     result.steps, result.final = step, _where(store, final)
     return result
@@ -310,13 +350,14 @@ def train(cfg: MuMuConfig, data_root: str, out_dir: str | Path, stages: tuple[in
           epochs: dict[int, int] | int | None = None, resume: bool = True, device: str | None = None,
           max_steps: int | None = None, on_step: Callable[[dict], None] | None = None,
           model: MuMuLLaMA | None = None, procs=None) -> dict[int, StageResult]:
-    """Train ``stages`` in order; each starts from the previous one's final weights."""
+    """Train ``stages`` in order; each starts from the previous one's final weights. Under ``torchrun``
+    (``model.train_cli``) every process calls this; with no ``device`` each takes its local rank's GPU."""
     from model.encoders import load_processors
     from model.mumu import build_model
 
     if cfg.train.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(cfg.train.cpu_threads)
-    model = model or build_model(cfg, device)
+    model = model or build_model(cfg, distributed.default_device(device))
     procs = procs or load_processors(cfg)
     out = {}
     for s in stages:
