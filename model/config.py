@@ -97,7 +97,7 @@ class TrainConfig:
         2: StageConfig(epochs=5, lr=1e-4, datasets=("MUCaps",)),
         3: StageConfig(epochs=2, lr=1e-4, datasets=("MUCaps", "MUImage", "MUVideo", "MUEdit", "text"), lora=True),
     })
-    batch_size: int = 4
+    batch_size: int = 4  # the global batch of one micro-step: under torchrun each of N ranks takes batch_size / N
     grad_accum: int = 4
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
