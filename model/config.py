@@ -91,6 +91,35 @@ class StageConfig:
 
 
 @dataclass
+class CocoInput:
+    """COCO captions as published: ``annotations/captions_train2017.json`` and the images folder."""
+
+    captions: str | None = None  # captions_*.json: {"images": [{id, file_name}], "annotations": [{image_id, caption}]}
+    images: str | None = None  # the folder the file names are relative to (train2017/)
+
+
+@dataclass
+class MusicQAInput:
+    """MusicQA as published: lists of {audio_name, conversation} and one audio folder."""
+
+    pretrain: str | None = None  # PretrainMusicQA.json
+    finetune: str | None = None  # FinetuneMusicQA.json
+    eval: str | None = None  # EvalMusicQA.json (evaluation; no stage trains on it)
+    audio: str | None = None  # the folder the audio names are relative to
+
+
+@dataclass
+class InputsConfig:
+    """External stage inputs in their published formats (model.stage_inputs). Each is optional: a
+    stage that names one that is not set, or not readable, trains on the rest and reports it absent."""
+
+    alpaca: str | None = None  # alpaca_data.json: one JSON array of {instruction, input, output}
+    coco: CocoInput = field(default_factory=CocoInput)
+    musicqa: MusicQAInput = field(default_factory=MusicQAInput)
+    max_json_bytes: int = 512 * 2**20  # a larger JSON file is refused (it is parsed whole, in memory)
+
+
+@dataclass
 class TrainConfig:
     stages: dict[int, StageConfig] = field(default_factory=lambda: {
         1: StageConfig(epochs=5, lr=1e-4, datasets=("MUCaps", "MUImage", "MUVideo")),
@@ -120,6 +149,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop a stage after this many optimiser steps (tests, smoke runs)
     max_rows: int | None = None  # use at most this many rows per dataset (tests, smoke runs)
     text_data: tuple[str, ...] = ()  # plain-text instruction files (jsonl / parquet, conversation schema)
+    inputs: InputsConfig = field(default_factory=InputsConfig)  # stage names: alpaca, coco, musicqa, musicqa_pretrain
     cpu_threads: int | None = None  # torch threads on CPU (tiny models run fastest on 1: no thread hand-offs)
 
 
@@ -177,6 +207,13 @@ class MuMuConfig:
         for k in ("betas", "lora_targets", "text_data"):
             if k in tr:
                 tr[k] = tuple(tr[k])
+        if isinstance(tr.get("inputs"), dict):
+            inp = dict(tr["inputs"])
+            if isinstance(inp.get("coco"), dict):
+                inp["coco"] = CocoInput(**inp["coco"])
+            if isinstance(inp.get("musicqa"), dict):
+                inp["musicqa"] = MusicQAInput(**inp["musicqa"])
+            tr["inputs"] = InputsConfig(**inp)
         sub = {"adapter": AdapterConfig, "bridge": BridgeConfig, "projector": ProjectorConfig, "loss": LossConfig,
                "train": TrainConfig, "data": DataConfig, "generation": GenerationConfig}
         kwargs = {k: (sub[k](**v) if k in sub else v) for k, v in d.items()}
@@ -198,12 +235,29 @@ class MuMuConfig:
         return MuMuConfig.from_dict(d)
 
 
+# The paper's stages: stage 1 aligns music (MUCaps captions), images (COCO captions) and video
+# (MUVideo's video captions); stage 2 is text-to-music (MUCaps); stage 3 tunes on Alpaca, MusicQA,
+# MUImage, MUVideo and MUEdit (plus any train.text_data files).
+PAPER_STAGES = {
+    1: ("MUCaps", "coco", "MUVideo"),
+    2: ("MUCaps",),
+    3: ("alpaca", "musicqa", "MUImage", "MUVideo", "MUEdit", "text"),
+}
+
+
+def _paper_train() -> TrainConfig:
+    t = TrainConfig()
+    for k, names in PAPER_STAGES.items():
+        t.stages[k] = dataclasses.replace(t.stages[k], datasets=names)
+    return t
+
+
 def paper() -> MuMuConfig:
-    return MuMuConfig()
+    return MuMuConfig(train=_paper_train())
 
 
 def paper_audioldm2() -> MuMuConfig:
-    return dataclasses.replace(MuMuConfig(name="paper-audioldm2"), music_decoder="cvssp/audioldm2-music",
+    return dataclasses.replace(MuMuConfig(name="paper-audioldm2", train=_paper_train()), music_decoder="cvssp/audioldm2-music",
                                decoder_kind="audioldm2")
 
 

@@ -15,7 +15,13 @@ What a stage sees of a record (``stage_view``):
 * stage 2 (generation): MUCaps text-to-music records; the answer ends in the [AUD] tokens and the
   caption is the projector's target;
 * stage 3 (instruction tuning): every record of the four datasets, plus plain-text instruction
-  data in the same conversation schema (``.jsonl`` or ``.parquet`` files).
+  data in the same conversation schema (``.jsonl`` or ``.parquet`` files, ``train.text_data``);
+  an MUEdit record's projector target is the model turn, the one text about the output audio.
+
+Beside the datasets a stage may name external inputs in their published formats (``alpaca``,
+``coco``, ``musicqa``, ``musicqa_pretrain``: ``model.stage_inputs``), indexed as in-memory blocks.
+Every dataset or input a stage names is reported in ``Index.inputs`` (``used: ...`` or
+``absent: why``): none is skipped silently.
 
 Resuming mid-epoch is exact: the order is a function of (seed, epoch, rank, worker count) and the
 dataset skips the references of already-trained batches before decoding anything.
@@ -35,9 +41,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from model import stage_inputs
 from model.config import MuMuConfig
 from schemas.reading import DATASET_NAMES, file_records, media_bytes, read_row_group, row_groups, split_files
 
+# size: the index, the decoding and the seeded resumable stream are one protocol (block -> rows -> batches).
 log = logging.getLogger(__name__)
 
 TEXT = "text"
@@ -78,6 +86,18 @@ def stage_view(stage: int, dataset: str, task: str, input_modality: str, output_
     raise ValueError(f"unknown stage {stage}")
 
 
+class Index(list):
+    """The blocks of a stage (a list of ``Block``), with ``inputs``: each dataset or input the stage
+    names -> ``used: N rows ...`` or ``absent: why``, for the run summary."""
+
+    def __init__(self, blocks=(), inputs: dict[str, str] | None = None):
+        super().__init__(blocks)
+        self.inputs: dict[str, str] = dict(inputs or {})
+
+    def absent(self) -> dict[str, str]:
+        return {k: v for k, v in self.inputs.items() if v.startswith("absent")}
+
+
 def _text_rows(path: str) -> list[dict]:
     import fsspec
 
@@ -88,19 +108,29 @@ def _text_rows(path: str) -> list[dict]:
 
 
 def build_index(cfg: MuMuConfig, data_root: str, stage: int, split: str = "train", block_rows: int = 32,
-                max_rows: int | None = None, text_files: tuple[str, ...] | None = None) -> list[Block]:
-    """The blocks of rows ``stage`` trains on, in file order (shuffling happens per epoch)."""
+                max_rows: int | None = None, text_files: tuple[str, ...] | None = None) -> Index:
+    """The blocks of rows ``stage`` trains on, in file order (shuffling happens per epoch), and what
+    became of each dataset or input the stage names (``Index.inputs``)."""
     wanted = cfg.train.stages[stage].datasets
+    known = (*DATASET_NAMES, *stage_inputs.INPUT_NAMES, TEXT)
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise ValueError(f"train.stages.{stage}.datasets names {unknown}; expected names from {list(known)}")
     max_rows = max_rows if max_rows is not None else cfg.train.max_rows
     blocks: list[Block] = []
+    report: dict[str, str] = {}
+
+    def absent(name: str, why: str) -> None:
+        report[name] = f"absent: {why}"
+        log.warning("stage %d: %s absent (%s): training on the others", stage, name, why)
+
     for name in DATASET_NAMES:
         if name not in wanted:
             continue
         taken = 0
         files = split_files(data_root, name, split)
         if not files:
-            log.warning("stage %d: no %s %s shards under %s/datasets/%s/data: training on the others",
-                         stage, name, split, data_root, name)
+            absent(name, f"no {split} shards under {data_root}/datasets/{name}/data")
         for path in files:
             for rg, group in enumerate(row_groups(path, _INDEX_COLUMNS)):
                 t = group.to_pydict()
@@ -114,15 +144,40 @@ def build_index(cfg: MuMuConfig, data_root: str, stage: int, split: str = "train
                 for v, rows in by_view.items():
                     for s in range(0, len(rows), block_rows):
                         blocks.append(Block(name, path, rg, tuple(rows[s:s + block_rows]), v))
-    if TEXT in wanted and stage == 3:
-        for path in (text_files if text_files is not None else cfg.train.text_data):
+        if files:
+            report[name] = f"used: {taken} rows" if taken else "absent: no rows this stage uses"
+    for name in stage_inputs.INPUT_NAMES:
+        if name not in wanted:
+            continue
+        try:
+            loaded = stage_inputs.load(cfg, name)
+        except stage_inputs.InputError as e:
+            absent(name, str(e))
+            continue
+        n = len(loaded.rows) if max_rows is None else min(len(loaded.rows), max_rows)
+        if not n:
+            absent(name, f"no usable entries in {loaded.path}{stage_inputs.skips(loaded)}")
+            continue
+        for s in range(0, n, block_rows):
+            blocks.append(Block(name, loaded.path, 0, tuple(range(s, min(n, s + block_rows))), stage_inputs.VIEWS[name]))
+        report[name] = stage_inputs.describe(loaded, n)
+    if TEXT in wanted:
+        paths = text_files if text_files is not None else cfg.train.text_data
+        if not paths:
+            absent(TEXT, "train.text_data is empty")
+        taken = 0
+        for path in paths:
             n = len(_text_rows(path))
             n = min(n, max_rows) if max_rows is not None else n
+            taken += n
             for s in range(0, n, block_rows):
                 blocks.append(Block(TEXT, path, 0, tuple(range(s, min(n, s + block_rows))), "instruction"))
+        if paths:
+            report[TEXT] = f"used: {taken} rows of {len(paths)} files"
     if not blocks:
-        raise ValueError(f"no training rows for stage {stage} under {data_root} (datasets {wanted}, split {split})")
-    return blocks
+        raise ValueError(f"no training rows for stage {stage} under {data_root} (datasets {wanted}, split {split}): "
+                         + "; ".join(f"{k} {v}" for k, v in report.items()))
+    return Index(blocks, report)
 
 
 # ---------------------------------------------------------------- media
@@ -214,8 +269,18 @@ def _columns(dataset: str, view: str) -> list[str]:
     if view == "caption_video":
         return base + ["video", "video_caption"]
     extra = {"MUCaps": ["audio", "caption"], "MUImage": ["image", "music_caption"],
-             "MUVideo": ["video", "music_caption"], "MUEdit": ["input_audio"]}[dataset]
+             "MUVideo": ["video", "music_caption"], "MUEdit": ["input_audio", "output_caption"]}[dataset]
     return base + extra
+
+
+def edit_caption(row: dict) -> str | None:
+    """The projector target of an MUEdit record: the text about its output audio. MUEdit has no caption
+    column; its model turn (the response) describes the edited music, e.g. "Here is the music with a
+    piano part added." (an ``output_caption`` column, should a build add one, comes first)."""
+    if row.get("output_caption"):
+        return row["output_caption"]
+    gpt = [t.get("value") for t in row.get("conversation") or [] if t.get("from") == "gpt" and t.get("value")]
+    return gpt[-1] if gpt else None
 
 
 def make_example(dataset: str, view: str, row: dict, procs, cfg: MuMuConfig) -> dict:
@@ -242,7 +307,7 @@ def make_example(dataset: str, view: str, row: dict, procs, cfg: MuMuConfig) -> 
         elif im == "video":
             video = row.get("video")
         if wants_music:
-            caption = row.get("caption") if dataset == "MUCaps" else row.get("music_caption")
+            caption = {"MUCaps": row.get("caption"), "MUEdit": edit_caption(row)}.get(dataset, row.get("music_caption"))
     ids, labels = encode_conversation(turns, procs, cfg, wants_music)
     ex: dict[str, Any] = {"id": rid, "dataset": dataset, "input_ids": torch.tensor(ids, dtype=torch.long),
                           "labels": torch.tensor(labels, dtype=torch.long), "wants_music": wants_music,
@@ -376,6 +441,9 @@ class ShardDataset(IterableDataset):
 
     def _load_block(self, b: int) -> list[dict]:
         blk = self.blocks[b]
+        if blk.dataset in stage_inputs.VIEWS:
+            rows = stage_inputs.load(self.cfg, blk.dataset).rows
+            return [rows[i] for i in blk.rows]
         if blk.dataset == TEXT:
             cache = self.__dict__.setdefault("_text_cache", {})
             if blk.path not in cache:

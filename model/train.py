@@ -67,6 +67,7 @@ class StageResult:
     final: str | None = None
     skipped: bool = False  # already complete: nothing trained
     failures: int = 0  # records the loader could not decode
+    inputs: dict[str, str] = field(default_factory=dict)  # each dataset / input the stage names: used or absent, why
 
 
 # ---------------------------------------------------------------- optimiser and schedule
@@ -234,7 +235,7 @@ def train_stage(model: MuMuLLaMA, procs, cfg: MuMuConfig, data_root: str, stage:
         step, start_epoch, skip = ck["step"], ck["epoch"], ck["batch_in_epoch"]
         log.info("stage %d: resuming at epoch %d, batch %d, step %d", stage, start_epoch, skip, step)
 
-    result = StageResult(stage, step, epochs, list(logged))
+    result = StageResult(stage, step, epochs, list(logged), inputs=dict(getattr(blocks, "inputs", {})))
     params = [p for p in model.parameters() if p.requires_grad]
     par.broadcast_(params)  # every rank starts from rank 0's weights
     stop = max_steps is not None and step >= max_steps

@@ -55,6 +55,9 @@ def test_each_stage_sees_its_records(cfg, sample_root):
     b3 = build_index(c, sample_root, 3)
     for name in ("MUCaps", "MUImage", "MUVideo", "MUEdit"):
         assert rows(b3, name) == _count(sample_root, name, lambda r: True)
+    # every dataset or input a stage names is reported; nothing configured is skipped silently
+    assert set(b1.inputs) == {"MUCaps", "MUImage", "MUVideo"} and all(v.startswith("used") for v in b1.inputs.values())
+    assert b3.absent() == {"text": "absent: train.text_data is empty"}
 
 
 def test_examples_decode_resample_and_tokenise(cfg, procs, sample_root, tmp_path):
@@ -81,7 +84,9 @@ def test_examples_decode_resample_and_tokenise(cfg, procs, sample_root, tmp_path
     vid = by[("MUVideo", True, False)]
     assert vid["video"].shape == (4, 3, 32, 32)
     edit = by[("MUEdit", True, True)]
-    assert edit["caption"] is None  # no caption of the edited music: no MSE target, [AUD] still learned
+    # the projector's target is the model turn, the text about the edited music
+    assert edit["caption"] and edit["caption_ids"].shape == (cfg.data.caption_max_tokens,)
+    assert edit["caption"] in procs.tokenizer.decode(edit["input_ids"])
     txt = by[("text", False, False)]
     assert procs.tokenizer.decode([t for t, lab in zip(txt["input_ids"], txt["labels"]) if lab != IGNORE]).strip() \
         in ("yes</s>", "no</s>")
