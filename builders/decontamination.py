@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from typing import Iterator
 
 from mumu.config import Config, ConfigError, DecontaminationListSpec
+from mumu.parsing import ReadRefused, read_bounded
 
 FORMATS = ("musiccaps", "musicqa", "song_describer", "ids")
 YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
@@ -245,23 +246,10 @@ def _is_url(path: str) -> bool:
 
 
 def _read_text(path: str, setting: str, max_bytes: int) -> str:
-    import fsspec
-
     try:
-        fs, fpath = fsspec.core.url_to_fs(path)
-        if not fs.isfile(fpath):
-            raise ConfigError(f"{setting}.path: {path} does not exist")
-        size = fs.size(fpath)
-        if size is not None and size > max_bytes:
-            raise ConfigError(f"{setting}.path: {path} is {size} bytes, over splits.decontaminate_max_bytes ({max_bytes})")
-        with fs.open(fpath, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except ConfigError:
-        raise
-    except (OSError, ValueError, ImportError) as e:
-        raise ConfigError(f"{setting}.path: {path} cannot be read ({type(e).__name__}: {e})".replace("\n", " ")) from None
-    if len(data) > max_bytes:
-        raise ConfigError(f"{setting}.path: {path} is over splits.decontaminate_max_bytes ({max_bytes})")
+        data = read_bounded(path, max_bytes, "splits.decontaminate_max_bytes")
+    except ReadRefused as e:
+        raise ConfigError(f"{setting}.path: {e}") from None
     return data.decode("utf-8-sig", errors="replace")
 
 

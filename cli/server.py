@@ -306,7 +306,9 @@ def ensure_pools(api_url: str, gpus: int) -> None:
         WorkPoolCreate(name=CPU_POOL, type="process", base_job_template=template,
                        description="CPU work: sources, features annotator, records, shards, publishing."),
         WorkPoolCreate(name=GPU_POOL, type="process", base_job_template=template, concurrency_limit=max(gpus, 1),
-                       description="GPU work: model annotators and training; one flow run per GPU."),
+                       description="GPU work: model annotators, training, evaluation; one flow run per GPU. "
+                                   "Start one worker per GPU: CUDA_VISIBLE_DEVICES=0 prefect worker start "
+                                   "--pool mumu-gpu --limit 1 (then 1, 2, ...), or mumu server up --gpu-workers N."),
     ]
     with api_client(api_url) as client:
         for pool in pools:
@@ -528,7 +530,7 @@ def up_cmd(
         raise typer.Exit(1)
     typer.echo(f"\nPrefect UI: {state['ui_url']}\nfor every shell that talks to it:\n"
                f"  export PREFECT_API_URL={state['api_url']}\n"
-               f"run a deployment: prefect deployment run build-mucaps/sample\nstop: mumu server down")
+               f"run a deployment: prefect deployment run build-mucaps/mucaps-demo\nstop: mumu server down")
 
 
 @app.command("down")

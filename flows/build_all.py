@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.checks import checked_config
 from flows.mucaps import build_mucaps
 from flows.muedit import build_muedit
 from flows.muvisual import build_muimage, build_muvideo
+from flows.params import build_flow
 from flows.report import flow_run_id
 from flows.runners import shared_cluster
 from mumu.store import Store
@@ -18,11 +18,12 @@ from publishing.paper_tables import write_tables
 from publishing.run_report import merge_reports, write_report
 
 
-@flow(name="build-all", log_prints=True)
-def build_all(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
+@build_flow("build-all")
+def build_all(profile: str, data_root: str | None, overrides: dict[str, Any] | None) -> dict:
     """Build MUCaps, MUImage, MUVideo and MUEdit. The AudioSet clips and captions are made once:
     MUCaps' run makes clips and music captions, MUImage and MUVideo find them done (markers) and
-    add only their image or video captions."""
+    add only their image or video captions.
+    """
     cfg = checked_config(profile, overrides, data_root)  # every source at once, before any dataset starts
     with shared_cluster(cfg) as cluster:  # one Dask cluster for the four datasets (runner.kind: dask)
         kw = dict(profile=profile, data_root=data_root, overrides={**(overrides or {}), **cluster} or None)

@@ -14,6 +14,7 @@ import fsspec
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.params import DatasetName, Device, EvalSplit, MeteorSynonyms
 from metrics import report
 from metrics.evaluate import (
     EvalModels,
@@ -35,17 +36,36 @@ def score_task_t(spec: TaskSpec, data_root: str, predictions: str, cache: ModelC
 
 @flow(name="evaluate-mumu", log_prints=True)
 def evaluate_mumu(predictions_dir: str | None = None, checkpoint: str | None = None, data_root: str = "data/sample",
-                  datasets: list[str] | None = None, out: str = "data/sample/evaluation", split: str = "eval",
-                  embedding: str = "vggish", classifier: str = "passt", clap: str = "clap:laion/clap-htsat-unfused",
-                  aligner: str = "imagebind", bertscore_model: str = "roberta-large",
-                  bertscore_layers: int | None = None, meteor_synonyms: str = "auto", device: str = "cpu",
+                  datasets: list[DatasetName] | None = None, out: str = "data/sample/evaluation",
+                  split: EvalSplit = "eval", embedding: str = "vggish", classifier: str = "passt",
+                  clap: str = "clap:laion/clap-htsat-unfused", aligner: str = "imagebind",
+                  bertscore_model: str = "roberta-large", bertscore_layers: int | None = None,
+                  meteor_synonyms: MeteorSynonyms = "auto", device: Device = "cpu",
                   limit: int | None = None) -> dict:
-    """Score predictions (files named ``<record id>.txt|.wav`` under ``predictions_dir``) or, with
-    ``checkpoint``, run the model first and score what it wrote under ``<out>/predictions``.
+    """Score predictions, or a checkpoint's own outputs, on the eval splits: Tables 2 and 3 of the
+    paper as artifacts, metrics.json and report.md under out. A metric whose model cannot be loaded
+    is reported as not computed, with the reason.
 
-    Writes ``<out>/metrics.json`` and ``<out>/report.md`` and publishes the two tables as artifacts.
-    Model specs (``embedding``, ``classifier``, ``clap``, ``aligner``): see ``metrics/embeddings.py``;
-    a metric whose model cannot be loaded is reported as not computed, with the reason.
+    Args:
+        predictions_dir: A folder of predictions named after the record id (id.txt for text, id.wav for
+            music), flat or one subfolder per dataset. Give this or checkpoint.
+        checkpoint: A trained MuMu-LLaMA checkpoint: the model runs first and writes its predictions
+            under out/predictions. Give this or predictions_dir.
+        data_root: Where the built datasets are (datasets/NAME/data/eval-*.parquet under it).
+        datasets: Which datasets to score; unset: all four.
+        out: Where metrics.json and report.md go (a folder or a URL).
+        split: The split to score.
+        embedding: The FAD embedding model: vggish (optionally vggish:weights.pth), vggish-pca,
+            clap:MODEL, hf:MODEL or mel (see metrics/embeddings.py).
+        classifier: The KL classifier: passt (optionally passt:CKPT) or ast:MODEL.
+        clap: The CLAP score model, clap:MODEL.
+        aligner: The image / video to music alignment model: imagebind (optionally imagebind:CKPT)
+            or clip+clap:CLIP,CLAP.
+        bertscore_model: The BERTScore model: a Hub name or a local folder.
+        bertscore_layers: The BERTScore layer (required for a local folder).
+        meteor_synonyms: METEOR synonym matching: auto (WordNet when installed), wordnet or none.
+        device: Where the models run; a GPU run holds one slot of the mumu-gpu concurrency limit.
+        limit: Score only the first N records of each task (a smoke run).
     """
     log = get_run_logger()
     if (predictions_dir is None) == (checkpoint is None):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from builders import mucaps
 from builders.annotate import annotator_fingerprint
 from builders.pools import pool_fingerprint, uses_generated_pools
 from builders.preflight import AUDIOSET
 from flows.audioset import audioset_stages
 from flows.checks import checked_config
+from flows.params import build_flow
 from flows.placement import placed
 from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
@@ -21,9 +20,11 @@ from publishing import finalize
 from publishing.cards import provenance_block
 
 
-@flow(name="build-mucaps", log_prints=True)
-def build_mucaps(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
-    """Build MUCaps from an AudioSet mirror (the sample corpus unless the profile names one)."""
+@build_flow("build-mucaps")
+def build_mucaps(profile: str, data_root: str | None, overrides: dict[str, Any] | None) -> dict:
+    """Build MUCaps (music captioning and text-to-music conversations) from an AudioSet mirror, or
+    from the sample corpus where the profile says so.
+    """
     cfg = checked_config(profile, overrides, data_root, (AUDIOSET,))
     if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
         return run_with_runner(build_mucaps, cfg, profile=profile, data_root=data_root, overrides=overrides)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
 from builders import edit_plan, ingest
 from builders.edit_text import template_version
@@ -12,6 +12,7 @@ from builders.pools import EDIT_OPS, EDIT_POOLS, pool_fingerprint, uses_generate
 from builders.preflight import LOOPERMAN, SLAKH
 from builders.splits import decontamination_ids
 from flows.checks import checked_config
+from flows.params import build_flow
 from flows.placement import check_gpu_workers, placed
 from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
@@ -32,9 +33,12 @@ from publishing.cards import provenance_block
 from schemas.datasets import MUEDIT
 
 
-@flow(name="build-muedit", log_prints=True)
-def build_muedit(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
-    """Build MUEdit from Looperman loops and Slakh2100 tracks (the sample corpus's unless configured)."""
+@build_flow("build-muedit")
+def build_muedit(profile: str, data_root: str | None, overrides: dict[str, Any] | None) -> dict:
+    """Build MUEdit (speed / pitch pairs from loops, add / delete / replace pairs from Slakh stems)
+    from Looperman loops and Slakh2100 tracks, the sample corpus's unless configured (overrides:
+    looperman.folder, looperman.manifest, slakh.root).
+    """
     log = get_run_logger()
     cfg = checked_config(profile, overrides, data_root, (LOOPERMAN, SLAKH))
     if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it

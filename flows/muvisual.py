@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
-
 from builders.annotate import annotator_fingerprint
 from builders.muvisual import KINDS, spec_of
 from builders.preflight import AUDIOSET
 from flows.audioset import audioset_stages
 from flows.checks import checked_config
+from flows.params import build_flow
 from flows.placement import placed
 from flows.report import publish_run_report, publish_summary, track
 from flows.runners import needs_runner, run_with_runner
@@ -53,13 +52,13 @@ def _run_visual(this_flow: Any, dataset: str, profile: str, data_root: str | Non
     return build_visual(cfg, dataset)
 
 
-@flow(name="build-muimage", log_prints=True)
-def build_muimage(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
+@build_flow("build-muimage")
+def build_muimage(profile: str, data_root: str | None, overrides: dict[str, Any] | None) -> dict:
     """Build MUImage: a representative frame of the clip's video in, the clip's music out."""
     return _run_visual(build_muimage, "MUImage", profile, data_root, overrides)
 
 
-@flow(name="build-muvideo", log_prints=True)
-def build_muvideo(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
+@build_flow("build-muvideo")
+def build_muvideo(profile: str, data_root: str | None, overrides: dict[str, Any] | None) -> dict:
     """Build MUVideo: the clip's video in, the clip's music out."""
     return _run_visual(build_muvideo, "MUVideo", profile, data_root, overrides)

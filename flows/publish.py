@@ -3,30 +3,52 @@
 Two tasks: ``hub-plan`` compares the folder with the remote revision (read only, retried),
 ``hub-commit`` creates the repo / branch if needed and makes the plan's commit (not retried: a
 lost response must not become a second commit; rerunning the flow replans and finds nothing to do).
-The token is resolved inside each task from ``HF_TOKEN`` or the Secret block named by
-``token_secret_block``: it is never a flow or task parameter, never returned, never logged.
+The token is resolved inside each task from ``token_secret_block`` (a Prefect Secret block, picked
+in the UI, or its name) or else ``HF_TOKEN``: the token itself is never a flow or task parameter (a
+block parameter is stored as a reference to the block), never returned, never logged.
 Artifacts: the plan as a table, a summary, and a link to the repo.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.blocks.system import Secret
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from flows.report import artifact_key as _key
 from flows.retries import IO_RETRIES
 from publishing import publish as pub
 
+# the Hub repo id: owner/name, as the Hub allows it
+RepoId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")]
+
+
+def _token(secret: Secret | str | None) -> str | None:
+    """The Hub token of a Secret block (the block itself or its name), else ``HF_TOKEN``'s."""
+    if isinstance(secret, Secret):
+        value = secret.get()
+        return str(value) if value else None
+    return pub.resolve_token(secret)
+
+
+def _ref(secret: Secret | str | None) -> Secret | str | None:
+    """What the tasks get: a saved block's name (so no task input holds the block), else the value."""
+    name = getattr(secret, "_block_document_name", None) if isinstance(secret, Secret) else None
+    return name or secret
+
 
 @task(name="hub-plan", **IO_RETRIES)
-def hub_plan(dataset_dir: str, repo_id: str, revision: str | None, token_secret_block: str | None) -> pub.PublishPlan:
-    return pub.plan_publish(dataset_dir, repo_id, revision=revision, token=pub.resolve_token(token_secret_block))
+def hub_plan(dataset_dir: str, repo_id: str, revision: str | None, token_secret_block: Secret | str | None) -> pub.PublishPlan:
+    return pub.plan_publish(dataset_dir, repo_id, revision=revision, token=_token(token_secret_block))
 
 
 @task(name="hub-commit")
-def hub_commit(plan: pub.PublishPlan, private: bool, token_secret_block: str | None, message: str) -> pub.PublishResult:
-    return pub.execute_plan(plan, token=pub.resolve_token(token_secret_block), private=private, commit_message=message)
+def hub_commit(plan: pub.PublishPlan, private: bool, token_secret_block: Secret | str | None, message: str) -> pub.PublishResult:
+    return pub.execute_plan(plan, token=_token(token_secret_block), private=private, commit_message=message)
 
 
 def run_label() -> str:
@@ -36,14 +58,22 @@ def run_label() -> str:
 
 
 @flow(name="publish-hub", log_prints=False)
-def publish_hub(dataset_dir: str, repo_id: str, private: bool = False, revision: str | None = None,
-                dry_run: bool = False, token_secret_block: str | None = None) -> dict:
-    """Publish ``dataset_dir`` (e.g. data/sample/datasets/MUCaps) to the dataset repo ``repo_id``.
+def publish_hub(dataset_dir: str, repo_id: RepoId, private: bool = False, revision: str | None = None,
+                dry_run: bool = False, token_secret_block: Secret | str | None = None) -> dict:
+    """Publish a built dataset folder to a Hugging Face Hub dataset repo, in one commit or none.
+    Publishing unchanged data makes no commit; a dry run only plans (the plan is an artifact).
 
-    ``token_secret_block`` names a Prefect Secret block holding the Hub token; without it the
-    token comes from ``HF_TOKEN``. ``dry_run`` only plans. Publishing unchanged data makes no commit.
+    Args:
+        dataset_dir: The built dataset folder, e.g. data/sample/datasets/MUCaps or s3://bucket/mumu/datasets/MUCaps.
+        repo_id: The dataset repo on the Hub, owner/name, e.g. my-org/MUCaps.
+        private: Create the repo private (only applies when the repo is created).
+        revision: The branch to commit to; unset: main (a missing branch is created).
+        dry_run: Only plan: compare the folder with the repo and write nothing.
+        token_secret_block: The Prefect Secret block holding the Hub token (pick one, or create it with
+            prefect block create secret), or the block's name; unset: the worker's HF_TOKEN.
     """
     log = get_run_logger()
+    token_secret_block = _ref(token_secret_block)
     plan = hub_plan(dataset_dir, repo_id, revision, token_secret_block)
     c = plan.counts()
     log.info("%s@%s: %d to add (%d bytes), %d to delete, %d unchanged", repo_id, plan.revision, c["add"],

@@ -11,12 +11,14 @@ checkpoints go through ``mumu.store.Store`` like everything a build writes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import Field
 
+from flows.params import Device, ModelPreset, Profile, TrainStage
 from mumu.limits import gpu_slot
 from mumu.store import Store
 
@@ -67,7 +69,8 @@ def report_stage(result, run_name: str, out_dir: str) -> None:
              f"| optimiser steps | {result.steps} |", f"| epochs | {result.epochs} |",
              f"| already complete (skipped) | {result.skipped} |",
              f"| loss first -> last | {first.get('loss', float('nan')):.4f} -> {last.get('loss', float('nan')):.4f} |",
-             f"| records the loader skipped | {result.failures} |"]
+             f"| records the loader skipped | {result.failures} |",
+             *[f"| input {name} | {status} |" for name, status in result.inputs.items()]]  # used, or absent: why
     create_markdown_artifact("\n".join(lines), key=_key(f"{run_name}-stage{result.stage}-summary"),
                              description=f"stage {result.stage}: summary")
     if result.final:
@@ -85,6 +88,7 @@ def train_stage_task(cfg_dict: dict, data_root: str, stage: int, out_dir: str, e
     import torch
 
     from model.config import MuMuConfig
+    from model.distributed import default_device
     from model.encoders import load_processors
     from model.mumu import build_model
     from model.train import train_stage
@@ -93,23 +97,34 @@ def train_stage_task(cfg_dict: dict, data_root: str, stage: int, out_dir: str, e
     if cfg.train.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(cfg.train.cpu_threads)
     with gpu_slot(device):  # one model per GPU, whatever pool or Dask worker runs this
-        model = build_model(cfg, device)
+        model = build_model(cfg, default_device(device))  # under torchrun: this local rank's GPU
         return train_stage(model, load_processors(cfg), cfg, data_root, stage, out_dir, epochs=epochs, resume=resume,
                            max_steps=max_steps)
 
 
 @flow(name="train-mumu", log_prints=True)
-def train_mumu(profile: str = "sample", preset: str | None = None, data_root: str | None = None,
-               stages: list[int] | None = None, epochs: int | dict[str, int] | None = None,
+def train_mumu(profile: Profile = "sample", preset: ModelPreset | None = None, data_root: str | None = None,
+               stages: list[TrainStage] | None = None, epochs: int | dict[str, int] | None = None,
                out_dir: str | None = None, overrides: dict[str, Any] | None = None, resume: bool = True,
-               max_steps: int | None = None, device: str | None = None) -> dict:
-    """Train MuMu-LLaMA stage by stage.
+               max_steps: Annotated[int, Field(ge=1)] | None = None, device: Device | None = None) -> dict:
+    """Train MuMu-LLaMA stage by stage: 1 the understanding adapters, 2 the output projector, 3 LoRA
+    and all together; per stage a metrics table, a summary and links to the checkpoint.
 
-    profile: the data profile (sample, paper or a YAML path) giving the default data_root; preset: the
-    model preset (tiny, paper, paper-audioldm2; default tiny for sample, paper otherwise); stages: which
-    of 1, 2, 3 (default all); epochs: one number for every stage or {"1": 5, "3": 2}; out_dir: where
-    checkpoints go (default <data_root>/checkpoints/<preset>); overrides: dotted model-config keys,
-    e.g. {"train.batch_size": 8, "adapter.use_rnn": false}; resume: continue a stage from its last.pt.
+    Args:
+        profile: The data profile (sample, paper-mini or paper) whose data_root holds the built datasets.
+        preset: The model preset: tiny (random tiny components, a CPU smoke run), tiny-audioldm2, paper
+            (LLaMA 2 7B, MERT-330M, ViT, ViViT, MusicGen medium) or paper-audioldm2; unset: tiny for the
+            sample profile, paper otherwise.
+        data_root: Where the built datasets are; unset: the profile's data_root.
+        stages: Which stages to train, of 1, 2 and 3; unset: all three in order.
+        epochs: Epochs for every stage, or per stage as {"1": 5, "3": 2}; unset: the preset's.
+        out_dir: Where the checkpoints go (a folder or a URL); unset: checkpoints/PRESET under data_root.
+        overrides: Expert escape hatch: model-config settings by dotted key, e.g.
+            {"train.batch_size": 8, "adapter.use_rnn": false} (see model/config.py).
+        resume: Continue each stage from its last.pt when there is one.
+        max_steps: Stop each stage after this many optimiser steps (a smoke run).
+        device: Where the model trains, e.g. cuda, cuda:1 or cpu; unset: cuda when there is one.
+            A GPU run holds one slot of the mumu-gpu concurrency limit.
     """
     from mumu.config import load_config
 
@@ -126,6 +141,9 @@ def train_mumu(profile: str = "sample", preset: str | None = None, data_root: st
         m = r.metrics
         print(f"stage {s}: {r.steps} steps, loss {m[0]['loss'] if m else float('nan'):.4f} -> "
               f"{m[-1]['loss'] if m else float('nan'):.4f}, final {r.final}")
-        results[s] = {"steps": r.steps, "final": r.final, "skipped": r.skipped,
+        for name, status in r.inputs.items():
+            if status.startswith("absent"):
+                print(f"stage {s}: input {name} {status}")  # named, never silently skipped
+        results[s] = {"steps": r.steps, "final": r.final, "skipped": r.skipped, "inputs": r.inputs,
                       "first_loss": m[0]["loss"] if m else None, "last_loss": m[-1]["loss"] if m else None}
     return {"preset": cfg.name, "out_dir": out_dir, "stages": results}

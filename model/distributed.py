@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from model.data import IGNORE, ShardDataset
 
@@ -133,22 +132,7 @@ def _ce_aud(model, batch: dict, logits: torch.Tensor) -> tuple[torch.Tensor, tor
     """``ce`` and ``aud`` of ``MuMuLLaMA.forward`` recomputed from its logits, with gradients (the
     model's Output holds them detached); ``weigh`` checks they match the model's own values."""
     dev = logits.device
-    tgt = batch["labels"].to(dev)[:, 1:]
-    b = tgt.shape[0]
-    valid = tgt != IGNORE
-    zero = logits.sum() * 0.0
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=IGNORE) \
-        if valid.any() else zero
-    wants = batch["wants_music"].to(dev)
-    p_aud = torch.log_softmax(logits, dim=-1)[..., model.vocab:].logsumexp(-1)
-    no_music = valid & ~wants[:, None]
-    due = (tgt == model.aud_ids[0]) & wants[:, None]
-    terms = []
-    if no_music.any():
-        terms.append(-torch.log1p(-p_aud.exp().clamp(max=1 - 1e-6))[no_music].sum() / b)
-    if due.any():
-        terms.append(-p_aud[due].sum() / b)
-    return ce, (sum(terms) if terms else zero)
+    return model.text_losses(logits, batch["labels"].to(dev), batch["wants_music"].to(dev))
 
 
 def _counts(batch: dict, out) -> list[float]:

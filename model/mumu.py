@@ -220,23 +220,17 @@ class MuMuLLaMA(nn.Module):
         return self.decoder.caption_embeddings_text(batch["captions"], dev)
 
     # ------------------------------------------------------------ training forward
-    def forward(self, batch: dict) -> Output:
-        dev = self.device
-        ids = batch["input_ids"].to(dev)
-        labels = batch["labels"].to(dev)
-        mask = batch["attention_mask"].to(dev)
-        b = ids.shape[0]
-        feats, present = self.encode_inputs(batch, b)
-        h = self.run_llm(ids, mask, feats, present).last_hidden_state
-        logits = self.logits(h)[:, :-1]
+    def text_losses(self, logits: torch.Tensor, labels: torch.Tensor, wants: torch.Tensor):
+        """(``ce``, ``aud``) of next-token ``logits`` (already shifted) against ``labels``: the cross
+        entropy over target tokens, and the [AUD] emission term, penalising [AUD] where no music is
+        wanted and a missing first [AUD] where it is (the multi-process trainer recomputes them
+        here, with gradients)."""
         tgt = labels[:, 1:]
+        b = tgt.shape[0]
         zero = logits.sum() * 0.0
         valid = tgt != IGNORE
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=IGNORE) \
             if valid.any() else zero
-
-        # [AUD] emission: penalise where no music is wanted, and a missing first [AUD] where it is
-        wants = batch["wants_music"].to(dev)
         logp = torch.log_softmax(logits, dim=-1)
         p_aud = logp[..., self.vocab:].logsumexp(-1)  # log p(any [AUD]) at each position
         no_music = valid & ~wants[:, None]
@@ -246,7 +240,19 @@ class MuMuLLaMA(nn.Module):
             terms.append(-torch.log1p(-p_aud.exp().clamp(max=1 - 1e-6))[no_music].sum() / b)
         if due.any():
             terms.append(-p_aud[due].sum() / b)
-        aud = sum(terms) if terms else zero
+        return ce, (sum(terms) if terms else zero)
+
+    def forward(self, batch: dict) -> Output:
+        dev = self.device
+        ids = batch["input_ids"].to(dev)
+        labels = batch["labels"].to(dev)
+        mask = batch["attention_mask"].to(dev)
+        b = ids.shape[0]
+        feats, present = self.encode_inputs(batch, b)
+        h = self.run_llm(ids, mask, feats, present).last_hidden_state
+        logits = self.logits(h)[:, :-1]
+        zero = logits.sum() * 0.0
+        ce, aud = self.text_losses(logits, labels, batch["wants_music"].to(dev))
 
         # projector vs the decoder's caption embeddings
         mse = zero

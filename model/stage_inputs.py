@@ -31,9 +31,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-import fsspec
-
 from model.config import MuMuConfig
+from mumu.parsing import ReadRefused, read_bounded
 from mumu.safe_paths import safe_join
 
 INPUT_NAMES: tuple[str, ...] = ("alpaca", "coco", "musicqa", "musicqa_pretrain")
@@ -81,18 +80,9 @@ def source(cfg: MuMuConfig, name: str) -> tuple[str, str | None]:
 def read_json(path: str, max_bytes: int):
     """The parsed file, refused (InputError) when missing, over ``max_bytes`` or not JSON."""
     try:
-        fs, p = fsspec.core.url_to_fs(str(path))
-        if not fs.isfile(p):
-            raise InputError(f"{path} does not exist")
-        size = fs.size(p)
-        if size is not None and size > max_bytes:
-            raise InputError(f"{path} is {size} bytes, over {SIZE_SETTING} = {max_bytes}")
-        with fs.open(p, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except OSError as e:
-        raise InputError(f"{path} cannot be read: {e}") from e
-    if len(data) > max_bytes:
-        raise InputError(f"{path} is over {SIZE_SETTING} = {max_bytes} bytes")
+        data = read_bounded(path, max_bytes, SIZE_SETTING)
+    except ReadRefused as e:
+        raise InputError(str(e)) from None
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as e:

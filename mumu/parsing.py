@@ -214,3 +214,30 @@ def load_yaml(data: bytes | str, name: str, max_nodes: int):
             raise ValueError(f"{name}: YAML nested too deeply to build") from None
     finally:
         loader.dispose()
+
+
+class ReadRefused(ValueError):
+    """A file a bounded read refuses: missing, over its size limit or unreadable (one line)."""
+
+
+def read_bounded(path: str, max_bytes: int, limit_setting: str) -> bytes:
+    """The bytes of ``path`` (a local path or an fsspec URL), never more than ``max_bytes`` read;
+    ``ReadRefused`` names ``limit_setting`` when the file is over it."""
+    import fsspec
+
+    try:
+        fs, p = fsspec.core.url_to_fs(str(path))
+        if not fs.isfile(p):
+            raise ReadRefused(f"{path} does not exist")
+        size = fs.size(p)
+        if size is not None and size > max_bytes:
+            raise ReadRefused(f"{path} is {size} bytes, over {limit_setting} = {max_bytes}")
+        with fs.open(p, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except ReadRefused:
+        raise
+    except (OSError, ValueError, ImportError) as e:
+        raise ReadRefused(f"{path} cannot be read ({type(e).__name__}: {e})".replace("\n", " ")) from None
+    if len(data) > max_bytes:  # a file that grew, or one whose size the file system does not tell
+        raise ReadRefused(f"{path} is over {limit_setting} = {max_bytes} bytes")
+    return data

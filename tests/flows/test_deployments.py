@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -45,9 +46,10 @@ def _mumu_server(*args: str, timeout: float = 240) -> subprocess.CompletedProces
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
+@contextmanager
+def mumu_server_up(home: Path):
+    """``mumu server up`` (server, pools, limits, every deployment, a CPU worker) in ``home``; the
+    state it wrote. Afterwards the workers, then the server, are stopped, whatever happened."""
     try:
         up = _mumu_server("up", "--port", "0", "--home", str(home), "--poll", "1", "--gpu-workers", "0")
         assert up.returncode == 0, up.stdout
@@ -57,6 +59,12 @@ def server(tmp_path_factory):
     finally:  # whatever happened: workers, then the server, by PID
         if srv.read_state(home) is not None:
             srv.down(home, echo=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with mumu_server_up(tmp_path_factory.mktemp("prefect-home")) as state:
+        yield state
 
 
 def test_stop_process_stops_the_tree_and_never_a_recycled_pid(tmp_path):
@@ -99,7 +107,9 @@ def test_up_creates_pools_limits_deployments_and_a_worker(server):
     assert limits["mumu-downloads"]["slot_decay_per_second"] == pytest.approx(0.5)  # 30 per minute
     assert limits["mumu-gpu"]["limit"] == 1
     expected = expected_deployments()
-    assert {"sample-corpus/sample", "build-mucaps/sample", "build-all/sample", "publish-hub/sample"} <= expected
+    assert {"sample-corpus/demo-corpus", "build-mucaps/mucaps-demo", "build-all/all-demo", "build-all/all-from-mirror",
+            "publish-hub/publish-dry-run", "train-mumu/train-tiny-cpu", "train-mumu/train-paper-gpu",
+            "evaluate-mumu/evaluate-paper-gpu"} <= expected
     assert set(st["deployments"]) == expected
 
 

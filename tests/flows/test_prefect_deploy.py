@@ -3,8 +3,8 @@
 As a data engineer with their own server does it: `prefect server start` on loopback,
 `prefect work-pool create mumu-cpu --type process`, `prefect --no-prompt deploy --all` in the
 checkout, `prefect worker start --pool mumu-cpu` started from another folder with no project
-variable set, then `prefect deployment run build-mucaps/sample --watch` and
-`prefect deployment run train-mumu/sample --watch` on what the build wrote. The flow runs import
+variable set, then `prefect deployment run build-mucaps/mucaps-demo --watch` and
+`prefect deployment run train-mumu/train-tiny-cpu --watch` on what the build wrote. The flow runs import
 the project from the worker's Python environment (module-path entrypoints); their relative data
 root (the sample profile's `data/sample`) lands in one fixed place, `~/mumu`, not in the
 worker's temporary run folder.
@@ -86,7 +86,7 @@ def test_build_then_train_through_a_plain_worker(deployed, tmp_path):
     from model.train import load_checkpoint
     from publishing.validate import validate_dataset
 
-    build_id = run_watch(deployed, "build-mucaps/sample", {"overrides": OVERRIDES})
+    build_id = run_watch(deployed, "build-mucaps/mucaps-demo", {"overrides": OVERRIDES})
     data_root = deployed["home"] / "mumu" / "data" / "sample"  # the profile's relative root, in one fixed place
     ds_dir = data_root / "datasets" / "MUCaps"
     report = validate_dataset(str(ds_dir))
@@ -115,7 +115,7 @@ def test_build_then_train_through_a_plain_worker(deployed, tmp_path):
     components = tmp_path / "tiny-components"  # tiny random encoders and decoder: nothing to download
     tiny.ensure(components)
     # no data_root: the training run resolves the profile's relative root to where the build wrote
-    run_watch(deployed, "train-mumu/sample", {"out_dir": str(tmp_path / "ckpt"), "max_steps": 2,
+    run_watch(deployed, "train-mumu/train-tiny-cpu", {"out_dir": str(tmp_path / "ckpt"), "max_steps": 2,
                                               "overrides": {"tiny_cache": str(components), "train.max_rows": 4}})
     for s in (1, 2, 3):
         assert load_checkpoint(tmp_path / "ckpt" / f"stage{s}" / "final.pt")["config"]["name"] == "tiny"
