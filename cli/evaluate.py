@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import tempfile
@@ -81,11 +80,8 @@ def evaluate(
         common = dict(data_root=data_root, datasets=datasets, out=out, split=split, meteor_synonyms=meteor_synonyms,
                       device=device, limit=limit, **kwargs)
         try:
-            if set(extra) <= set(inspect.signature(evaluate_mumu).parameters):
-                result = evaluate_mumu(predictions_dir=str(predictions) if predictions else None, checkpoint=checkpoint,
-                                       **common, **extra)
-            else:  # a flow without the MusicQA / compare parameters: the same steps, without Prefect
-                result = _evaluate_direct(predictions, checkpoint, **common, **extra)
+            result = evaluate_mumu(predictions_dir=str(predictions) if predictions else None, checkpoint=checkpoint,
+                                   **common, **extra)
         except (RuntimeError, FileNotFoundError, ValueError) as e:
             console.print(f"[red]{e}[/red]")
             raise typer.Exit(2)
@@ -115,30 +111,3 @@ def _parse_compare(items: list[str]) -> dict[str, str]:
             raise typer.BadParameter(f"--compare takes NAME=DIR, got {item!r}")
         out[name.strip()] = folder.strip()
     return out
-
-
-def _evaluate_direct(predictions: Optional[Path], checkpoint: Optional[str], *, data_root: str, datasets, out: str,
-                     split: str, meteor_synonyms: str, device: str, limit: Optional[int], embedding: str,
-                     classifier: str, clap: str, aligner: str, bertscore_model: str, bertscore_layers: Optional[int],
-                     musicqa: Optional[str] = None, musicqa_audio: Optional[str] = None,
-                     compare: Optional[dict] = None) -> dict:
-    """What the flow does, in this process: generate (with a checkpoint), score, write metrics.json and report.md."""
-    from metrics import evaluate as EV
-    from metrics import musicqa as MQ
-    from metrics import report
-
-    pred_dir = str(predictions) if predictions else None
-    if checkpoint is not None:
-        pred_dir = str(Path(out) / "predictions")
-        EV.generate_with_checkpoint(checkpoint, data_root, datasets, pred_dir, split, limit, device=device)
-        if musicqa:
-            MQ.generate_musicqa(checkpoint, musicqa, musicqa_audio, pred_dir, limit, device=device)
-    models = EV.EvalModels(embedding=embedding, classifier=classifier, clap=clap, aligner=aligner,
-                           bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
-                           meteor_synonyms=meteor_synonyms, device=device)
-    result = EV.evaluate(pred_dir, data_root, datasets=datasets, models=models, split=split, limit=limit,
-                         musicqa=musicqa, musicqa_audio=musicqa_audio, compare=compare)
-    result["checkpoint"] = checkpoint
-    report.write(result, out)
-    result["out"] = str(out)
-    return result

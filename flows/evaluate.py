@@ -7,10 +7,8 @@ they run one after another in the flow's process and share the loaded models.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import fsspec
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -22,16 +20,23 @@ from metrics.evaluate import (
     TaskResult,
     TaskSpec,
     generate_with_checkpoint,
+    score_musicqa,
     score_task,
-    tasks_for,
+    tasks_with,
 )
+from metrics.musicqa import generate_musicqa
 from mumu.limits import gpu_slot
 
 
 @task(name="score-task", task_run_name="score {spec.dataset} {spec.task}", cache_policy=None)
 def score_task_t(spec: TaskSpec, data_root: str, predictions: str, cache: ModelCache, split: str,
-                 limit: int | None) -> TaskResult:
-    return score_task(spec, data_root, predictions, cache, split, limit)
+                 limit: int | None, compare: dict[str, str] | None = None) -> TaskResult:
+    return score_task(spec, data_root, predictions, cache, split, limit, compare)
+
+
+@task(name="score-musicqa", cache_policy=None)
+def score_musicqa_t(musicqa: str, audio: str, predictions: str, cache: ModelCache, limit: int | None) -> TaskResult:
+    return score_musicqa(musicqa, audio, predictions, cache, limit)
 
 
 @flow(name="evaluate-mumu", log_prints=True)
@@ -41,7 +46,8 @@ def evaluate_mumu(predictions_dir: str | None = None, checkpoint: str | None = N
                   clap: str = "clap:laion/clap-htsat-unfused", aligner: str = "imagebind",
                   bertscore_model: str = "roberta-large", bertscore_layers: int | None = None,
                   meteor_synonyms: MeteorSynonyms = "auto", device: Device = "cpu",
-                  limit: int | None = None) -> dict:
+                  limit: int | None = None, musicqa: str | None = None, musicqa_audio: str | None = None,
+                  compare: dict[str, str] | None = None) -> dict:
     """Score predictions, or a checkpoint's own outputs, on the eval splits: Tables 2 and 3 of the
     paper as artifacts, metrics.json and report.md under out. A metric whose model cannot be loaded
     is reported as not computed, with the reason.
@@ -66,33 +72,40 @@ def evaluate_mumu(predictions_dir: str | None = None, checkpoint: str | None = N
         meteor_synonyms: METEOR synonym matching: auto (WordNet when installed), wordnet or none.
         device: Where the models run; a GPU run holds one slot of the mumu-gpu concurrency limit.
         limit: Score only the first N records of each task (a smoke run).
+        musicqa: MusicQA's EvalMusicQA.json: Table 2 is scored on it, as in the paper, instead of on
+            MUCaps' captions (predictions: MusicQA/ENTRY-PAIR.txt, written by the checkpoint run).
+        musicqa_audio: The folder of the MusicQA audio files (required with musicqa).
+        compare: Other systems' generated music to rank this one among, per input, as the paper's
+            ImageBind rank: {"codi": "folder", "m2ugen": "folder"}.
     """
     log = get_run_logger()
     if (predictions_dir is None) == (checkpoint is None):
         raise ValueError("give exactly one of predictions_dir (files to score) or checkpoint (a model to run)")
+    if bool(musicqa) != bool(musicqa_audio):
+        raise ValueError("musicqa and musicqa_audio go together")
     with gpu_slot(device):  # one model at a time per GPU
         if checkpoint is not None:
             predictions_dir = str(generate_with_checkpoint(checkpoint, data_root, datasets, Path(out) / "predictions",
                                                            split, limit, device=device))
+            if musicqa:
+                generate_musicqa(checkpoint, musicqa, musicqa_audio, predictions_dir, limit, device=device)
         models = EvalModels(embedding=embedding, classifier=classifier, clap=clap, aligner=aligner,
                             bertscore_model=bertscore_model, bertscore_layers=bertscore_layers,
                             meteor_synonyms=meteor_synonyms, device=device)
         cache = ModelCache(models)
-        results = []
-        for spec in tasks_for(datasets):
-            res = score_task_t(spec, data_root, predictions_dir, cache, split, limit)
+        results = [score_musicqa_t(musicqa, musicqa_audio, predictions_dir, cache, limit)] if musicqa else []
+        for spec in tasks_with(datasets, musicqa):
+            res = score_task_t(spec, data_root, predictions_dir, cache, split, limit, compare)
             log.info("%s: %d of %d records scored; %s", spec.label, res.scored, res.records,
                      ", ".join(f"{k} {v['score']:.4f}" for k, v in res.metrics.items()) or "no metric")
             results.append(res)
+    context = {"musicqa": musicqa, "musicqa_audio": musicqa_audio} if musicqa else {}
+    if compare:
+        context["compare"] = dict(compare)
     result = report.assemble(results, cache.describe(), data_root=str(data_root), predictions=str(predictions_dir),
-                             split=split, checkpoint=checkpoint)
+                             split=split, checkpoint=checkpoint, **context)
+    report.write(result, out)
     text = report.markdown(result)
-    fs, root = fsspec.core.url_to_fs(out)
-    fs.makedirs(root, exist_ok=True)
-    with fs.open(f"{root}/metrics.json", "w") as f:
-        json.dump(result, f, indent=2, ensure_ascii=False)
-    with fs.open(f"{root}/report.md", "w") as f:
-        f.write(text)
     create_markdown_artifact(text, key="mumu-evaluation", description="MuMu-LLaMA evaluation: Tables 2 and 3")
     for key, rows in (("evaluation-understanding", result["table2_understanding"]),
                       ("evaluation-generation", result["table3_generation"])):

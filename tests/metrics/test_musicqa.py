@@ -264,18 +264,13 @@ def test_ib_rank_in_table3_with_compared_systems(eval_root, tiny_eval_models, tm
 # ---------------------------------------------------------------- mumu evaluate --musicqa
 
 
-def test_cli_prints_table2_with_both_variants(musicqa, tiny, tmp_path, monkeypatch):
+def test_cli_prints_table2_with_both_variants(musicqa, tiny, tmp_path, monkeypatch, prefect_harness):
+    """`mumu evaluate --musicqa`: the evaluate-mumu flow scores Table 2 on MusicQA."""
     import typer
     from typer.testing import CliRunner
 
-    import flows.evaluate
     from cli import evaluate as cli_eval
 
-    def flow_without_musicqa(predictions_dir=None, checkpoint=None, data_root="", datasets=None, out="", split="eval",
-                             **kw):  # the flow as it is before it takes musicqa: the command scores without Prefect
-        raise AssertionError("not called")
-
-    monkeypatch.setattr(flows.evaluate, "evaluate_mumu", flow_without_musicqa)
     monkeypatch.setattr(cli_eval, "console", cli_eval.Console(width=200))
     path, audio = musicqa
     pred = tmp_path / "pred" / "MusicQA"
