@@ -71,6 +71,14 @@ class Annotator(ABC):
         self.role, self.spec, self.generation = role, spec, generation
         self._ready = False
         self._evicted = False  # torn down to make room for another role's exclusive engine
+        self.processes = 1  # for CPU-bound per-item work (``map_items``): set by ``annotator_for``
+
+    def map_items(self, fn, items: list) -> list:
+        """``fn`` (a module-level function) over ``items`` on this process's CPU pool
+        (``mumu/cpu_pool.py``, ``self.processes`` wide); one ``Outcome`` per item, in order."""
+        from mumu.cpu_pool import map_items
+
+        return map_items(fn, items, self.processes)
 
     @property
     @abstractmethod
@@ -202,7 +210,10 @@ def annotator_for(role: str, cfg, store=None) -> Annotator:
     """The process-wide annotator ``cfg`` names for ``role``; with ``store``, LLM backends keep
     their answers in its request cache (``cache/requests/<role>/``), so a build killed halfway
     through a shard sends none of the requests already answered when it is run again."""
+    from mumu.cpu_pool import processes_for
+
     inst = get_annotator(role, getattr(cfg.annotators, role), cfg.generation)
+    inst.processes = processes_for(cfg.runner)
     if store is not None and hasattr(inst, "use_cache"):
         inst.use_cache(store)
     return inst

@@ -19,13 +19,17 @@ class FeaturesMusicCaptioner(Annotator):
         return 0  # deterministic: no sampling
 
     def annotate(self, requests: list[Request]) -> list[Result]:
-        out = []
-        for req in requests:
-            samples, sr = req.audio
-            try:
-                facts = measure(samples, sr)
-            except ValueError as e:
-                out.append(Result(req.clip_id, req.kind, None, error_reason="unmeasurable_audio", error_detail=str(e)))
+        out = []  # the measuring on the process's CPU pool, the wording here
+        for req, got in zip(requests, self.map_items(_measure, [req.audio for req in requests])):
+            if isinstance(got.error, ValueError):
+                out.append(Result(req.clip_id, req.kind, None, error_reason="unmeasurable_audio",
+                                  error_detail=str(got.error)))
                 continue
+            facts = got.get()
             out.append(Result(req.clip_id, req.kind, describe(facts, req.tags, req.clip_id), facts=facts.__dict__))
         return out
+
+
+def _measure(audio: tuple):
+    samples, sr = audio
+    return measure(samples, sr)

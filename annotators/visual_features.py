@@ -48,7 +48,8 @@ class _FeaturesVisual(Annotator):
         return 0  # deterministic: no sampling
 
     def annotate(self, requests: list[Request]) -> list[Result]:
-        return [self._one(req) for req in requests]  # each subclass's _one: one request's result
+        # each subclass's _one: one request's result (its failures are results too), on the CPU pool
+        return [got.get() for got in self.map_items(self._one, requests)]
 
     @staticmethod
     def _failed(req: Request, reason: str, detail: str) -> Result:

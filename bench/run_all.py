@@ -38,6 +38,7 @@ class Bench:
     smoke: dict
     rows: list[Row] = field(default_factory=list)
     needs_build: bool = False  # reads the four sample datasets under the data root
+    table: str | None = None  # a function of the module: result -> the benchmark's own table, printed after the ratios
 
 
 def _edits_all(r: dict) -> dict:
@@ -75,9 +76,15 @@ BENCHES = [
             lambda r: r["written_over_floor"]),
         Row("work bytes", "bytes written under work/ / media bytes (record parts hold references)",
             lambda r: r["work_written_over_media"])]),
-    Bench("bench.scaling", {}, {"base": 1}, [
-        Row("build scaling 2x", "seconds per clip at 2x / at 1x", lambda r: r["per_clip_2x_over_1x"]),
-        Row("build scaling 4x", "seconds per clip at 4x / at 1x", lambda r: r["per_clip_4x_over_1x"])]),
+    Bench("bench.scale", {}, {"base": 2, "factors": "1,2", "items_per_shard": 2, "template_clips": 2, "warm_up": False}, [
+        Row("scale: seconds per clip", "build all, seconds per clip at 16N / at N (target <= 1.1)",
+            lambda r: r["wall_per_clip_largest_over_smallest"]),
+        Row("scale: peak memory", "flow process peak memory at 16N / at N (target <= 1.3)",
+            lambda r: r["peak_memory_largest_over_smallest"]),
+        Row("scale: music captions / floor", "music-caption wall per clip / (one-core measure time / cores), "
+            "at 16N (target <= 1.3)", lambda r: r["music_caption_wall_per_clip_over_floor"][-1]),
+        Row("scale: ingest / floor", "ingest wall per clip / one-core decode + resample + encode, at 16N",
+            lambda r: r["ingest_wall_per_clip_over_decode_floor"][-1])], table="table_text"),
 ]
 
 
@@ -146,7 +153,7 @@ def run(only: list[str] | None = None, smoke: bool = False, data_root: str | Non
     data_root = data_root or DEFAULT_DATA_ROOT
     os.makedirs(out_dir, exist_ok=True)
     os.environ["MUMU_BENCH_RESULTS"] = out_dir
-    rows, details = [], {}
+    rows, details, tables = [], {}, {}
     for bench in BENCHES:
         chosen = [r for r in bench.rows if not only or any(o in r.name or o in bench.module for o in only)]
         if not chosen:
@@ -163,6 +170,8 @@ def run(only: list[str] | None = None, smoke: bool = False, data_root: str | Non
             result, error = run_isolated(bench.module, kwargs, out_dir)
             if result is not None:
                 details[bench.module] = result
+                if bench.table:
+                    tables[bench.module] = getattr(importlib.import_module(bench.module), bench.table)(result)
         seconds = round(time.perf_counter() - t0, 1)
         for r in chosen:
             ratio, status = None, error
@@ -175,7 +184,8 @@ def run(only: list[str] | None = None, smoke: bool = False, data_root: str | Non
             rows.append({"benchmark": r.name, "ratio": None if ratio is None else round(ratio, 3), "meaning": r.meaning,
                          "status": status[:300], "seconds": seconds})
     summary = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-               "machine": machine(), "sizes": "smoke" if smoke else "full", "rows": rows, "details": details}
+               "machine": machine(), "sizes": "smoke" if smoke else "full", "rows": rows, "details": details,
+               "tables": tables}
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2, default=str)
     return rows

@@ -392,6 +392,8 @@ def bench_cmd(only: Optional[list[str]] = typer.Argument(None, help="Run only be
     for r in rows:
         t.add_row(r["benchmark"], "-" if r["ratio"] is None else f"{r['ratio']:.3f}", r["meaning"], r["status"])
     console.print(t)
+    for text in json.loads((Path(out) / "summary.json").read_text()).get("tables", {}).values():
+        console.print(text, highlight=False, soft_wrap=True)
     console.print(f"details: {out}/summary.json")
     if not rows or any(r["status"] != "ok" for r in rows):
         console.print("[bold red]some benchmarks have no figure[/bold red] (see their status)")

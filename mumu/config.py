@@ -403,6 +403,10 @@ class RunnerSpec(Section):
     # (CUDA_VISIBLE_DEVICES) and offers the resource GPU=1 that stages needing a GPU ask for.
     # None: one per visible GPU. (An existing cluster's GPU workers are started with --resources GPU=1.)
     gpu_workers: int | None = Field(None, ge=0)
+    # processes for the CPU-bound measuring of one process's shards (the features captioners, the
+    # clips' quality measures: mumu/cpu_pool.py). None: every core the process may use with
+    # kind thread (its threads share one pool), 1 with process or dask (already one worker per core)
+    cpu_processes: int | None = Field(None, ge=1)
 
 
 class LimitsSpec(Section):

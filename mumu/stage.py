@@ -22,6 +22,7 @@ from typing import Callable
 
 import pyarrow as pa
 
+from mumu.cpu_pool import offloaded_cpu
 from mumu.loads import counting, process_name
 from mumu.store import Store
 from mumu.tables import FAILURES, media_paths, table_from_rows
@@ -60,14 +61,21 @@ class ShardResult:
     failures_by_reason: dict[str, int] = field(default_factory=dict)
     audio_seconds: float = 0.0
     seconds: float = 0.0
-    # what this run spent on the shard (0 and {} when it was skipped): CPU seconds of the process
-    # while the shard ran (shards sharing a process overlap), the process, and its model events
+    # what this run spent on the shard (0 and {} when it was skipped): CPU seconds of the thread
+    # that ran it plus those the process's CPU pool spent for it (``shard_cpu``; external tools
+    # such as ffmpeg not counted), the process, and its model events
     cpu_seconds: float = 0.0
     process: str = ""
     model_events: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def shard_cpu() -> float:
+    """CPU seconds of this thread and of the pool work done for it (threads of one process run
+    shards side by side: the process's CPU time would count each shard's neighbours too)."""
+    return time.thread_time() + offloaded_cpu()
 
 
 def run_shard(store: Store, stage: str, shard: int, fingerprint: str, n_items: int,
@@ -79,7 +87,7 @@ def run_shard(store: Store, stage: str, shard: int, fingerprint: str, n_items: i
     stats = finished(store, marker, fingerprint, [out, fail])
     if stats is not None:
         return ShardResult(**{**stats, "skipped": True, "cpu_seconds": 0.0, "process": "", "model_events": {}})
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), shard_cpu()
     with counting() as events:
         table, failures = work()
     failures = sorted(failures, key=lambda r: (r["item_id"], r["stage"], r["reason"]))
@@ -93,7 +101,7 @@ def run_shard(store: Store, stage: str, shard: int, fingerprint: str, n_items: i
         fingerprint=fingerprint, output=out, failures_path=fail,
         failures_by_reason=dict(sorted(Counter(f["reason"] for f in failures).items())),
         audio_seconds=round(audio_seconds, 3), seconds=round(time.perf_counter() - t0, 3),
-        cpu_seconds=round(time.process_time() - c0, 3), process=process_name(), model_events=events,
+        cpu_seconds=round(shard_cpu() - c0, 3), process=process_name(), model_events=events,
     )
     body = result.to_dict()
     body.pop("skipped")

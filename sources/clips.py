@@ -152,14 +152,27 @@ def clip_row(seg: Segment, seconds: float, audio_rel: str, audio_sha: str, cfg: 
 
 def with_quality(store: Store, table: pa.Table, cfg: Config) -> pa.Table:
     """Fill the quality columns of a clips table from the clips' audio (whatever the source)."""
+    from mumu.cpu_pool import map_items, processes_for
+
     rows = table.to_pylist()
-    for row in rows:
-        samples, sr = decode_audio_bytes(store.read_bytes(store.path(row["audio_path"])))
-        q = measure_quality(samples, sr, cfg.quality)
-        ok, reasons = quality_verdict(q, cfg.quality)
-        row.update({k: q[k] for k in ("loudness_lufs", "silence_ratio", "clipping_ratio", "speech_ratio")})
-        row.update(quality_ok=ok, quality_reasons=reasons)
+    processes = processes_for(cfg.runner)
+    group = 4 * processes  # decoded clips held at once: a few per process, never the whole shard
+    for start in range(0, len(rows), group):
+        batch = rows[start:start + group]
+        audios = [(store.read_bytes(store.path(row["audio_path"])), cfg.quality) for row in batch]
+        for row, got in zip(batch, map_items(_quality_of, audios, processes)):
+            q = got.get()
+            ok, reasons = quality_verdict(q, cfg.quality)
+            row.update({k: q[k] for k in ("loudness_lufs", "silence_ratio", "clipping_ratio", "speech_ratio")})
+            row.update(quality_ok=ok, quality_reasons=reasons)
     return table_from_rows(rows, CLIPS)
+
+
+def _quality_of(item: tuple) -> dict:
+    """The quality measures of one clip's FLAC bytes (on the process's CPU pool)."""
+    data, qcfg = item
+    samples, sr = decode_audio_bytes(data)
+    return measure_quality(samples, sr, qcfg)
 
 
 def ingest_audioset_shard(store: Store, cfg: Config, media_dir: str, items: list[dict],
