@@ -117,10 +117,10 @@ class AnnotatorParams(Params):
 class AnnotatorsParams(Params):
     """The annotator of each captioning role; a role left unset keeps the profile's."""
 
-    music_caption: AnnotatorParams | None = Field(None, description="Music captions (every dataset).")
-    image_caption: AnnotatorParams | None = Field(None, description="Image captions (MUImage).")
-    video_caption: AnnotatorParams | None = Field(None, description="Video captions (MUVideo).")
-    text: AnnotatorParams | None = Field(None, description="The text role: instruction pools and replies.")
+    music_caption: AnnotatorParams | None = Field(None, title="Music caption", description="Music captions (every dataset).")
+    image_caption: AnnotatorParams | None = Field(None, title="Image caption", description="Image captions (MUImage).")
+    video_caption: AnnotatorParams | None = Field(None, title="Video caption", description="Video captions (MUVideo).")
+    text: AnnotatorParams | None = Field(None, title="Text", description="The text role: instruction pools and replies.")
 
 
 class TargetParams(Params):
@@ -141,7 +141,7 @@ class SizeParams(Params):
     items_per_shard: _like(ShardSpec, "items_per_shard", "Items per shard: one Prefect task per shard "
                                                          "(at least 1).") = None
     corpus_clips: _like(CorpusSpec, "clips", "Clips the sample corpus renders (sample profiles only).") = None
-    targets: TargetParams | None = Field(None, description="Train sizes per dataset.")
+    targets: TargetParams | None = Field(None, title="Targets", description="Train sizes per dataset.")
 
     def to_overrides(self, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
