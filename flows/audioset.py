@@ -61,7 +61,7 @@ def audioset_stages(cfg: Config, roles: tuple[str, ...], dataset: str) -> Audios
         store.clean_temporaries(store.path(folder))
     if ingest.uses_sample_mirror(cfg) and not store.exists(ingest.sample_corpus_paths(store)[0]):
         log.info("no sample corpus under %s yet: rendering it first", cfg.data_root)
-        make_sample_corpus(cfg)
+        make_sample_corpus(cfg, dataset)
     mirror = ingest.resolve_mirror(cfg, store)
     excluded = decontamination_ids(cfg)
     plan = ingest.plan_audioset(mirror, cfg, excluded)
@@ -84,7 +84,7 @@ def audioset_stages(cfg: Config, roles: tuple[str, ...], dataset: str) -> Audios
             captions_f[role] = [caption.submit(cfg, c, role, o, wait_for=after) for c, o in zip(clips_f, only)]
         if role_needs_gpu(cfg, role):
             gpu_stage = captions_f[role]
-    clips = track(clips_f, "clips")
-    captions = {role: track(f, ROLE_TITLES[role]) for role, f in captions_f.items()}
+    clips = track(clips_f, "clips", dataset)
+    captions = {role: track(f, ROLE_TITLES[role], dataset) for role, f in captions_f.items()}
     stages = {"clips": clips, **{ROLE_TITLES[r]: v for r, v in captions.items()}}
     return AudiosetStages(mirror, excluded, clips, captions, plan.failures, plan.selection, stages, plan, members)

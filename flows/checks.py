@@ -24,6 +24,15 @@ def checked_config(profile: str, overrides: dict[str, Any] | None, data_root: st
     except (ConfigError, PreflightError) as e:
         log.error("%s", e)
         raise
-    log.info("profile %s, data root %s on host %s, configuration %s", cfg.profile, found.data_root, found.host,
-             cfg.fingerprint())
+    log.info("%s", resolved_line(cfg, found.data_root, found.host))
     return cfg
+
+
+def resolved_line(cfg: Config, data_root: str, host: str) -> str:
+    """The resolved configuration in one line, as the run's first log line: the absolute data root
+    (or URL), the profile, the fingerprint, each caption role's backend and model, the runner."""
+    roles = ", ".join(f"{role} {spec.backend}:{spec.model}" for role, spec in cfg.annotators)
+    runner = cfg.runner.kind + (f" at {cfg.runner.dask_address}" if cfg.runner.dask_address else
+                                f" ({cfg.runner.max_workers} workers)")
+    return (f"profile {cfg.profile}, data root {data_root} on host {host}, configuration {cfg.fingerprint()}; "
+            f"annotators: {roles}; runner {runner}")

@@ -14,7 +14,7 @@ from builders.splits import decontamination_ids
 from flows.checks import checked_config
 from flows.params import build_flow
 from flows.placement import check_gpu_workers, placed
-from flows.report import publish_run_report, publish_summary, track
+from flows.report import publish_run_report, publish_summary, start_build_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.sample_corpus import make_sample_corpus
 from flows.stages import (
@@ -28,7 +28,6 @@ from flows.stages import (
 )
 from mumu.stage import chunk
 from mumu.store import Store
-from publishing import finalize
 from publishing.cards import provenance_block
 from schemas.datasets import MUEDIT
 
@@ -43,13 +42,14 @@ def build_muedit(profile: str, data_root: str | None, overrides: dict[str, Any] 
     cfg = checked_config(profile, overrides, data_root, (LOOPERMAN, SLAKH))
     if needs_runner(cfg):  # the configured task runner (e.g. Dask) differs from this run's: rerun on it
         return run_with_runner(build_muedit, cfg, profile=profile, data_root=data_root, overrides=overrides)
+    summary = start_build_summary(cfg, MUEDIT)  # the run's first artifact: where MUEdit goes
     store = Store(cfg.data_root)
     for folder in ("work", "media", "datasets"):
         store.clean_temporaries(store.path(folder))
     loops_src, slakh_src, sample = ingest.edit_source_paths(cfg, store)
     if sample and not store.exists(loops_src):
         log.info("no sample corpus under %s yet: rendering it first", cfg.data_root)
-        make_sample_corpus(cfg)
+        make_sample_corpus(cfg, "MUEdit")
     excluded = decontamination_ids(cfg)
     loops, loop_failures = ingest.plan_loops(cfg, store)
     planned_tracks, track_failures = ingest.plan_tracks(cfg, store)  # a bad tarball: a failure row, not a stop
@@ -68,9 +68,9 @@ def build_muedit(profile: str, data_root: str | None, overrides: dict[str, Any] 
         pool_f = [instruction_pool.submit(cfg, name) for name in EDIT_POOLS]
         loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded, plan_f, wait_for=pool_f) for c in loop_f]
         track_rec_f = [muedit_records.submit(cfg, c, "slakh", excluded, wait_for=pool_f) for c in track_f]
-    loop_clips, slakh_clips = track(loop_f, "loops"), track(track_f, "Slakh tracks")
-    loop_snr, plan = track(snr_f, "loop measures"), track([plan_f], "loop plan")[0]
-    loop_records, slakh_records = track(loop_rec_f, "loop edits"), track(track_rec_f, "stem edits")
+    loop_clips, slakh_clips = track(loop_f, "loops", "MUEdit"), track(track_f, "Slakh tracks", "MUEdit")
+    loop_snr, plan = track(snr_f, "loop measures", "MUEdit"), track([plan_f], "loop plan", "MUEdit")[0]
+    loop_records, slakh_records = track(loop_rec_f, "loop edits", "MUEdit"), track(track_rec_f, "stem edits", "MUEdit")
 
     sources = ["sample"] if sample else [s for s, on in (("looperman", loops_src), ("slakh", slakh_src)) if on]
     if uses_generated_pools(cfg):
@@ -87,10 +87,10 @@ def build_muedit(profile: str, data_root: str | None, overrides: dict[str, Any] 
     caps = edit_plan.train_caps(cfg, edit_plan.read_plan(store, plan))
     stats = finalize_dataset.submit(cfg, MUEDIT, records, [*loop_clips, *slakh_clips, plan], prov,
                                     [*loop_failures, *track_failures], caps).result()
-    out_dir = finalize.dataset_location(store, MUEDIT)
+    out_dir = summary.location
     stages = {"loops": loop_clips, "loop measures": loop_snr, "loop plan": [plan], "Slakh tracks": slakh_clips, "loop edits": loop_records,
               "stem edits": slakh_records}
     report = publish_run_report("build-muedit", cfg.data_root, stages, [f.result() for f in pool_f],
                                 {"profile": cfg.profile, "fingerprint": cfg.fingerprint()})
-    publish_summary("MUEdit", stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats, report)
+    publish_summary(summary, stages, stats, report)
     return {"dataset": "MUEdit", "dir": out_dir, "stats": stats, "stages": stages, "report": report}

@@ -11,35 +11,34 @@ from flows.audioset import audioset_stages
 from flows.checks import checked_config
 from flows.params import build_flow
 from flows.placement import placed
-from flows.report import publish_run_report, publish_summary, track
+from flows.report import publish_run_report, publish_summary, start_build_summary, track
 from flows.runners import needs_runner, run_with_runner
 from flows.stages import finalize_dataset, instruction_pool, visual_records
 from mumu.config import Config
-from mumu.store import Store
-from publishing import finalize
 from publishing.cards import provenance_block
 
 
 def build_visual(cfg: Config, dataset: str) -> dict:
     role = KINDS[dataset].role
+    summary = start_build_summary(cfg, spec_of(dataset))  # the run's first artifact: where the dataset goes
     st = audioset_stages(cfg, ("music_caption", role), dataset)
     music, visual = st.captions["music_caption"], st.captions[role]
     with placed(cfg, "text"):  # the text role writes the pool and the replies
         pool_f = instruction_pool.submit(cfg, KINDS[dataset].task)  # once per build, before any record shard
         records_f = [visual_records.submit(cfg, dataset, c, m, v, st.excluded, members, wait_for=[pool_f])
                      for c, m, v, members in zip(st.clips, music, visual, st.members)]
-    records = track(records_f, f"{dataset} records")
+    records = track(records_f, "records", dataset)
     annotators = {**st.annotators(cfg), "text": annotator_fingerprint(cfg, "text")}
     versions = {role: a["prompt_version"] for role, a in annotators.items()}
     prov = provenance_block(cfg.profile, cfg.fingerprint(), annotators, versions,
                             ["sample" if st.mirror.is_sample else "audioset"])
     stats = finalize_dataset.submit(cfg, spec_of(dataset), records, [*st.clips, *music, *visual], prov, st.segment_failures,
                                     *st.finalize_args(cfg, dataset)).result()
-    out_dir = finalize.dataset_location(Store(cfg.data_root), spec_of(dataset))
+    out_dir = summary.location
     stages = {**st.stages, "records": records}
     report = publish_run_report(f"build-{dataset.lower()}", cfg.data_root, stages, [pool_f.result()],
                                 {"profile": cfg.profile, "fingerprint": cfg.fingerprint()})
-    publish_summary(dataset, stages, finalize.summary_rows(stats), out_dir, stats["failures_by_reason"], stats, report)
+    publish_summary(summary, stages, stats, report)
     return {"dataset": dataset, "dir": out_dir, "stats": stats, "stages": stages, "report": report}
 
 

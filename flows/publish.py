@@ -6,7 +6,8 @@ lost response must not become a second commit; rerunning the flow replans and fi
 The token is resolved inside each task from ``token_secret_block`` (a Prefect Secret block, picked
 in the UI, or its name) or else ``HF_TOKEN``: the token itself is never a flow or task parameter (a
 block parameter is stored as a reference to the block), never returned, never logged.
-Artifacts: the plan as a table, a summary, and a link to the repo.
+Artifacts: a summary first (the Hub URL as text and as a link, the folder, the host and run, the
+outcome), then the plan as a table and a link to the repo.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.blocks.system import Secret
 from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.report import artifact_key as _key
+from flows.report import start_summary, update_artifact
 from flows.retries import IO_RETRIES
 from publishing import publish as pub
 
@@ -74,13 +76,14 @@ def publish_hub(dataset_dir: str, repo_id: RepoId, private: bool = False, revisi
     """
     log = get_run_logger()
     token_secret_block = _ref(token_secret_block)
+    # the run's first artifact: what goes where; filled in with the Hub URL and the outcome at the end
+    summary = start_summary(repo_id, dataset_dir, key=_key(f"publish-hub-{repo_id}"),
+                            pending="Publishing: the Hub URL and the outcome appear here when the run ends.",
+                            description="the Hub URL, the folder published and the outcome")
     plan = hub_plan(dataset_dir, repo_id, revision, token_secret_block)
     c = plan.counts()
     log.info("%s@%s: %d to add (%d bytes), %d to delete, %d unchanged", repo_id, plan.revision, c["add"],
              c["bytes to upload"], c["delete"], c["unchanged"])
-    key = _key(f"publish-{repo_id}-{plan.revision}")
-    create_table_artifact(plan.rows() or [{"action": "-", "path": "(no files)"}], key=f"{key}-plan",
-                          description=f"{'Dry run: ' if dry_run else ''}plan for {repo_id}@{plan.revision}")
     if dry_run:
         result = pub.PublishResult(plan, pub.repo_url(repo_id, plan.revision), dry_run=True)
     else:
@@ -94,10 +97,14 @@ def publish_hub(dataset_dir: str, repo_id: RepoId, private: bool = False, revisi
     else:
         outcome = "nothing changed: no commit made"
     log.info("%s", outcome)
-    create_markdown_artifact("\n".join([
-        f"# Publish {repo_id}@{plan.revision}", "", outcome, "",
+    update_artifact(summary.artifact_id, "\n".join([
+        f"# Publish {repo_id}@{plan.revision}", "", "On the Hub:", "", "```", result.repo_url, "```", "",
+        f"[{repo_id} on the Hub]({result.repo_url})", "", "Published from:", "", "```", summary.location, "```", "",
+        f"Published by host `{summary.host}`, flow run `{summary.run_id}`.", "", "## Outcome", "", outcome, "",
         "| add | delete | unchanged | bytes to upload |", "| ---: | ---: | ---: | ---: |",
-        f"| {c['add']} | {c['delete']} | {c['unchanged']} | {c['bytes to upload']} |"]),
-        key=f"{key}-summary", description=f"publish {repo_id}: outcome")
-    create_link_artifact(result.repo_url, link_text=f"{repo_id} on the Hub", key=f"{key}-repo")
+        f"| {c['add']} | {c['delete']} | {c['unchanged']} | {c['bytes to upload']} |"]) + "\n")
+    create_table_artifact(plan.rows() or [{"action": "none", "path": "no files"}], key=f"{summary.prefix}-plan",
+                          description=f"{'Dry run: ' if dry_run else ''}plan for {repo_id}@{plan.revision}, per file")
+    create_link_artifact(result.repo_url, link_text=f"{repo_id} on the Hub", key=f"{summary.prefix}-repo")
+    log.info("%s: %s", repo_id, result.repo_url)
     return result.to_dict()

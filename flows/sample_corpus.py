@@ -15,12 +15,13 @@ from mumu.store import Store
 from sources.sample_corpus import plan_corpus, write_corpus_index
 
 
-def make_sample_corpus(cfg: Config) -> dict:
+def make_sample_corpus(cfg: Config, dataset: str | None = None) -> dict:
+    """Render the corpus; ``dataset``: the build that needed it (its progress key names it)."""
     store = Store(cfg.data_root)
     store.clean_temporaries(store.path("corpus"))
     specs = plan_corpus(cfg.corpus.clips, cfg.corpus.seed, cfg.corpus.real_photo_share)
     futures = [render_corpus.submit(cfg, i, part) for i, part in enumerate(chunk(specs, cfg.shards.items_per_shard))]
-    results = track(futures, "corpus")
+    results = track(futures, "corpus", dataset)
     rendered = set()
     for r in results:
         rendered.update(store.read_table(r.output, columns=["stem"]).column("stem").to_pylist())

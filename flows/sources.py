@@ -112,6 +112,6 @@ def download_audioset(selection: str, out: str, profile: str = "sample", overrid
                "failures_by_reason": dict(sorted(reasons.items())), "segments_csv": csv_paths, "mirror": out}
     create_table_artifact([{k: v for k, v in summary.items() if k != "failures_by_reason"}], key="audioset-download",
                           description="AudioSet download: counts")
-    create_table_artifact([{"reason": k, "clips": v} for k, v in summary["failures_by_reason"].items()] or [{"reason": "-", "clips": 0}],
+    create_table_artifact([{"reason": k, "clips": v} for k, v in summary["failures_by_reason"].items()] or [{"reason": "none", "clips": 0}],
                           key="audioset-download-failures", description="AudioSet download: failures by reason")
     return summary

@@ -1,8 +1,10 @@
 """train-mumu: the three training stages of MuMu-LLaMA on the built datasets.
 
 One Prefect task per stage (a stage builds the model, starts from the previous stage's final
-weights, or resumes its own ``last.pt``); artifacts per stage: a table of the per-step metrics,
-a markdown summary, and links to the final checkpoint and the metrics file.
+weights, or resumes its own ``last.pt``; each stage's task waits for the previous one's, so the
+task graph is 1 -> 2 -> 3). Artifacts: one table over the stages, made first and filled in as each
+stage ends (steps, final loss, the checkpoint as text, seconds), and per stage its loss curve (a
+PNG inline, drawn from the ``metrics.jsonl`` the stage wrote).
 
 ``data_root`` and ``out_dir`` may be local folders or fsspec URLs (``s3://bucket/prefix``): the
 checkpoints go through ``mumu.store.Store`` like everything a build writes.
@@ -10,26 +12,20 @@ checkpoints go through ``mumu.store.Store`` like everything a build writes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 from prefect import flow, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 
 from flows.params import Device, ModelPreset, Profile, TrainStage
+from flows.report import artifact_key as _key
+from flows.report import update_artifact
 from mumu.limits import gpu_slot
 from mumu.store import Store
-
-MAX_TABLE_ROWS = 200
-COLUMNS = ("stage", "epoch", "step", "loss", "ce", "mse", "aud", "lr", "grad_norm", "samples_per_s", "gate_abs_mean")
-
-
-def _key(text: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
 def resolve_config(profile: str = "sample", preset: str | None = None, overrides: dict[str, Any] | None = None):
@@ -41,13 +37,6 @@ def resolve_config(profile: str = "sample", preset: str | None = None, overrides
     return cfg.override(overrides) if overrides else cfg
 
 
-def _thin(rows: list[dict], n: int = MAX_TABLE_ROWS) -> list[dict]:
-    if len(rows) <= n:
-        return rows
-    idx = sorted({round(i * (len(rows) - 1) / (n - 1)) for i in range(n)})
-    return [rows[i] for i in idx]
-
-
 def checkpoints_dir(data_root: str, preset: str) -> str:
     """The default checkpoint folder, ``<data_root>/checkpoints/<preset>``: a path for a local root,
     a URL (``s3://bucket/prefix/checkpoints/tiny``) for a remote one."""
@@ -56,30 +45,44 @@ def checkpoints_dir(data_root: str, preset: str) -> str:
     return path if store.is_local else store.url_of(path)
 
 
-def report_stage(result, run_name: str, out_dir: str) -> None:
-    rows = [{k: (round(r[k], 6) if isinstance(r.get(k), float) else r.get(k)) for k in COLUMNS}
-            for r in _thin(result.metrics)]
-    create_table_artifact(rows, key=_key(f"{run_name}-stage{result.stage}-metrics"),
-                          description=f"stage {result.stage}: metrics per optimiser step"
-                                      f"{' (thinned)' if len(result.metrics) > MAX_TABLE_ROWS else ''}")
-    m = result.metrics
-    first, last = (m[0], m[-1]) if m else ({}, {})
-    lines = [f"# Stage {result.stage}", "",
-             "| | value |", "| --- | ---: |",
-             f"| optimiser steps | {result.steps} |", f"| epochs | {result.epochs} |",
-             f"| already complete (skipped) | {result.skipped} |",
-             f"| loss first -> last | {first.get('loss', float('nan')):.4f} -> {last.get('loss', float('nan')):.4f} |",
-             f"| records the loader skipped | {result.failures} |",
-             *[f"| input {name} | {status} |" for name, status in result.inputs.items()]]  # used, or absent: why
-    create_markdown_artifact("\n".join(lines), key=_key(f"{run_name}-stage{result.stage}-summary"),
-                             description=f"stage {result.stage}: summary")
-    if result.final:
-        store = Store(str(out_dir))
-        folder = store.path(f"stage{result.stage}")
-        create_link_artifact(store.url_of(f"{folder}/final.pt"), link_text=f"stage {result.stage} final checkpoint",
-                             key=_key(f"{run_name}-stage{result.stage}-checkpoint"))
-        create_link_artifact(store.url_of(f"{folder}/metrics.jsonl"), link_text=f"stage {result.stage} metrics.jsonl",
-                             key=_key(f"{run_name}-stage{result.stage}-metrics-file"))
+def stage_metrics(out_dir: str, stage: int) -> list[dict]:
+    """The stage's ``metrics.jsonl`` records (what ``model.train`` wrote), read back through the store."""
+    import json
+
+    store = Store(str(out_dir))
+    path = store.path(f"stage{stage}", "metrics.jsonl")
+    if not store.exists(path):
+        return []
+    return [json.loads(line) for line in store.read_bytes(path).decode().splitlines() if line.strip()]
+
+
+def stage_row(stage: int, result: Any, metrics: list[dict], out_dir: str) -> dict:
+    """One row of the stages table: steps, the final loss, the checkpoint (as text) and the seconds."""
+    store = Store(str(out_dir))
+    final = store.path(f"stage{stage}", "final.pt")
+    losses = [m["loss"] for m in metrics if isinstance(m.get("loss"), (int, float))]
+    return {"stage": stage, "status": "already complete" if result.skipped else "trained",
+            "steps": result.steps, "epochs": result.epochs,
+            "final loss": round(losses[-1], 6) if losses else "not logged",
+            "checkpoint": (final if store.is_local else store.url_of(final)) if result.final else "none written",
+            "seconds": round(sum(float(m.get("seconds") or 0) for m in metrics), 3),
+            "records the loader skipped": result.failures}
+
+
+def loss_markdown(stage: int, metrics: list[dict], result: Any) -> str:
+    """A stage's loss curve (inline PNG) and what its inputs were."""
+    from publishing.plots import data_url, plot_loss_curve
+
+    png = plot_loss_curve(metrics, f"stage {stage}")
+    lines = [f"# Stage {stage}: loss", ""]
+    lines += [f"![stage {stage} loss per step]({data_url(png)})" if png else "_No metrics were logged._", ""]
+    lines += [f"- input {name}: {status}" for name, status in result.inputs.items()]  # used, or absent: why
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def pending_rows(stages: list[int]) -> list[dict]:
+    return [{"stage": s, "status": "waiting", "steps": 0, "epochs": 0, "final loss": "not yet", "checkpoint": "not yet",
+             "seconds": 0, "records the loader skipped": 0} for s in stages]
 
 
 @task(name="train-stage", task_run_name="train-stage-{stage}", cache_policy=NO_CACHE, persist_result=False)
@@ -108,7 +111,8 @@ def train_mumu(profile: Profile = "sample", preset: ModelPreset | None = None, d
                out_dir: str | None = None, overrides: dict[str, Any] | None = None, resume: bool = True,
                max_steps: Annotated[int, Field(ge=1)] | None = None, device: Device | None = None) -> dict:
     """Train MuMu-LLaMA stage by stage: 1 the understanding adapters, 2 the output projector, 3 LoRA
-    and all together; per stage a metrics table, a summary and links to the checkpoint.
+    and all together; a table over the stages (steps, final loss, checkpoint, seconds) and a loss
+    curve per stage.
 
     Args:
         profile: The data profile (sample, paper-mini or paper) whose data_root holds the built datasets.
@@ -133,11 +137,22 @@ def train_mumu(profile: Profile = "sample", preset: ModelPreset | None = None, d
     out_dir = str(out_dir or checkpoints_dir(str(data_root), cfg.name))  # never Path(): s3://b/x is no local folder
     stages = list(stages or (1, 2, 3))
     run_name = f"train-mumu-{cfg.name}"
-    results = {}
-    for s in stages:
+    rows = pending_rows([int(s) for s in stages])  # the stages table first, filled in as each stage ends
+    table_id = create_table_artifact(rows, key=_key(f"{run_name}-stages"),
+                                     description=f"{run_name}: per stage, steps, final loss, checkpoint and seconds")
+    results, previous, cfg_dict = {}, None, cfg.to_dict()
+    for i, s in enumerate(stages):
         e = epochs.get(str(s), epochs.get(s)) if isinstance(epochs, dict) else epochs
-        r = train_stage_task(cfg.to_dict(), str(data_root), int(s), out_dir, e, resume, max_steps, device)
-        report_stage(r, run_name, out_dir)
+        # a stage starts from the previous stage's final.pt in out_dir: that is the edge of the graph
+        future = train_stage_task.submit(cfg_dict, str(data_root), int(s), out_dir, e, resume, max_steps, device,
+                                         wait_for=[previous] if previous is not None else None)
+        r = future.result()
+        previous = future
+        metrics = stage_metrics(out_dir, int(s))
+        rows[i] = stage_row(int(s), r, metrics, out_dir)
+        update_artifact(table_id, json.dumps(rows))
+        create_markdown_artifact(loss_markdown(int(s), metrics, r), key=_key(f"{run_name}-stage{s}-loss"),
+                                 description=f"stage {s}: loss per optimiser step")
         m = r.metrics
         print(f"stage {s}: {r.steps} steps, loss {m[0]['loss'] if m else float('nan'):.4f} -> "
               f"{m[-1]['loss'] if m else float('nan'):.4f}, final {r.final}")

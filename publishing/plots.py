@@ -18,7 +18,9 @@ writes PNG figures under ``datasets/<NAME>/figures/``:
 Each clip counts once (MUCaps has two records per clip). The PNGs are byte-identical between
 runs: a fixed size and dpi, no pyplot state, and no "Software" metadata. ``figures_markdown`` turns
 the result into the card's statistics section (relative image links and tables), and
-``figure_artifacts`` publishes the same tables and figures as Prefect artifacts.
+``figure_artifacts`` publishes the same tables (and, unless a build's summary artifact shows them,
+the figures) as Prefect artifacts; ``inline_figures`` / ``data_url`` make the ``data:image/png``
+URLs those show, and ``plot_loss_curve`` draws a training stage's loss for train-mumu's artifacts.
 """
 
 from __future__ import annotations
@@ -295,6 +297,30 @@ def plot_failures(summary: dict, values: dict) -> bytes | None:
     return _png(fig)
 
 
+def plot_loss_curve(metrics: list[dict], title: str) -> bytes | None:
+    """A training stage's loss per optimiser step (``metrics.jsonl`` records: ``step``, ``loss`` and,
+    where logged, its parts ``ce``, ``mse``, ``aud``), as PNG; None without records."""
+    rows = [r for r in metrics if isinstance(r.get("loss"), (int, float))]
+    if not rows:
+        return None
+    with _style():
+        fig, ax = _figure(6.0, 3.2)
+        steps = [r["step"] for r in rows]
+        ax.plot(steps, [r["loss"] for r in rows], color=SPLIT_COLORS[0], linewidth=1.6, marker="o" if len(rows) < 30 else None,
+                markersize=3, label="loss")
+        for i, part in enumerate(("ce", "mse", "aud"), 1):
+            vals = [r.get(part) for r in rows]
+            if any(isinstance(v, (int, float)) and v for v in vals):
+                ax.plot(steps, [v if isinstance(v, (int, float)) else np.nan for v in vals], linewidth=1.0,
+                        color=SPLIT_COLORS[i % len(SPLIT_COLORS)], label=part)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("loss")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(loc="upper right")
+        ax.set_title(f"{title}: loss {rows[0]['loss']:.4g} -> {rows[-1]['loss']:.4g} in {len(rows)} steps")
+        return _png(fig)
+
+
 PLOTS = {"instruments": plot_instruments, "durations": plot_durations, "caption_lengths": plot_caption_lengths,
          "failures": plot_failures}
 
@@ -339,12 +365,15 @@ def _table(header: list[str], rows: list[list], right_from: int = 1) -> list[str
             *["| " + " | ".join(str(c) for c in r) + " |" for r in rows]]
 
 
-def summary_tables(summary: dict) -> dict[str, list[dict]]:
-    """The statistics as rows (for table artifacts and the markdown)."""
+def summary_tables(summary: dict, counts: bool = True) -> dict[str, list[dict]]:
+    """The statistics as rows (for table artifacts and the markdown); ``counts=False`` leaves out the
+    numbers per split (records, clips) that a run's summary artifact already shows."""
     p = [f"p{x}" for x in PERCENTILES]
-    return {
+    clips = ("clips",) if counts else ()
+    tables = {
         "counts": [{"split": s, **c} for s, c in summary["counts"].items()],
-        "durations": [{"split": s, "clips": d["n"], **{k: d.get(k, "-") for k in ("mean", "median", "min", "max")}}
+        "durations": [{"split": s, **({"clips": d["n"]} if clips else {}),
+                       **{k: d.get(k, "-") for k in ("mean", "median", "min", "max")}}
                       for s, d in summary["durations_s"].items()],
         "caption_lengths": [{"column": c, "captions": d["n"], **{k: d.get(k, "-") for k in ("mean", *p, "max")}}
                             for c, d in summary["caption_words"].items()],
@@ -352,9 +381,13 @@ def summary_tables(summary: dict) -> dict[str, list[dict]]:
                          "share of clips": f"{100 * v / max(1, sum(c['clips'] for c in summary['counts'].values())):.1f}%"}
                         for k, v in summary["instruments"].items()],
         "failures": [{"reason": k, "items": v,
-                      "stages": ", ".join(f"{s}: {n}" for s, n in summary["failures_by_stage"].get(k, {}).items()) or "-"}
+                      "stages": ", ".join(f"{s}: {n}" for s, n in summary["failures_by_stage"].get(k, {}).items())
+                      or "not recorded"}
                      for k, v in summary["failures_by_reason"].items()],
     }
+    if not counts:
+        del tables["counts"]
+    return tables
 
 
 def _md_table(rows: list[dict], empty: str) -> list[str]:
@@ -364,64 +397,95 @@ def _md_table(rows: list[dict], empty: str) -> list[str]:
 
 
 def figures_markdown(figs: Mapping[str, str], summary: dict | None = None, *, images: Mapping[str, str] | None = None,
-                     heading: str = "##", top_instruments: int = 20) -> str:
+                     heading: str = "##", top_instruments: int = 20, counts: bool = True,
+                     figures: bool = True) -> str:
     """The card's statistics section: tables, then the figures as relative image links.
 
     ``summary`` defaults to ``figs.summary``; ``images`` maps a figure name to another link target
-    (the artifacts use data URLs)."""
+    (the artifacts use data URLs). ``counts=False`` leaves out the records and clips per split and
+    ``figures=False`` the figures (a run's summary artifact shows both)."""
     summary = summary if summary is not None else getattr(figs, "summary", None)
     if summary is None:
         raise ValueError("figures_markdown needs the summary: pass the Figures dataset_figures returned, or summary=")
-    t = summary_tables(summary)
+    t = summary_tables(summary, counts=counts)
     h = heading + "#"
-    lines = [f"{heading} Statistics", "", "Each clip counts once (a clip can be in several records).", "",
-             f"{h} Records and clips", "", *_md_table(t["counts"], "no records"), "",
-             f"{h} Durations (seconds)", "", *_md_table(t["durations"], "no durations"), "",
-             f"{h} Caption length (words)", "", *_md_table(t["caption_lengths"], "no caption columns"), ""]
+    lines = [f"{heading} Statistics", "", "Each clip counts once (a clip can be in several records).", ""]
+    if counts:
+        lines += [f"{h} Records and clips", "", *_md_table(t["counts"], "no records"), ""]
+    lines += [f"{h} Durations (seconds)", "", *_md_table(t["durations"], "no durations"), "",
+              f"{h} Caption length (words)", "", *_md_table(t["caption_lengths"], "no caption columns"), ""]
     shown = t["instruments"][:top_instruments]
     more = len(t["instruments"]) - len(shown)
     lines += [f"{h} Instruments", "",
               *_md_table(shown, "no instrument tags"),
               *(["", f"... and {more} more (the figure shows up to {TOP_INSTRUMENTS})."] if more > 0 else []),
               "", f"Clips without an instrument tag: {summary['clips_without_instrument']}.", ""]
-    if figs:
-        lines += [f"{h} Figures", ""]
-        for name, rel in figs.items():
-            target = (images or {}).get(name, rel)
-            lines += [f"![{TITLES.get(name, name)}]({target})", ""]
+    if figs and figures:
+        lines += [f"{h} Figures", "", *figure_lines(figs, images)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def figure_lines(figs: Mapping[str, str], images: Mapping[str, str] | None = None) -> list[str]:
+    """One markdown image per figure (its title as the alt text), each followed by a blank line."""
+    lines = []
+    for name, rel in figs.items():
+        lines += [f"![{TITLES.get(name, name)}]({(images or {}).get(name, rel)})", ""]
+    return lines
 
 
 def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
 
 
+def data_url(png: bytes) -> str:
+    """A PNG as a ``data:image/png;base64,...`` URL: the one way to show an image in a Prefect
+    markdown artifact (the UI has no image artifact and cannot open local files)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def inline_figures(figs: Mapping[str, str], dataset_dir: str, store: Store | None = None) -> dict[str, str]:
+    """``{figure: data URL}`` for the figures of a dataset folder; a PNG over ``INLINE_IMAGE_BYTES``
+    or not there gets a note naming its file instead."""
+    if store is None:
+        store = Store(dataset_dir)
+        dataset_dir = store.root
+    out = {}
+    for fig, rel in figs.items():
+        path = posixpath.join(dataset_dir, rel)
+        if store.exists(path) and store.size(path) <= INLINE_IMAGE_BYTES:
+            out[fig] = data_url(store.read_bytes(path))
+        else:
+            out[fig] = f"{rel} (in the dataset folder)"
+    return out
+
+
 def figure_artifacts(figs: Mapping[str, str], dataset_dir: str, name: str | None = None, *,
-                     summary: dict | None = None, store: Store | None = None, inline_images: bool = True) -> list:
-    """Publish the statistics as Prefect artifacts: one table artifact per table and a markdown
-    artifact with the same section as the card, the figures inline as ``data:image/png`` URLs
-    (Prefect has no image artifact for local files; PNGs over ``INLINE_IMAGE_BYTES`` are named instead)."""
+                     summary: dict | None = None, store: Store | None = None, inline_images: bool = True,
+                     key_prefix: str | None = None, counts: bool = True, figures: bool = True) -> list:
+    """Publish the statistics as Prefect artifacts: the instruments as a table artifact (all of them;
+    the markdown shows the top ones) and a markdown artifact with the same section as the card, the
+    figures inline as ``data:image/png`` URLs (PNGs over ``INLINE_IMAGE_BYTES`` are named instead).
+    Keys start with ``key_prefix`` (default: the dataset name). A build's flow passes
+    ``counts=False, figures=False``: its summary artifact shows the splits and the figures once."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     summary = summary if summary is not None else getattr(figs, "summary", None)
     if summary is None:
         raise ValueError("figure_artifacts needs the summary: pass the Figures dataset_figures returned, or summary=")
     name = name or summary.get("dataset") or "dataset"
-    if store is None:
-        store = Store(dataset_dir)
-        dataset_dir = store.root
+    prefix = key_prefix or name
     ids = []
-    for table, rows in summary_tables(summary).items():
-        if rows and table != "failures":  # failures by reason: flows.report already publishes them
-            ids.append(create_table_artifact(rows, key=_key(f"{name}-{table}"),
-                                             description=f"{name}: {table.replace('_', ' ')}"))
-    images = {}
-    for fig, rel in figs.items():
-        path = posixpath.join(dataset_dir, rel)
-        if inline_images and store.exists(path) and store.size(path) <= INLINE_IMAGE_BYTES:
-            images[fig] = "data:image/png;base64," + base64.b64encode(store.read_bytes(path)).decode()
-        else:
-            images[fig] = f"{rel} (in the dataset folder)"
-    ids.append(create_markdown_artifact(figures_markdown(figs, summary, images=images, heading="#"),
-                                        key=_key(f"{name}-statistics"), description=f"{name}: statistics and figures"))
+    instruments = summary_tables(summary, counts=counts)["instruments"]
+    if instruments:
+        ids.append(create_table_artifact(instruments, key=_key(f"{prefix}-instruments"),
+                                         description=f"{name}: clips per instrument, all of them"))
+    if figures and inline_images:
+        images = inline_figures(figs, dataset_dir, store)
+    else:
+        images = {fig: f"{rel} (in the dataset folder)" for fig, rel in figs.items()}
+    ids.append(create_markdown_artifact(figures_markdown(figs, summary, images=images, heading="#", counts=counts,
+                                                         figures=figures),
+                                        key=_key(f"{prefix}-statistics"),
+                                        description=f"{name}: durations, caption lengths and instruments"
+                                                    + (" with the figures" if figures else "")))
     return ids

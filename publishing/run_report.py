@@ -84,3 +84,62 @@ def write_report(store: Store, report: dict) -> dict:
     report = {**report, "path": store.url_of(path)}
     store.write_json(path, report)
     return report
+
+
+# the summary a build's flow run shows first ------------------------------------------------
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], rows: list[list], right_from: int = 1) -> list[str]:
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |",
+            *["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]]
+
+
+def summary_head(title: str, location: str, host: str, flow_run_id: str,
+                 context: dict[str, Any] | None = None) -> list[str]:
+    """The first lines of a summary: the title, the location as a code block (text to copy), the
+    host and the flow run (and ``context``: profile, configuration...)."""
+    return [f"# {title}", "", "Location:", "", "```", location, "```", "",
+            f"Written by host `{host}`, flow run `{flow_run_id}`"
+            + "".join(f", {k} `{v}`" for k, v in (context or {}).items() if v is not None) + ".", ""]
+
+
+def summary_markdown(dataset: str, location: str, host: str, flow_run_id: str, *, splits: list[dict] | None = None,
+                     failures_by_reason: dict[str, int] | None = None,
+                     failures_by_stage: dict[str, dict[str, int]] | None = None, figures: list[str] = (),
+                     context: dict[str, Any] | None = None, notes: Iterable[str] = (),
+                     pending: str = "Building: the splits, the failures and the figures appear here when the run ends.",
+                     ) -> str:
+    """The markdown of a run's summary artifact, in the order people ask: which dataset, where it is
+    (as text to copy: the UI opens no ``file://`` link), which host and run wrote it, the splits
+    (records and hours, shown nowhere else), the failures by reason, then the figures (markdown
+    image lines). ``splits`` None: the run is still building (the summary made at its start)."""
+    lines = summary_head(dataset, location, host, flow_run_id, context)
+    if splits is None:
+        lines += [f"_{pending}_"]
+        return "\n".join(lines) + "\n"
+    lines += ["## Splits", ""]
+    if splits:
+        header = [k for k in splits[0] if k != "dataset"]
+        lines += _md_table(header, [[r.get(k) for k in header] for r in splits])
+        lines += ["", f"In all: {sum(r.get('records', 0) for r in splits)} records, "
+                      f"{round(sum(r.get('hours', 0) for r in splits), 4)} hours."]
+    else:
+        lines += ["No records were written."]
+    lines += ["", "## Failures by reason", ""]
+    reasons = dict(sorted((failures_by_reason or {}).items(), key=lambda kv: (-kv[1], kv[0])))
+    if reasons:
+        by_stage = failures_by_stage or {}
+        lines += _md_table(["reason", "items", "stages"],
+                           [[k, v, ", ".join(f"{s} {n}" for s, n in by_stage.get(k, {}).items()) or "not recorded"]
+                            for k, v in reasons.items()])
+        lines += ["", f"In all: {sum(reasons.values())} items left out."]
+    else:
+        lines += ["None: no item was left out."]
+    if figures:
+        lines += ["", "## Figures", "", *figures]
+    for note in notes:
+        lines += ["", note]
+    return "\n".join(lines).rstrip() + "\n"

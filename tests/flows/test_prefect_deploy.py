@@ -13,82 +13,21 @@ worker's temporary run folder.
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-from uuid import UUID
 
 import pytest
 
 from cli import server as srv
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
-OVERRIDES = {"corpus.clips": 4, "shards.items_per_shard": 2}
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without Prefect's API settings or any project variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MUMU_"))}
-    env.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra})
-    return env
-
-
-def prefect(*args: str, env: dict, cwd: Path = REPO, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prefect", *args], cwd=cwd, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """A server, the pool, every deployment and one worker, each made by Prefect's own CLI."""
-    base = tmp_path_factory.mktemp("plain-prefect")
-    home, user_home, worker_dir = base / "prefect-home", base / "home", base / "elsewhere"
-    for d in (home, user_home, worker_dir):
-        d.mkdir()
-    started: list[dict] = []
-    try:
-        info, port = srv.start_server("127.0.0.1", 0, lambda url: _clean_env(PREFECT_HOME=str(home)), base / "logs",
-                                      base, echo=lambda *_: None)
-        started.append(info)
-        api = f"http://127.0.0.1:{port}/api"
-        env = _clean_env(PREFECT_HOME=str(home), PREFECT_API_URL=api)
-        out = prefect("work-pool", "create", "mumu-cpu", "--type", "process", env=env)
-        assert out.returncode == 0, out.stdout
-        out = prefect("--no-prompt", "deploy", "--all", env=env, timeout=600)
-        assert out.returncode == 0, out.stdout
-        worker_env = {**env, "HOME": str(user_home), "PREFECT_WORKER_QUERY_SECONDS": "1"}
-        worker = srv.spawn("worker", srv.prefect_cmd("worker", "start", "--pool", "mumu-cpu"), worker_env,
-                           base / "logs", worker_dir)
-        started.append(worker)
-        yield {"env": env, "home": user_home, "api": api, "worker_log": Path(worker["log"])}
-    finally:
-        for proc in reversed(started):  # the worker first, then the server
-            srv.stop_process(proc, timeout=15)
-
-
-def run_watch(deployed: dict, name: str, params: dict, timeout: float = 420) -> UUID:
-    """``prefect deployment run NAME --params JSON --watch``, as a user types it; it must end COMPLETED."""
-    out = prefect("deployment", "run", name, "--params", json.dumps(params), "--watch", "--watch-timeout",
-                  str(int(timeout)), env=deployed["env"], timeout=timeout + 60)
-    log = deployed["worker_log"].read_text(errors="replace")[-4000:]
-    assert out.returncode == 0 and "finished successfully" in out.stdout, f"{out.stdout[-3000:]}\n--- worker log\n{log}"
-    run_id = UUID(re.search(r"UUID: ([0-9a-f-]{36})", out.stdout).group(1))
-    with srv.api_client(deployed["api"]) as client:
-        assert client.read_flow_run(run_id).state.type.value == "COMPLETED"
-    return run_id
-
-
-def test_build_then_train_through_a_plain_worker(deployed, tmp_path):
+def test_build_then_train_through_a_plain_worker(deployed, mucaps_run, run_watch, tmp_path):
     from model import tiny
     from model.train import load_checkpoint
     from publishing.validate import validate_dataset
 
-    build_id = run_watch(deployed, "build-mucaps/mucaps-demo", {"overrides": OVERRIDES})
-    data_root = deployed["home"] / "mumu" / "data" / "sample"  # the profile's relative root, in one fixed place
-    ds_dir = data_root / "datasets" / "MUCaps"
+    # build-mucaps/mucaps-demo with 4 clips in shards of 2, run by conftest.py's mucaps_run
+    build_id, data_root, ds_dir = mucaps_run["id"], mucaps_run["data_root"], mucaps_run["dir"]
     report = validate_dataset(str(ds_dir))
     assert report.ok, report.problems
     assert sum(report.rows.values()) == 2 * 4  # a captioning and a text-to-music record per clip
@@ -102,15 +41,16 @@ def test_build_then_train_through_a_plain_worker(deployed, tmp_path):
     assert any("check_worker" in m for m in logs)  # the pull step ran
     assert any(f"data root {data_root}" in m for m in logs)  # the resolved, absolute root is logged first
     by_key = {a.key: a for a in artifacts if a.key}
-    for stage in ("corpus", "clips", "music-captions", "mucaps-records"):
-        art = by_key[f"progress-{stage}"]
+    for stage in ("corpus", "clips", "music-captions", "records"):  # keyed by flow and dataset
+        art = by_key[f"progress-build-mucaps-mucaps-{stage}"]
         assert art.type == "progress" and float(art.data) == pytest.approx(100.0)
-    stages = {row["stage"]: row for row in json.loads(by_key["mucaps-stages"].data)}
+    stages = {row["stage"]: row for row in json.loads(by_key["build-mucaps-mucaps-stages"].data)}
     assert stages["clips"]["ok"] == 4 and stages["clips"]["shards"] == 2 and stages["records"]["ok"] == 8
-    splits = json.loads(by_key["mucaps-splits"].data)
-    assert by_key["mucaps-splits"].type == "table" and sum(r["records"] for r in splits) == 8
-    assert by_key["mucaps-failures"].type == "markdown" and "by reason" in by_key["mucaps-failures"].data
-    assert by_key["mucaps-output"].data == f"[MUCaps dataset](file://{ds_dir})"  # a link artifact is [text](url)
+    summary = by_key["build-mucaps-mucaps-summary"]  # the first artifact: where the data is, the splits, a figure
+    assert summary.type == "markdown" and min(artifacts, key=lambda a: a.created).id == summary.id
+    assert f"```\n{ds_dir}\n```" in summary.data and "| split | records |" in summary.data
+    assert "## Failures by reason" in summary.data and "](data:image/png;base64," in summary.data
+    assert not any(a.type == "link" for a in artifacts)  # no file:// link the browser refuses
 
     components = tmp_path / "tiny-components"  # tiny random encoders and decoder: nothing to download
     tiny.ensure(components)

@@ -236,6 +236,10 @@ def test_flow_names_the_run_and_never_shows_the_token(hub, dataset, prefect_harn
     assert "data/train-00000-of-00001.parquet" in json.dumps(table["data"])
     link = next(a for a in arts if a["key"] and a["key"].endswith("-repo"))
     assert f"/datasets/{REPO}" in link["data"]
+    first = min(arts, key=lambda a: a["created"])  # the summary: the Hub URL as text, the folder, the outcome
+    assert first["key"] == f"publish-hub-{REPO.lower().replace('/', '-')}-summary" and first["type"] == "markdown"
+    assert f"```\n{out['repo_url']}\n```" in first["data"] and f"```\n{dataset}\n```" in first["data"]
+    assert "committed [" in first["data"]
     assert set(json.loads(records["flow run"])["parameters"]) == {"dataset_dir", "repo_id", "private", "revision",
                                                                   "dry_run", "token_secret_block"}
 
