@@ -76,6 +76,11 @@ BENCHES = [
             lambda r: r["written_over_floor"]),
         Row("work bytes", "bytes written under work/ / media bytes (record parts hold references)",
             lambda r: r["work_written_over_media"])]),
+    Bench("bench.planning", {}, {"smoke": True}, [
+        Row("planning time", "planning the four paper datasets, seconds / the 30 s budget (target <= 1)",
+            lambda r: r["ratios"]["seconds_over_budget"]),
+        Row("planning memory", "planning peak memory / 1 GiB (target <= 1)",
+            lambda r: r["ratios"]["memory_over_budget"])]),
     Bench("bench.scale", {}, {"base": 2, "factors": "1,2", "items_per_shard": 2, "template_clips": 2, "warm_up": False}, [
         Row("scale: seconds per clip", "build all, seconds per clip at 16N / at N (target <= 1.1)",
             lambda r: r["wall_per_clip_largest_over_smallest"]),

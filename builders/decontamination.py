@@ -133,6 +133,8 @@ class Decontamination:
     def __init__(self, lists: list[_List] | None = None):
         self._lists = list(lists or [])
         self._fingerprint: str | None = None
+        # every id and listed video: a clip whose video and id are in none of them matches no list
+        self._keys = frozenset(k for lst in self._lists for k in lst.keys())
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -141,6 +143,8 @@ class Decontamination:
     def match(self, ytid: str, start_s: float | None = None, end_s: float | None = None,
               clip_id: str | None = None) -> str | None:
         """The name of the list that excludes this clip (its video or clip id, or its window), or None."""
+        if ytid not in self._keys and (clip_id is None or clip_id not in self._keys):
+            return None  # the common case, once per segment of the lists
         for lst in self._lists:
             if lst.match(ytid, start_s, end_s, clip_id):
                 return lst.report.name

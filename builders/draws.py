@@ -87,7 +87,14 @@ def primary_classes(rows: list[dict]) -> dict[str, str]:
     and kept on primary classes, each clip counting once: with co-labels counted too no draw can
     promise a bound, since some classes mostly come as the co-label of others."""
     totals = Counter(c for r in rows for c in r["instrument_classes"])
-    return {r["clip_id"]: min(r["instrument_classes"], key=lambda c: (totals[c], c)) for r in rows}
+    rarest: dict[tuple[str, ...], str] = {}  # per distinct class list: few, against many rows
+    out = {}
+    for r in rows:
+        classes = tuple(r["instrument_classes"])
+        if classes not in rarest:
+            rarest[classes] = min(classes, key=lambda c: (totals[c], c))
+        out[r["clip_id"]] = rarest[classes]
+    return out
 
 
 def balanced(rows: list[dict], n: int, seed: int) -> list[dict]:
@@ -114,7 +121,8 @@ def balanced(rows: list[dict], n: int, seed: int) -> list[dict]:
 
 def hash_rows(rows: list[dict], seed: str | int) -> list[dict]:
     """Rows in a seeded hash order of their clip ids."""
-    return sorted(rows, key=lambda r: hashlib.sha256(f"mumu-draw:{seed}:{r['clip_id']}".encode()).hexdigest())
+    # the digest's bytes sort as its hex digits do
+    return sorted(rows, key=lambda r: hashlib.sha256(f"mumu-draw:{seed}:{r['clip_id']}".encode()).digest())
 
 
 def _counts(values) -> dict[str, int]:

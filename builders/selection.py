@@ -91,14 +91,18 @@ def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: Sele
         dropped["duplicate_segment"] += len(report.failures)
     by_list: Counter = Counter()
     kept: list[dict] = []
+    blacklisted = onto.restricted("blacklist")
+    # what a segment's labels decide (the drop reason, or its labels, tags and classes), once per
+    # distinct label tuple: a list of millions of segments holds some tens of thousands
+    verdicts: dict[tuple[str, ...], tuple[str | None, list[str], list[str], list[str]]] = {}
     for name, segs in sorted(lists.items()):
         for s in segs:
-            labels = [m for m in s.labels if "blacklist" not in onto.restrictions(m)]
-            if required is not None and not any(m in required for m in labels):
-                dropped["no_required_label"] += 1
-                continue
-            if any(m in excluded for m in labels):
-                dropped["excluded_label"] += 1
+            verdict = verdicts.get(s.labels)
+            if verdict is None:
+                verdict = verdicts[s.labels] = _verdict(s.labels, onto, blacklisted, required, excluded, owner)
+            why, labels, tags, classes = verdict
+            if why is not None:
+                dropped[why] += 1
                 continue
             listed = excluded_by({"group_id": s.ytid, "clip_id": s.clip_id, "start_s": s.start_s, "end_s": s.end_s},
                                  excluded_ids)
@@ -116,14 +120,8 @@ def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: Sele
             else:
                 dropped["list_not_used"] += 1
                 continue
-            found = {owner[m] for m in labels if m in owner}
-            # a family ("Wind instrument") that a more specific class of the segment ("Flute") sits
-            # under is not a class of its own: the segment is a flute segment
-            classes = sorted(c for c in found if not any(o != c and o in onto.descendants(c) for o in found)) \
-                or [UNSPECIFIED]
             kept.append({"clip_id": s.clip_id, "ytid": s.ytid, "start_s": s.start_s, "end_s": s.end_s,
-                         "labels": labels, "tags": [onto.name(m) for m in labels],
-                         "instrument_classes": [onto.name(c) if c != UNSPECIFIED else c for c in classes],
+                         "labels": list(labels), "tags": list(tags), "instrument_classes": list(classes),
                          "split": split, "list": name})
     report.counts["qualifying"] = len(kept)
     report.classes_before_cap = _class_counts(kept)
@@ -137,6 +135,22 @@ def select_segments(lists: dict[str, list[Segment]], onto: Ontology, rules: Sele
     report.classes = _class_counts(kept)
     report.splits = dict(sorted(Counter(r["split"] for r in kept).items()))
     return kept, report
+
+
+def _verdict(mids: tuple[str, ...], onto: Ontology, blacklisted: frozenset[str], required: frozenset[str] | None,
+             excluded: frozenset[str], owner: dict[str, str]) -> tuple[str | None, list[str], list[str], list[str]]:
+    """(drop reason or None, labels, tags, instrument class names) of a segment with these label ids
+    (rules 1, 2 and 4 of the module docstring)."""
+    labels = [m for m in mids if m not in blacklisted]
+    if required is not None and not any(m in required for m in labels):
+        return "no_required_label", labels, [], []
+    if any(m in excluded for m in labels):
+        return "excluded_label", labels, [], []
+    found = {owner[m] for m in labels if m in owner}
+    # a family ("Wind instrument") that a more specific class of the segment ("Flute") sits
+    # under is not a class of its own: the segment is a flute segment
+    classes = sorted(c for c in found if not any(o != c and o in onto.descendants(c) for o in found)) or [UNSPECIFIED]
+    return None, labels, [onto.name(m) for m in labels], [onto.name(c) if c != UNSPECIFIED else c for c in classes]
 
 
 def _class_counts(rows: list[dict]) -> dict[str, int]:

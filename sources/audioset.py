@@ -13,7 +13,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -43,7 +43,7 @@ def check_times(where: str, start_s: float, end_s: float, max_len: float = MAX_S
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a full AudioSet list is two million of them
 class Segment:
     ytid: str
     start_s: float
@@ -51,10 +51,11 @@ class Segment:
     labels: tuple[str, ...]
     start_text: str  # the start time as written in the CSV, for mirror file names
     origin: str  # "<file>:<line>"
+    # "as-<ytid>-<start ms>", made once (planning asks for it several times per segment)
+    clip_id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def clip_id(self) -> str:
-        return f"as-{self.ytid}-{int(round(self.start_s * 1000))}"
+    def __post_init__(self):
+        object.__setattr__(self, "clip_id", f"as-{self.ytid}-{int(round(self.start_s * 1000))}")
 
     def to_item(self) -> dict:
         return {"ytid": self.ytid, "start_s": self.start_s, "end_s": self.end_s, "labels": list(self.labels),
@@ -93,6 +94,16 @@ def read_segments(path: str | os.PathLike, text: str | None = None) -> tuple[lis
     segments: list[Segment] = []
     failures: list[dict] = []
     seen: dict[str, str] = {}  # clip id -> where it was first listed
+    parsed: dict[str, tuple[tuple[str, ...], list[str]]] = {}  # labels field -> (ids, unknown ones): few distinct
+    starts: dict[str, str] = {}  # one string per distinct start text
+    numbers: dict[str, float] = {}  # one float per distinct time text (a list has some thousands)
+
+    def number(text: str) -> float:
+        value = numbers.get(text)
+        if value is None:
+            value = numbers[text] = float(text)  # ValueError: not a number
+        return value
+
     for lineno, row, why in csv_records(text, name, max_lines=1, skipinitialspace=True):
         if why is not None:
             failures.append(_fail(f"{name}:{lineno}", "malformed_row", why))
@@ -108,12 +119,12 @@ def read_segments(path: str | os.PathLike, text: str | None = None) -> tuple[lis
         if len(row) != 4:
             failures.append(_fail(where, "malformed_row", f"{where}: expected 4 fields, got {len(row)}: {row!r}"))
             continue
-        ytid, start, end, labels = (c.strip() for c in row)
+        ytid, start, end, labels = [c.strip() for c in row]
         if not YTID_RE.match(ytid):
             failures.append(_fail(where, "bad_youtube_id", f"{where}: {ytid!r} is not an 11-character YouTube id"))
             continue
         try:
-            start_s, end_s = float(start), float(end)
+            start_s, end_s = number(start), number(end)
         except ValueError:
             failures.append(_fail(where, "bad_time", f"{where}: start/end {start!r}/{end!r} are not numbers"))
             continue
@@ -121,12 +132,14 @@ def read_segments(path: str | os.PathLike, text: str | None = None) -> tuple[lis
         if bad_time:
             failures.append(_fail(where, "bad_time", bad_time))
             continue
-        mids = tuple(m.strip() for m in labels.split(",") if m.strip())
-        bad = [m for m in mids if not LABEL_RE.match(m) or m not in known]
+        if labels not in parsed:
+            ids = tuple(m.strip() for m in labels.split(",") if m.strip())
+            parsed[labels] = (ids, [m for m in ids if not LABEL_RE.match(m) or m not in known])
+        mids, bad = parsed[labels]
         if not mids or bad:
             failures.append(_fail(where, "unknown_label", f"{where}: label ids not in the AudioSet ontology: {bad or 'none given'}"))
             continue
-        seg = Segment(ytid, start_s, end_s, mids, start, where)
+        seg = Segment(ytid, start_s, end_s, mids, starts.setdefault(start, start), where)
         if seg.clip_id in seen:
             failures.append(duplicate_failure(seg, seen[seg.clip_id]))
             continue

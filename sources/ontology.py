@@ -42,6 +42,10 @@ class Ontology:
     def restrictions(self, mid: str) -> set[str]:
         return set(self.nodes.get(mid, {}).get("restrictions", []))
 
+    def restricted(self, restriction: str) -> frozenset[str]:
+        """The ids of every node with this restriction (``blacklist``, ``abstract``)."""
+        return frozenset(m for m, n in self.nodes.items() if restriction in n.get("restrictions", []))
+
     def check(self, mids: list[str], what: str) -> None:
         unknown = [m for m in mids if m not in self.nodes]
         if unknown:
