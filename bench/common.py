@@ -92,3 +92,17 @@ def fresh_copy(src: str, dst: str) -> str:
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
     return dst
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``), for the machine a result was measured on."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import cli, save
+from bench.common import cli, cpu_model, save
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(os.path.dirname(REPO), "shared", "fixtures", "audioset")
@@ -441,7 +441,7 @@ def main(lists: str = FIXTURES, extra_rows: int = 60000, musiccaps_rows: int = 5
         else:
             result = child(inputs, dump or None)
     result.update(inputs=inputs["sizes"], smoke=smoke, fresh_process=fresh_process in (True, "true", "True", "1"),
-                  machine={"cpus": os.cpu_count(), "processor": _cpu_model()},
+                  machine={"cpus": os.cpu_count(), "processor": cpu_model()},
                   budget={"seconds": BUDGET_S, "bytes": BUDGET_BYTES},
                   ratios={"seconds_over_budget": round(result["total"]["wall_s"] / BUDGET_S, 4),
                           "memory_over_budget": round(result["memory"]["planning_bytes"] / BUDGET_BYTES, 4)})
@@ -449,18 +449,6 @@ def main(lists: str = FIXTURES, extra_rows: int = 60000, musiccaps_rows: int = 5
     save("planning", result)
     print(table(result))
     return result
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How the whole build behaves as it grows: the four datasets at N, 4N and 16N clips, side by side in one run.
 
-    mumu bench scale [--base 25] [--factors 1,4,16] [--items-per-shard 16]
+    mumu bench scale [--base 50] [--factors 1,4,16] [--items-per-shard 16]
     python -m bench.scale ...
 
 Each size gets an AudioSet-style mirror of its own (a segments CSV and ``<ytid>_<start>`` media
@@ -11,9 +11,9 @@ all`` on the sample profile's CPU backends, reading that mirror (``mirror.sample
 a process of its own against one Prefect server that the benchmark starts, so each size's
 figures are its own:
 
-- wall and CPU seconds per clip, overall and per stage (a stage's wall: its first task run's
-  start to its last one's end, from the Prefect API; CPU: the shard threads' and their CPU pool's
-  seconds, from the run report);
+- wall and CPU seconds per clip, overall and per stage (from the run report: a stage's wall is the
+  seconds its shards worked over the runner's threads, its part of the build's wall; its CPU the
+  shard threads' and their CPU pool's seconds);
 - peak memory of the flow process and of its CPU-pool workers (``ru_maxrss``), disk per clip;
 - Prefect task runs, HTTP calls to the API (counted in the flow process) and artifacts per clip;
 - the floor, measured here on one core on the same clips: decode + resample + FLAC encode per
@@ -37,18 +37,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from typing import Any
 
-from bench.common import rendered_corpus, save, timer
+from bench.common import cpu_model, rendered_corpus, save, timer
 
 TEMPLATE_CLIPS = 16
 LOOPS_PER_CLIP = 0.25
 CLIPS_PER_TRACK = 80
+AUDIOSET_FLOOR = ("decode_resample_encode", "quality_measures", "music_features", "image_features", "video_features")
 THREADS = 2  # the sample profile's runner.max_workers
-CAPTION_STAGE = "build-mucaps/music_caption"  # task run names without the shard number, per flow
-INGEST_STAGE = "build-mucaps/ingest-clips"
+CAPTION_STAGE = "MUCaps/music captions"  # the run report's stage names
+INGEST_STAGE = "MUCaps/clips"
 
 
 # --- the mirror -------------------------------------------------------------------------------
@@ -166,40 +166,6 @@ def _api_count(api: str, what: str, body: dict | None = None) -> int:
     return int(httpx.post(f"{api}/{what}/count", json=body or {}, timeout=60).json())
 
 
-def _paged(api: str, what: str, body: dict) -> list[dict]:
-    import httpx
-
-    out, offset = [], 0
-    while True:
-        page = httpx.post(f"{api}/{what}/filter", json={**body, "limit": 200, "offset": offset}, timeout=60).json()
-        out += page
-        if len(page) < 200:
-            return out
-        offset += 200
-
-
-def _stage_times(api: str, since: str, threads: int) -> dict[str, dict[str, float]]:
-    """Per stage (``<flow name>/<task run name without its shard number>``): ``span``, its first task
-    run's start to its last one's end (stages overlap: a shard is captioned once it is ingested),
-    and ``share``, the seconds of its task runs over the runner's threads (the stage's part of the
-    build's wall time when ``threads`` tasks run at once)."""
-    import datetime
-
-    flows = {f["id"]: f["name"] for f in _paged(api, "flows", {})}
-    flow_of = {fr["id"]: flows.get(fr["flow_id"], "?")
-               for fr in _paged(api, "flow_runs", {"flow_runs": {"start_time": {"after_": since}}})}
-    spans: dict[str, list[float]] = defaultdict(lambda: [float("inf"), 0.0, 0.0])
-    for tr in _paged(api, "task_runs", {"task_runs": {"start_time": {"after_": since}}}):
-        flow = flow_of.get(tr["flow_run_id"], "?")
-        if not tr.get("start_time") or not tr.get("end_time") or flow == "build-all":  # build-all's are its subflows
-            continue
-        span = spans[f"{flow}/{re.sub(r'-[0-9]+$', '', tr['name'])}"]
-        start = datetime.datetime.fromisoformat(tr["start_time"]).timestamp()
-        end = datetime.datetime.fromisoformat(tr["end_time"]).timestamp()
-        span[0], span[1], span[2] = min(span[0], start), max(span[1], end), span[2] + end - start
-    return {k: {"span": round(b - a, 3), "share": round(busy / threads, 3)} for k, (a, b, busy) in sorted(spans.items())}
-
-
 def _disk(root: str) -> int:
     total = 0
     for top in ("media", "datasets", "work", "cache", "runs"):
@@ -213,7 +179,6 @@ def build_size(tmp: str, template: str, api: str, n: int, items_per_shard: int) 
     root = os.path.join(tmp, f"root-{n}")
     overrides = {**mirror, "shards.items_per_shard": items_per_shard}
     before = {w: _api_count(api, w) for w in ("task_runs", "artifacts", "flow_runs")}
-    since = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 1))
     out = os.path.join(tmp, f"child-{n}.json")
     env = {**os.environ, "PREFECT_API_URL": api}
     proc = subprocess.run([sys.executable, "-m", "bench.scale", "_child", root, json.dumps(overrides), out], env=env,
@@ -223,11 +188,12 @@ def build_size(tmp: str, template: str, api: str, n: int, items_per_shard: int) 
     got = json.load(open(out))
     after = {w: _api_count(api, w) for w in before}
     report = json.load(open(got["report"].removeprefix("file://")))
-    walls = _stage_times(api, since, THREADS)
-    stages = {}
+    stages = {}  # per stage of the run report: the seconds its shards worked, over the runner's threads
     for name, entry in report["stages"].items():
-        stages[name] = {"items": entry["items"], "cpu_s_per_item": round(entry["cpu_seconds"] / max(entry["items"], 1), 4),
-                        "shards": entry["shards"]}
+        items = max(entry["items"], 1)
+        stages[name] = {"items": entry["items"], "shards": entry["shards"],
+                        "wall_s_per_item": round(entry["wall_seconds"] / THREADS / items, 4),
+                        "cpu_s_per_item": round(entry["cpu_seconds"] / items, 4)}
     return {"clips": n, "wall_s": round(got["wall"], 2), "wall_s_per_clip": round(got["wall"] / n, 4),
             "cpu_s_per_clip": round(got["cpu"] / n, 4),
             "flow_peak_mib": round(got["flow_peak_rss"] / 2**20, 1),
@@ -237,7 +203,7 @@ def build_size(tmp: str, template: str, api: str, n: int, items_per_shard: int) 
             "flow_runs": after["flow_runs"] - before["flow_runs"],
             "artifacts_per_clip": round((after["artifacts"] - before["artifacts"]) / n, 3),
             "http_calls_per_clip": round(got["http_calls"] / n, 2),
-            "stage_s": walls, "stages": stages}
+            "stages": stages}
 
 
 # --- the floor ----------------------------------------------------------------------------------
@@ -286,7 +252,7 @@ def floor(template: str, clips: int = 8) -> dict[str, float]:
 
 
 # --- the run ------------------------------------------------------------------------------------
-def main(base: int = 25, factors: str = "1,4,16", items_per_shard: int = 16, template_clips: int = TEMPLATE_CLIPS,
+def main(base: int = 50, factors: str = "1,4,16", items_per_shard: int = 16, template_clips: int = TEMPLATE_CLIPS,
          warm_up: bool = True) -> dict:
     from flows.runners import one_prefect_api
     from mumu.cpu_pool import usable_cores
@@ -300,34 +266,31 @@ def main(base: int = 25, factors: str = "1,4,16", items_per_shard: int = 16, tem
         base_floor = floor(template, min(8, template_clips))
     cores = usable_cores()
     small, large = rows[0], rows[-1]
-    caption = [r["stage_s"].get(CAPTION_STAGE, {}).get("share") for r in rows]
-    ingest = [r["stage_s"].get(INGEST_STAGE, {}).get("share") for r in rows]
+    caption = [r["stages"].get(CAPTION_STAGE, {}).get("wall_s_per_item") for r in rows]
+    ingest = [r["stages"].get(INGEST_STAGE, {}).get("wall_s_per_item") for r in rows]
     result = {
-        "machine": {"cores": cores, "cpu": _cpu_model()}, "sizes": sizes, "items_per_shard": items_per_shard,
+        "machine": {"cores": cores, "cpu": cpu_model()}, "sizes": sizes, "items_per_shard": items_per_shard,
         "floor_s_per_clip_one_core": base_floor, "rows": rows,
         "wall_per_clip_largest_over_smallest": round(large["wall_s_per_clip"] / small["wall_s_per_clip"], 3),
         "peak_memory_largest_over_smallest": round(large["flow_peak_mib"] / small["flow_peak_mib"], 3),
         "music_caption_wall_per_clip_over_floor": [
-            round(w / r["clips"] / (base_floor["music_features"] / cores), 3) if w else None
-            for w, r in zip(caption, rows)],
+            round(w / (base_floor["music_features"] / cores), 3) if w else None for w in caption],
         "ingest_wall_per_clip_over_decode_floor": [
-            round(w / r["clips"] / base_floor["decode_resample_encode"], 3) if w else None for w, r in zip(ingest, rows)],
+            round(w / base_floor["decode_resample_encode"], 3) if w else None for w in ingest],
         "ingest_wall_per_clip_over_its_work_floor": [
-            round(w / r["clips"] / ((base_floor["decode_resample_encode"] + base_floor["quality_measures"]) / cores), 3)
-            if w else None for w, r in zip(ingest, rows)],
+            round(w / ((base_floor["decode_resample_encode"] + base_floor["quality_measures"]) / cores), 3)
+            if w else None for w in ingest],
+        # CPU per clip the stage spent (its threads + its pool work) over the bare measuring calls
+        "music_caption_cpu_per_clip_over_floor": [
+            round(r["stages"].get(CAPTION_STAGE, {}).get("cpu_s_per_item", 0) / base_floor["music_features"], 3)
+            for r in rows],
+        # the whole AudioSet side's floor (ingest work, the three captioners) spread over the cores,
+        # against the build's wall per clip (MUEdit, records, finalize and Prefect on top)
+        "build_wall_per_clip_over_audioset_floor": [
+            round(r["wall_s_per_clip"] / (sum(base_floor[k] for k in AUDIOSET_FLOOR) / cores), 3) for r in rows],
     }
     save("scale", result)
     return result
-
-
-def _cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "?"
 
 
 def table_text(result: dict) -> str:
@@ -339,17 +302,19 @@ def table_text(result: dict) -> str:
              f"({result['machine']['cpu']}), {result['items_per_shard']} items per shard", "",
              "| " + " | ".join(cols) + " |", "|" + " ---: |" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    lines += ["", "stage seconds per clip: share of the wall (span), at " + ", ".join(str(r["clips"]) for r in rows), "",
-              "| stage | " + " | ".join(str(r["clips"]) for r in rows) + " |", "| --- |" + " ---: |" * len(rows)]
-    for s in sorted({s for r in rows for s in r["stage_s"]}):
-        cells = [r["stage_s"].get(s, {"share": 0.0, "span": 0.0}) for r in rows]
-        lines.append(f"| {s} | " + " | ".join(f"{c['share'] / r['clips']:.4f} ({c['span'] / r['clips']:.4f})"
-                                              for c, r in zip(cells, rows)) + " |")
+    lines += ["", "per stage, seconds per item: its shards' work over the runner's threads (CPU: threads + CPU pool), at "
+              + ", ".join(str(r["clips"]) for r in rows), "",
+              "| stage | " + " | ".join(f"{r['clips']}: wall (CPU)" for r in rows) + " |", "| --- |" + " ---: |" * len(rows)]
+    for s in sorted({s for r in rows for s in r["stages"]}):
+        cells = [r["stages"].get(s, {"wall_s_per_item": 0.0, "cpu_s_per_item": 0.0}) for r in rows]
+        lines.append(f"| {s} | " + " | ".join(f"{c['wall_s_per_item']:.4f} ({c['cpu_s_per_item']:.4f})" for c in cells) + " |")
     lines += ["", f"floor, seconds per clip on one core: {result['floor_s_per_clip_one_core']}"]
     lines += [f"{k}: {result[k]}" for k in ("wall_per_clip_largest_over_smallest", "peak_memory_largest_over_smallest",
                                             "music_caption_wall_per_clip_over_floor",
                                             "ingest_wall_per_clip_over_decode_floor",
-                                            "ingest_wall_per_clip_over_its_work_floor")]
+                                            "ingest_wall_per_clip_over_its_work_floor",
+                                            "music_caption_cpu_per_clip_over_floor",
+                                            "build_wall_per_clip_over_audioset_floor")]
     return "\n".join(lines)
 
 
