@@ -26,6 +26,7 @@ import numpy as np
 import pyloudnorm
 
 from annotators.prompts import pick, prompt
+from mumu.numba_cache import import_librosa, warm
 
 PITCH_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 # Albrecht & Shanahan (2013) key profiles. On the sample corpus they find the exact key of 60%
@@ -68,6 +69,22 @@ def estimate_key(y: np.ndarray, sr: int) -> tuple[str, float]:
 
 def measure(y: np.ndarray, sr: int) -> MusicFacts:
     """Measure a mono float signal. Raises ValueError on empty or silent input."""
+    warm("annotators.features.measure", _warm_up)  # librosa's numba cache, one process at a time
+    return _measure(y, sr)
+
+
+def _warm_up() -> None:
+    """Compile (or load) every numba function ``_measure`` reaches, whatever the first clip is:
+    3 s of a chord over clicks at 120 BPM take every branch that compiles."""
+    import_librosa()
+    sr = 16000
+    t = np.arange(3 * sr) / sr
+    y = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) * 0.1
+    y[(np.arange(y.size) % (sr // 2)) < 40] += 0.8
+    _measure(y.astype(np.float32), sr)
+
+
+def _measure(y: np.ndarray, sr: int) -> MusicFacts:
     y = np.asarray(y, dtype=np.float32)
     if y.ndim > 1:
         y = y.mean(axis=0 if y.shape[0] < y.shape[1] else 1)

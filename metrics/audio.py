@@ -160,6 +160,10 @@ def log_spectral_distance(generated: np.ndarray, target: np.ndarray, sr_generate
     """
     import librosa
 
+    from mumu.numba_cache import librosa_loaded
+
+    librosa_loaded()  # its numba cache, one process at a time
+
     s = {**LSD_SETTINGS, **overrides}
     g = resample(generated, sr_generated, s["sample_rate"])
     t = resample(target, sr_target, s["sample_rate"])

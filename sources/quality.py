@@ -118,6 +118,10 @@ def snr_db(y: np.ndarray, sr: int, n_fft: int = 1024, hop: int = 256, margin: fl
     module docstring), clamped to [-100, 100]; None for a clip shorter than one STFT frame or silent."""
     import librosa
 
+    from mumu.numba_cache import librosa_loaded
+
+    librosa_loaded()  # its numba cache, one process at a time
+
     mono = np.atleast_2d(np.asarray(y, dtype=np.float32)).mean(axis=0)
     if mono.size < n_fft or not np.any(mono):
         return None
