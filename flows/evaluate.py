@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.params import DatasetName, Device, EvalSplit, MeteorSynonyms
+from flows.runners import default_task_runner
 from metrics import report
 from metrics.evaluate import (
     EvalModels,
@@ -39,7 +40,7 @@ def score_musicqa_t(musicqa: str, audio: str, predictions: str, cache: ModelCach
     return score_musicqa(musicqa, audio, predictions, cache, limit)
 
 
-@flow(name="evaluate-mumu", log_prints=True)
+@flow(name="evaluate-mumu", task_runner=default_task_runner(), log_prints=True)
 def evaluate_mumu(predictions_dir: str | None = None, checkpoint: str | None = None, data_root: str = "data/sample",
                   datasets: list[DatasetName] | None = None, out: str = "data/sample/evaluation",
                   split: EvalSplit = "eval", embedding: str = "vggish", classifier: str = "passt",

@@ -198,6 +198,8 @@ def build_flow(name: str):
     the dotted overrides the body takes."""
     from prefect import flow
 
+    from flows.runners import default_task_runner
+
     def wrap(body: Callable[[str, str | None, dict[str, Any] | None], dict]):
         def run(profile: Profile = "sample", profile_file: str | None = None, data_root: str | None = None,
                 mirror: MirrorParams | None = None, annotators: AnnotatorsParams | None = None,
@@ -207,6 +209,6 @@ def build_flow(name: str):
 
         run.__name__, run.__qualname__, run.__module__ = body.__name__, body.__qualname__, body.__module__
         run.__doc__ = f"{inspect.cleandoc(body.__doc__ or '')}\n\n{BUILD_ARGS}"  # Prefect reads Args: here
-        return flow(name=name, log_prints=True)(run)
+        return flow(name=name, log_prints=True, task_runner=default_task_runner())(run)
 
     return wrap

@@ -23,6 +23,7 @@ from pydantic import Field
 from flows.report import artifact_key as _key
 from flows.report import start_summary, update_artifact
 from flows.retries import IO_RETRIES
+from flows.runners import default_task_runner
 from publishing import publish as pub
 
 # the Hub repo id: owner/name, as the Hub allows it
@@ -59,7 +60,7 @@ def run_label() -> str:
     return f"flow run {name} {run_id}" if run_id else "mumu publish"
 
 
-@flow(name="publish-hub", log_prints=False)
+@flow(name="publish-hub", task_runner=default_task_runner(), log_prints=False)
 def publish_hub(dataset_dir: str, repo_id: RepoId, private: bool = False, revision: str | None = None,
                 dry_run: bool = False, token_secret_block: Secret | str | None = None) -> dict:
     """Publish a built dataset folder to a Hugging Face Hub dataset repo, in one commit or none.

@@ -86,12 +86,29 @@ def current_runner_kind() -> str | None:
     return runner_kind(ctx.task_runner) if ctx is not None else None
 
 
-def needs_runner(cfg: Config | RunnerSpec) -> bool:
-    """True inside a flow run whose task runner is not of the kind ``cfg.runner`` asks for.
+def default_task_runner() -> ThreadPoolTaskRunner:
+    """The task runner every flow starts with (its decorator's): the default ``runner`` section's
+    thread pool (``runner.max_workers`` threads). Prefect's own default is a thread per submitted
+    task: every shard of a build at once (all 50 ingest shards of an 800-clip build in flight,
+    the flow process's memory growing with the clips, each shard sharing the cores with all the
+    others) and every download shard at once."""
+    return ThreadPoolTaskRunner(max_workers=RunnerSpec().max_workers)
 
-    Only the kind is compared: a thread pool's size is not worth a subflow."""
-    current = current_runner_kind()
-    return current is not None and current != _spec(cfg).kind
+
+def needs_runner(cfg: Config | RunnerSpec) -> bool:
+    """True inside a flow run whose task runner is not the one ``cfg.runner`` asks for: another
+    kind, or a thread pool of another size (a profile asking for more threads than the default)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None:
+        return False
+    spec = _spec(cfg)
+    if runner_kind(ctx.task_runner) != spec.kind:
+        return True
+    # Prefect keeps the pool's size in a private attribute; without it, the size is not compared
+    size = getattr(ctx.task_runner, "_max_workers", spec.max_workers)
+    return spec.kind == "thread" and size != spec.max_workers
 
 
 @contextlib.contextmanager

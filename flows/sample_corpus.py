@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 
 from flows.checks import checked_config
 from flows.report import stage_table, track
+from flows.runners import default_task_runner
 from flows.stages import render_corpus, render_edit_sources
 from mumu.config import Config
 from mumu.stage import chunk
@@ -30,7 +31,7 @@ def make_sample_corpus(cfg: Config, dataset: str | None = None) -> dict:
     return {**index, **stage_table(results), "edit_sources": edit.ok}
 
 
-@flow(name="sample-corpus", log_prints=True)
+@flow(name="sample-corpus", task_runner=default_task_runner(), log_prints=True)
 def sample_corpus(profile: str = "sample", data_root: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Render the offline sample corpus (music from MIDI, photos, videos, an AudioSet-format segment list)."""
     cfg = checked_config(profile, overrides, data_root, ())

@@ -14,6 +14,7 @@ from builders.draws import draw_datasets, draws_markdown
 from builders.selection import report_markdown, select_segments, write_report
 from builders.splits import decontamination_ids
 from flows.report import track
+from flows.runners import default_task_runner, needs_runner, run_with_runner
 from mumu.config import Config, ConfigError, list_name_clash, load_config
 from mumu.stage import chunk
 from mumu.store import Store
@@ -23,7 +24,7 @@ from sources.audioset import read_segments
 from sources.ontology import ontology
 
 
-@flow(name="select-audioset", log_prints=True)
+@flow(name="select-audioset", task_runner=default_task_runner(), log_prints=True)
 def select_audioset(segments: list[str], out: str, ontology_path: str | None = None, profile: str = "sample",
                     overrides: dict[str, Any] | None = None) -> dict:
     """Select music segments from AudioSet lists; write the selection table, a report and a chart."""
@@ -86,12 +87,15 @@ def _segments_csvs(rows: list[dict], out: str) -> list[str]:
     return paths
 
 
-@flow(name="download-audioset", log_prints=True)
+@flow(name="download-audioset", task_runner=default_task_runner(), log_prints=True)
 def download_audioset(selection: str, out: str, profile: str = "sample", overrides: dict[str, Any] | None = None) -> dict:
     """Download the selected sections with yt-dlp into a local mirror folder (resumable)."""
     import pyarrow.parquet as pq
 
     cfg = load_config(profile, overrides)
+    if needs_runner(cfg):  # e.g. runner.max_workers shards downloading at once, not the default's
+        return run_with_runner(download_audioset, cfg, selection=selection, out=out, profile=profile,
+                               overrides=overrides)
     table_path = selection if selection.endswith(".parquet") else os.path.join(selection, "selection.parquet")
     # the segments some dataset draws (a selection made before draws existed: all of them)
     rows = [r for r in pq.read_table(table_path).to_pylist() if r.get("datasets") is None or r["datasets"]]

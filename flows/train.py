@@ -24,6 +24,7 @@ from pydantic import Field
 from flows.params import Device, ModelPreset, Profile, TrainStage
 from flows.report import artifact_key as _key
 from flows.report import update_artifact
+from flows.runners import default_task_runner
 from mumu.limits import gpu_slot
 from mumu.store import Store
 
@@ -105,7 +106,7 @@ def train_stage_task(cfg_dict: dict, data_root: str, stage: int, out_dir: str, e
                            max_steps=max_steps)
 
 
-@flow(name="train-mumu", log_prints=True)
+@flow(name="train-mumu", task_runner=default_task_runner(), log_prints=True)
 def train_mumu(profile: Profile = "sample", preset: ModelPreset | None = None, data_root: str | None = None,
                stages: list[TrainStage] | None = None, epochs: int | dict[str, int] | None = None,
                out_dir: str | None = None, overrides: dict[str, Any] | None = None, resume: bool = True,

@@ -120,22 +120,50 @@ def test_dask_build_is_byte_identical_to_thread_build(tmp_path, corpus_template,
 
 
 def test_flow_switches_to_the_configured_runner_inside_a_run(prefect_harness):
-    """The in-flow switch a deployment uses: `if needs_runner(cfg): return run_with_runner(...)`."""
+    """The in-flow switch a deployment uses: `if needs_runner(cfg): return run_with_runner(...)`:
+    another kind, or a thread pool of another size than the flow's default one."""
     from prefect import flow
 
-    from flows.runners import current_runner_kind, needs_runner, run_with_runner
-    from mumu.config import load_config
+    from flows.runners import current_runner_kind, default_task_runner, needs_runner, run_with_runner
+    from mumu.config import RunnerSpec, load_config
 
-    @flow
-    def probe(kind: str = "process") -> list:
-        cfg = load_config("sample", {"runner.kind": kind, "runner.max_workers": 1})
+    @flow(task_runner=default_task_runner())
+    def probe(kind: str = "process", workers: int = 1) -> list:
+        cfg = load_config("sample", {"runner.kind": kind, "runner.max_workers": workers})
         if needs_runner(cfg):
-            return ["switched", *run_with_runner(probe, cfg, kind=kind)]
-        return [current_runner_kind()]
+            return ["switched", *run_with_runner(probe, cfg, kind=kind, workers=workers)]
+        from prefect.context import FlowRunContext
 
+        return [current_runner_kind(), FlowRunContext.get().task_runner._max_workers]
+
+    default = RunnerSpec().max_workers
     assert current_runner_kind() is None
-    assert probe(kind="thread") == ["thread"]
-    assert probe(kind="process") == ["switched", "process"]
+    assert probe(kind="thread", workers=default) == ["thread", default]
+    assert probe(kind="thread", workers=default + 1) == ["switched", "thread", default + 1]
+    assert probe(kind="process")[:2] == ["switched", "process"]
+
+
+def test_every_flow_starts_on_a_bounded_thread_pool():
+    """Prefect's default runner starts a thread per submitted task (every shard of a build at once,
+    the flow's memory growing with the clips): each of our flows names the default runner's pool."""
+    import importlib
+    import pkgutil
+
+    from prefect import Flow
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    import flows
+    from mumu.config import RunnerSpec
+
+    found = {}
+    for mod in pkgutil.iter_modules(flows.__path__):
+        for obj in vars(importlib.import_module(f"flows.{mod.name}")).values():
+            if isinstance(obj, Flow):
+                found[obj.name] = obj.task_runner
+    assert {"build-all", "build-mucaps", "build-muimage", "build-muvideo", "build-muedit", "download-audioset",
+            "sample-corpus", "train-mumu", "evaluate-mumu", "publish-hub", "select-audioset"} <= set(found)
+    for name, runner in found.items():
+        assert isinstance(runner, ThreadPoolTaskRunner) and runner._max_workers == RunnerSpec().max_workers, name
 
 
 PROBE = """
