@@ -20,35 +20,15 @@ class VideoError(ItemError):
     """A video that cannot be measured, with a failure reason code."""
 
 
-def _rate(text: str | None) -> float:
-    if not text or text in ("0/0", "N/A"):
-        return 0.0
-    num, _, den = text.partition("/")
-    try:
-        return float(num) / float(den or 1)
-    except (ValueError, ZeroDivisionError):
-        return 0.0
-
-
 def probe(path: str) -> dict:
-    """ffprobe the first video stream: duration, fps, width, height, frame count (0 when unknown)."""
-    from mumu.media import MediaError, ffprobe_video
+    """ffprobe the first video stream (``mumu.media.probe_video``): duration, fps, width, height,
+    frame count (0 when unknown); VideoError with the reason when it cannot."""
+    from mumu.media import MediaError, probe_video
 
     try:
-        st, fmt = ffprobe_video(path, "width,height,r_frame_rate,avg_frame_rate,nb_frames,duration")
+        return probe_video(path)
     except MediaError as e:
         raise VideoError(e.reason, str(e)) from e
-    fps = _rate(st.get("avg_frame_rate")) or _rate(st.get("r_frame_rate"))
-    try:
-        duration = float(st.get("duration") or fmt.get("duration") or 0.0)
-    except ValueError:
-        duration = 0.0
-    try:
-        nb = int(st.get("nb_frames") or 0)
-    except ValueError:
-        nb = 0
-    return {"duration_s": duration, "fps": fps, "width": int(st.get("width") or 0), "height": int(st.get("height") or 0),
-            "frames": nb}
 
 
 def decode_frames(path: str, fps: float, side: int = FRAME_SIDE) -> tuple[np.ndarray, bool]:

@@ -214,11 +214,12 @@ def measure_frames(frames: np.ndarray, analysis_fps: float, info: dict | None = 
     )
 
 
-def measure_video(path: str) -> VideoFacts:
-    """Measure a video file (local path or fsspec URL). Raises VideoError with a reason code."""
+def measure_video(path: str, info: dict | None = None) -> VideoFacts:
+    """Measure a video file (local path or fsspec URL); ``info``: its probe (``video_decode.probe``),
+    when the caller has made it already. Raises VideoError with a reason code."""
     with tempfile.TemporaryDirectory() as tmp:
         local = local_copy(path, tmp)
-        info = probe(local)
+        info = info or probe(local)
         analysis_fps = min(info["fps"] or MAX_FPS, MAX_FPS)
         if info["duration_s"] * analysis_fps > MAX_FRAMES:
             analysis_fps = MAX_FRAMES / info["duration_s"]

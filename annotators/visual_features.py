@@ -103,7 +103,7 @@ class FeaturesVideoCaptioner(_FeaturesVisual):
         if not req.video_path:
             return self._failed(req, "missing_media", "the request has no video_path")
         try:
-            facts = measure_video(req.video_path)
+            facts = measure_video(req.video_path, req.context.get("video_probe"))  # the caption stage's probe
         except VideoError as e:
             return self._failed(req, e.reason, e.detail)
         except Exception as e:  # noqa: BLE001 - a bad item, never a failed shard

@@ -40,7 +40,7 @@ def render_corpus(root: str, clips: int) -> str:
 
 def direct_build(root: str, clips: int) -> dict:
     """build-mucaps without Prefect: the flow's plain functions, called in the flow's order."""
-    from builders import annotate, ingest, mucaps
+    from builders import annotate, clip_quality, ingest, mucaps
     from builders.annotate import annotator_fingerprint
     from builders.draws import dataset_extras
     from builders.splits import decontamination_ids
@@ -60,11 +60,12 @@ def direct_build(root: str, clips: int) -> dict:
     shards = ingest.work_shards(plan.items, cfg)
     members = [[it["clip_id"] for it in part if it["clip_id"] in plan.members("MUCaps")] for part in shards]
     clips_r = [ingest.clips_shard(store, cfg, mirror, i, part) for i, part in enumerate(shards)]
+    gated = [clip_quality.quality_shard(store, cfg, c) for c in clips_r]
     music = [annotate.captions_shard(store, cfg, c, "music_caption") for c in clips_r]
-    records = [mucaps.records_shard(store, cfg, c, a, excluded, m) for c, a, m in zip(clips_r, music, members)]
+    records = [mucaps.records_shard(store, cfg, c, a, excluded, m) for c, a, m in zip(gated, music, members)]
     prov = provenance_block(cfg.profile, cfg.fingerprint(), {"music_caption": annotator_fingerprint(cfg, "music_caption")},
                             mucaps.prompt_versions(), ["sample" if mirror.is_sample else "audioset"])
-    stats = finalize.finalize_dataset(store, cfg, spec_for("MUCaps"), records, [*clips_r, *music], prov, plan.failures,
+    stats = finalize.finalize_dataset(store, cfg, spec_for("MUCaps"), records, [*clips_r, *gated, *music], prov, plan.failures,
                                       finalize.default_caps(cfg, "MUCaps", plan.draws["MUCaps"].order),
                                       dataset_extras(plan.draws["MUCaps"], plan.selection.decontaminated, excluded))
     return {"stats": stats, "shards": len(shards)}
@@ -137,11 +138,11 @@ def main(clips: int = 16, repeats: int = 3, keep: str | None = None) -> dict:
         import prefect
 
         result = {
-            "clips": clips, "items_per_shard": 8, "shards": shards, "prefect_tasks": 3 * shards + 1,
+            "clips": clips, "items_per_shard": 8, "shards": shards, "prefect_tasks": 4 * shards + 1,
             "repeats": repeats, "direct_wall_s": times["direct"], "prefect_wall_s": times["prefect"],
             "direct_cpu_s": cpu["direct"], "prefect_cpu_s": cpu["prefect"],
             "median_direct_s": round(med["direct"], 3), "median_prefect_s": round(med["prefect"], 3),
-            "overhead_s_per_task": round((med["prefect"] - med["direct"]) / (3 * shards + 1), 3),
+            "overhead_s_per_task": round((med["prefect"] - med["direct"]) / (4 * shards + 1), 3),
             "ratio_prefect_over_direct": round(ratio, 3), "ratio_of_best_runs": round(ratio_min, 3),
             "paired_ratios": paired, "cpu_ratio_prefect_over_direct": round(ratio_cpu, 3),
             "target": 1.15, "ok": ratio <= 1.15, "cpu_ok": ratio_cpu <= 1.15,

@@ -17,14 +17,14 @@ figures are its own:
 - peak memory of the flow process and of its CPU-pool workers (``ru_maxrss``), disk per clip;
 - Prefect task runs, HTTP calls to the API (counted in the flow process) and artifacts per clip;
 - the floor, measured here on one core on the same clips: decode + resample + FLAC encode per
-  clip (``mumu.media``, as ingest calls them), the quality measures ingest adds, and the raw
+  clip (``mumu.media``, as ingest calls them), the quality stage's measures, and the raw
   measurement calls of the features annotators (``annotators.features.measure`` for the music,
-  the picture and frame measures for MUImage and MUVideo).
+  the picture and frame measures, with the video's one probe, for MUImage and MUVideo).
 
 The ratios: seconds and peak memory per clip at the largest size over the smallest (near 1.0:
 linear), the music-caption stage's wall per clip over its floor spread over the cores, ingest's
-wall per clip over its decode + resample + encode floor (and over that floor plus the quality
-measures, the work ingest must do).
+wall per clip over its decode + resample + encode floor, and the quality stage's over its
+measures spread over the cores.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ AUDIOSET_FLOOR = ("decode_resample_encode", "quality_measures", "music_features"
 THREADS = 2  # the sample profile's runner.max_workers
 CAPTION_STAGE = "MUCaps/music captions"  # the run report's stage names
 INGEST_STAGE = "MUCaps/clips"
+QUALITY_STAGE = "MUCaps/quality"
 
 
 # --- the mirror -------------------------------------------------------------------------------
@@ -268,6 +269,7 @@ def main(base: int = 50, factors: str = "1,4,16", items_per_shard: int = 16, tem
     small, large = rows[0], rows[-1]
     caption = [r["stages"].get(CAPTION_STAGE, {}).get("wall_s_per_item") for r in rows]
     ingest = [r["stages"].get(INGEST_STAGE, {}).get("wall_s_per_item") for r in rows]
+    quality = [r["stages"].get(QUALITY_STAGE, {}).get("wall_s_per_item") for r in rows]
     result = {
         "machine": {"cores": cores, "cpu": cpu_model()}, "sizes": sizes, "items_per_shard": items_per_shard,
         "floor_s_per_clip_one_core": base_floor, "rows": rows,
@@ -277,14 +279,13 @@ def main(base: int = 50, factors: str = "1,4,16", items_per_shard: int = 16, tem
             round(w / (base_floor["music_features"] / cores), 3) if w else None for w in caption],
         "ingest_wall_per_clip_over_decode_floor": [
             round(w / base_floor["decode_resample_encode"], 3) if w else None for w in ingest],
-        "ingest_wall_per_clip_over_its_work_floor": [
-            round(w / ((base_floor["decode_resample_encode"] + base_floor["quality_measures"]) / cores), 3)
-            if w else None for w in ingest],
+        "quality_wall_per_clip_over_floor": [
+            round(w / (base_floor["quality_measures"] / cores), 3) if w else None for w in quality],
         # CPU per clip the stage spent (its threads + its pool work) over the bare measuring calls
         "music_caption_cpu_per_clip_over_floor": [
             round(r["stages"].get(CAPTION_STAGE, {}).get("cpu_s_per_item", 0) / base_floor["music_features"], 3)
             for r in rows],
-        # the whole AudioSet side's floor (ingest work, the three captioners) spread over the cores,
+        # the whole AudioSet side's floor (ingest, quality, the three captioners) spread over the cores,
         # against the build's wall per clip (MUEdit, records, finalize and Prefect on top)
         "build_wall_per_clip_over_audioset_floor": [
             round(r["wall_s_per_clip"] / (sum(base_floor[k] for k in AUDIOSET_FLOOR) / cores), 3) for r in rows],
@@ -312,7 +313,7 @@ def table_text(result: dict) -> str:
     lines += [f"{k}: {result[k]}" for k in ("wall_per_clip_largest_over_smallest", "peak_memory_largest_over_smallest",
                                             "music_caption_wall_per_clip_over_floor",
                                             "ingest_wall_per_clip_over_decode_floor",
-                                            "ingest_wall_per_clip_over_its_work_floor",
+                                            "quality_wall_per_clip_over_floor",
                                             "music_caption_cpu_per_clip_over_floor",
                                             "build_wall_per_clip_over_audioset_floor")]
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from mumu.faults import is_environment_fault
 from mumu.media import decode_audio_bytes
 from mumu.store import Store
 from schemas.tables import ANNOTATIONS, table_from_rows
+from sources.clips import check_clip_video
 
 if TYPE_CHECKING:
     from mumu.stage import ShardResult
@@ -89,7 +90,7 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str, 
     medium = column[:-5]
     # clips parts written before ``media_errors`` existed (or by hand) have no such column
     extra = ["media_errors"] if "media_errors" in store.parquet_file(clips_part).schema_arrow.names else []
-    clips = store.read_table(clips_part, columns=["clip_id", column, "tags", *extra]).to_pylist()
+    clips = store.read_table(clips_part, columns=["clip_id", column, "tags", "duration_s", *extra]).to_pylist()
     if only is not None:  # the shard's other clips are not in the dataset that needs this role
         keep = set(only)
         clips = [c for c in clips if c["clip_id"] in keep]
@@ -107,9 +108,12 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str, 
 
     def request(clip: dict) -> Request:
         path = store.local_path(store.path(clip[column]))  # the tools open files by path
+        context = {"max_image_pixels": cfg.limits.max_image_pixels}  # the bound the clips stage applied
+        if role == "video_caption":  # probed here, once, for every backend (a bad video is a failure row)
+            context["video_probe"] = check_clip_video(path, clip["duration_s"], cfg.limits.max_video_excess_s,
+                                                      clip["clip_id"])
         return Request(clip["clip_id"], role, tags=clip["tags"], image_path=path if role == "image_caption" else None,
-                       video_path=path if role == "video_caption" else None,
-                       context={"max_image_pixels": cfg.limits.max_image_pixels})  # the bound the clips stage applied
+                       video_path=path if role == "video_caption" else None, context=context)
 
     rows, more = caption_clips(annotator, with_medium, request, f"annotate/{role}")
     return table_from_rows(rows, ANNOTATIONS), failures + more

@@ -13,7 +13,7 @@ from mumu.config import Config
 from mumu.stage import ShardResult, chunk, run_shard
 from mumu.store import Store, file_identity, fingerprint_of
 from sources.audioset import Segment, read_segments
-from sources.clips import AUDIOSET_LICENCE, ingest_audioset_shard, with_quality
+from sources.clips import AUDIOSET_LICENCE, ingest_audioset_shard
 from sources.ontology import ontology
 from sources.parquet_mirror import ingest_parquet_shard, plan_parquet_mirror
 from sources.sample_corpus import CORPUS_DIR
@@ -128,7 +128,7 @@ def clips_fingerprint(cfg: Config, mirror: Mirror, items: list[dict]) -> str:
         where = CORPUS_DIR
     else:
         where = [os.path.abspath(p) for p in mirror.parquet] or os.path.abspath(str(mirror.media_dir))
-    return fingerprint_of("clips/audioset", items, cfg.audio.model_dump(), cfg.mirror.model_dump(), cfg.quality.model_dump(),
+    return fingerprint_of("clips/audioset", items, cfg.audio.model_dump(), cfg.mirror.model_dump(),
                           where, mirror.licence, cfg.limits.model_dump(), input_identities(cfg, mirror, items))
 
 
@@ -157,7 +157,7 @@ def clips_shard(store: Store, cfg: Config, mirror: Mirror, shard: int, items: li
             table, failures = ingest_parquet_shard(store, cfg, items, mirror.licence)
         else:
             table, failures = ingest_audioset_shard(store, cfg, mirror.media_dir, items, mirror.ground_truth, mirror.licence)
-        return with_quality(store, table, cfg), failures
+        return table, failures
 
     return run_shard(store, "clips/audioset", shard, clips_fingerprint(cfg, mirror, items), len(items), work,
                      audio_seconds_column="duration_s")
@@ -215,11 +215,10 @@ def loop_clips_shard(store: Store, cfg: Config, shard: int, items: list[dict]) -
     identity = [file_identity(it["file"], not str(it["file"]).startswith(store.local_root + "/"))
                 if isinstance(it.get("file"), str) and it["file"] else None for it in items]
     fp = fingerprint_of("clips/looperman", portable, cfg.audio.model_dump(), cfg.looperman.model_dump(),
-                        cfg.quality.model_dump(), cfg.limits.model_dump(), identity)
+                        cfg.limits.model_dump(), identity)
 
     def work():
-        table, failures = ingest_looperman_shard(store, cfg, items)
-        return with_quality(store, table, cfg), failures
+        return ingest_looperman_shard(store, cfg, items)
 
     return run_shard(store, "clips/looperman", shard, fp, len(items), work, audio_seconds_column="duration_s")
 

@@ -1,4 +1,4 @@
-"""The AudioSet stages every AudioSet dataset shares: mirror -> clips -> captions.
+"""The AudioSet stages every AudioSet dataset shares: mirror -> clips -> quality -> captions.
 
 MUCaps, MUImage and MUVideo each call ``audioset_stages`` with the caption roles they need. The
 stages write to the store with completion markers, so whichever dataset runs second finds the
@@ -20,7 +20,7 @@ from builders.splits import decontamination_ids
 from flows.placement import check_gpu_workers, placed, role_needs_gpu
 from flows.report import track
 from flows.sample_corpus import make_sample_corpus
-from flows.stages import caption, ingest_clips
+from flows.stages import caption, clip_quality_task, ingest_clips
 from mumu.config import Config
 from mumu.stage import ShardResult
 from mumu.store import Store
@@ -33,13 +33,14 @@ ROLE_TITLES = {"music_caption": "music captions", "image_caption": "image captio
 class AudiosetStages:
     mirror: ingest.Mirror
     excluded: frozenset[str]  # a builders.decontamination.Decontamination
-    clips: list[ShardResult]
+    clips: list[ShardResult]  # the quality stage's: the clips with their measures, what the records read
     captions: dict[str, list[ShardResult]]
     segment_failures: list[dict]
     selection: SelectionReport
     stages: dict[str, list[ShardResult]] = field(default_factory=dict)
     plan: ingest.AudiosetPlan | None = None
     members: list[list[str]] = field(default_factory=list)  # per clips shard: the dataset's clips in it
+    ingested: list[ShardResult] = field(default_factory=list)  # the ingest stage's (its failure rows)
 
     def annotators(self, cfg: Config) -> dict:
         return {role: annotator_fingerprint(cfg, role) for role in self.captions}
@@ -49,6 +50,10 @@ class AudiosetStages:
         and the draw (pools, sizes, instrument classes, overlaps) for stats.json and the card."""
         draw = self.plan.draws[dataset]
         return default_caps(cfg, dataset, draw.order), dataset_extras(draw, self.selection.decontaminated, self.excluded)
+
+    def upstream(self, *captions: list[ShardResult]) -> list[ShardResult]:
+        """The shards whose failure rows (and caption scores) the dataset's last stage gathers."""
+        return [*self.ingested, *self.clips, *(r for rs in captions for r in rs)]
 
 
 def audioset_stages(cfg: Config, roles: tuple[str, ...], dataset: str) -> AudiosetStages:
@@ -72,7 +77,10 @@ def audioset_stages(cfg: Config, roles: tuple[str, ...], dataset: str) -> Audios
              "(%d unreadable rows of the lists)", plan.selection.counts.get("selected", 0), plan.selection.segments,
              len(plan.items), dataset, len(mine), len(shards), len(plan.failures))
     check_gpu_workers(cfg, (*roles, "text"))
-    clips_f = [ingest_clips.submit(cfg, mirror, i, part) for i, part in enumerate(shards)]
+    ingest_f = [ingest_clips.submit(cfg, mirror, i, part) for i, part in enumerate(shards)]
+    # the quality measures, which the records' gate reads; the captions need only the clips' media,
+    # so a change of a quality threshold never redoes them
+    clips_f = [clip_quality_task.submit(cfg, c) for c in ingest_f]
     captions_f = {}
     gpu_stage: list = []  # the previous GPU role's shards
     for role in roles:  # one role's shards after another: a GPU worker keeps one engine through a stage
@@ -81,10 +89,11 @@ def audioset_stages(cfg: Config, roles: tuple[str, ...], dataset: str) -> Audios
         after = gpu_stage if role_needs_gpu(cfg, role) else []
         with placed(cfg, role):  # music captions for every drawn clip; the others for this dataset's
             only = [None] * len(shards) if role == "music_caption" else members
-            captions_f[role] = [caption.submit(cfg, c, role, o, wait_for=after) for c, o in zip(clips_f, only)]
+            captions_f[role] = [caption.submit(cfg, c, role, o, wait_for=after) for c, o in zip(ingest_f, only)]
         if role_needs_gpu(cfg, role):
             gpu_stage = captions_f[role]
-    clips = track(clips_f, "clips", dataset)
+    ingested, clips = track(ingest_f, "clips", dataset), track(clips_f, "quality", dataset)
     captions = {role: track(f, ROLE_TITLES[role], dataset) for role, f in captions_f.items()}
-    stages = {"clips": clips, **{ROLE_TITLES[r]: v for r, v in captions.items()}}
-    return AudiosetStages(mirror, excluded, clips, captions, plan.failures, plan.selection, stages, plan, members)
+    stages = {"clips": ingested, "quality": clips, **{ROLE_TITLES[r]: v for r, v in captions.items()}}
+    return AudiosetStages(mirror, excluded, clips, captions, plan.failures, plan.selection, stages, plan, members,
+                          ingested)

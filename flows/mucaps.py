@@ -1,4 +1,4 @@
-"""build-mucaps: mirror -> clips -> music captions -> MUCaps records -> shards + card."""
+"""build-mucaps: mirror -> clips -> quality -> music captions -> MUCaps records -> shards + card."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def build_mucaps(profile: str, data_root: str | None, overrides: dict[str, Any] 
                     "text_to_music_pool": pool_fingerprint(Store(cfg.data_root), cfg, "text_to_music")}
     prov = provenance_block(cfg.profile, cfg.fingerprint(), annotators, versions,
                             ["sample" if st.mirror.is_sample else "audioset"])
-    stats = finalize_dataset.submit(cfg, mucaps.MUCAPS, records, [*st.clips, *music], prov, st.segment_failures,
+    stats = finalize_dataset.submit(cfg, mucaps.MUCAPS, records, st.upstream(music), prov, st.segment_failures,
                                     *st.finalize_args(cfg, "MUCaps")).result()
     out_dir = summary.location
     stages = {**st.stages, "records": records}

@@ -1,4 +1,4 @@
-"""build-muedit: loops -> the loop plan -> speed and pitch pairs; Slakh tracks -> add / delete / replace pairs."""
+"""build-muedit: loops -> their quality -> the loop plan -> speed and pitch pairs; Slakh tracks -> add / delete / replace pairs."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from flows.stages import (
     ingest_loops,
     ingest_slakh,
     instruction_pool,
+    loop_quality_task,
     measure_loops,
     muedit_records,
     plan_loop_edits,
@@ -56,11 +57,12 @@ def build_muedit(profile: str, data_root: str | None, overrides: dict[str, Any] 
     tracks = edit_plan.pick_tracks(cfg, planned_tracks)  # slakh.max_tracks, in seeded order
     log.info("%d loops and %d Slakh tracks", len(loops), len(tracks))
 
-    loop_f = [ingest_loops.submit(cfg, i, part) for i, part in enumerate(chunk(loops, cfg.shards.items_per_shard))]
+    ingest_f = [ingest_loops.submit(cfg, i, part) for i, part in enumerate(chunk(loops, cfg.shards.items_per_shard))]
+    loop_f = [loop_quality_task.submit(cfg, c) for c in ingest_f]  # the loops with their quality measures
     # a Slakh track yields a mix and a file per stem: a few tracks per shard
     track_f = [ingest_slakh.submit(cfg, i, part) for i, part in enumerate(chunk(tracks, max(1, cfg.shards.items_per_shard // 4)))]
     # one edit per loop, disjoint and balanced: planned once every loop's clips row and measure exist
-    snr_f = [measure_loops.submit(cfg, c) for c in loop_f]
+    snr_f = [measure_loops.submit(cfg, c) for c in ingest_f]  # of the audio: a quality threshold never redoes it
     plan_f = plan_loop_edits.submit(cfg, loop_f, excluded, snr_f)
     # the instruction and response pools of every subtype, once per build, before any record shard
     check_gpu_workers(cfg, ("text",))
@@ -68,7 +70,8 @@ def build_muedit(profile: str, data_root: str | None, overrides: dict[str, Any] 
         pool_f = [instruction_pool.submit(cfg, name) for name in EDIT_POOLS]
         loop_rec_f = [muedit_records.submit(cfg, c, "loops", excluded, plan_f, wait_for=pool_f) for c in loop_f]
         track_rec_f = [muedit_records.submit(cfg, c, "slakh", excluded, wait_for=pool_f) for c in track_f]
-    loop_clips, slakh_clips = track(loop_f, "loops", "MUEdit"), track(track_f, "Slakh tracks", "MUEdit")
+    ingested = track(ingest_f, "loops", "MUEdit")
+    loop_clips, slakh_clips = track(loop_f, "loop quality", "MUEdit"), track(track_f, "Slakh tracks", "MUEdit")
     loop_snr, plan = track(snr_f, "loop measures", "MUEdit"), track([plan_f], "loop plan", "MUEdit")[0]
     loop_records, slakh_records = track(loop_rec_f, "loop edits", "MUEdit"), track(track_rec_f, "stem edits", "MUEdit")
 
@@ -85,10 +88,10 @@ def build_muedit(profile: str, data_root: str | None, overrides: dict[str, Any] 
     records = [*loop_records, *slakh_records]
     # the train split cut to each subtype's target, in the plan's draw order (stats.json: targets)
     caps = edit_plan.train_caps(cfg, edit_plan.read_plan(store, plan))
-    stats = finalize_dataset.submit(cfg, MUEDIT, records, [*loop_clips, *slakh_clips, plan], prov,
+    stats = finalize_dataset.submit(cfg, MUEDIT, records, [*ingested, *loop_clips, *slakh_clips, plan], prov,
                                     [*loop_failures, *track_failures], caps).result()
     out_dir = summary.location
-    stages = {"loops": loop_clips, "loop measures": loop_snr, "loop plan": [plan], "Slakh tracks": slakh_clips, "loop edits": loop_records,
+    stages = {"loops": ingested, "loop quality": loop_clips, "loop measures": loop_snr, "loop plan": [plan], "Slakh tracks": slakh_clips, "loop edits": loop_records,
               "stem edits": slakh_records}
     report = publish_run_report("build-muedit", cfg.data_root, stages, [f.result() for f in pool_f],
                                 {"profile": cfg.profile, "fingerprint": cfg.fingerprint()})

@@ -32,7 +32,7 @@ def build_visual(cfg: Config, dataset: str) -> dict:
     versions = {role: a["prompt_version"] for role, a in annotators.items()}
     prov = provenance_block(cfg.profile, cfg.fingerprint(), annotators, versions,
                             ["sample" if st.mirror.is_sample else "audioset"])
-    stats = finalize_dataset.submit(cfg, spec_of(dataset), records, [*st.clips, *music, *visual], prov, st.segment_failures,
+    stats = finalize_dataset.submit(cfg, spec_of(dataset), records, st.upstream(music, visual), prov, st.segment_failures,
                                     *st.finalize_args(cfg, dataset)).result()
     out_dir = summary.location
     stages = {**st.stages, "records": records}

@@ -20,7 +20,7 @@ from typing import Callable
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from builders import annotate, edit_plan, ingest, mucaps, muedit, muvisual, pools
+from builders import annotate, clip_quality, edit_plan, ingest, mucaps, muedit, muvisual, pools
 from flows.placement import gpu_held
 from flows.retries import IO_RETRIES
 from mumu.store import Store
@@ -57,6 +57,8 @@ render_edit_sources = stage_task(sample_corpus.edit_sources_shard, "render-edit-
 ingest_clips = stage_task(ingest.clips_shard, "ingest-clips", "ingest-clips-{shard:05d}")
 ingest_loops = stage_task(ingest.loop_clips_shard, "ingest-loops", "ingest-loops-{shard:05d}")
 ingest_slakh = stage_task(ingest.slakh_clips_shard, "ingest-slakh", "ingest-slakh-{shard:05d}")
+clip_quality_task = stage_task(clip_quality.quality_shard, "clip-quality", "clip-quality-{clips.shard:05d}")
+loop_quality_task = stage_task(clip_quality.quality_shard, "loop-quality", "loop-quality-{clips.shard:05d}")
 caption = stage_task(annotate.captions_shard, "caption", "{role}-{clips.shard:05d}", gpu_role_arg="role")
 instruction_pool = stage_task(pools.make_pool, "instruction-pool", "instruction-pool-{task}", gpu_role="text")
 mucaps_records = stage_task(mucaps.records_shard, "mucaps-records", "mucaps-records-{clips.shard:05d}", gpu_role="text")

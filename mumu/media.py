@@ -266,11 +266,32 @@ def ffprobe_video(path: str, stream_entries: str, timeout: float = 60) -> tuple[
     return streams[0], info.get("format", {})
 
 
+def _rate(text: str | None) -> float:
+    """A frame rate as ffprobe writes it ("30000/1001") -> frames per second (0 when unknown)."""
+    if not text or text in ("0/0", "N/A"):
+        return 0.0
+    num, _, den = text.partition("/")
+    try:
+        return float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+
+
+def _number(value, kind: type = float):
+    try:
+        return kind(value or 0)
+    except (TypeError, ValueError):
+        return kind(0)
+
+
 def probe_video(path: str) -> dict:
-    """ffprobe a video: duration, width, height; raises MediaError when there is no video stream."""
-    st, fmt = ffprobe_video(path, "width,height,codec_name")
-    return {"duration_s": float(fmt.get("duration") or 0.0), "width": st.get("width"), "height": st.get("height"),
-            "codec": st.get("codec_name")}
+    """ffprobe a video's first stream: duration (the stream's, else the container's), frame rate,
+    width, height, frame count (0 when unknown) and codec; MediaError when there is no video stream."""
+    st, fmt = ffprobe_video(path, "width,height,codec_name,r_frame_rate,avg_frame_rate,nb_frames,duration")
+    return {"duration_s": _number(st.get("duration")) or _number(fmt.get("duration")),
+            "fps": _rate(st.get("avg_frame_rate")) or _rate(st.get("r_frame_rate")),
+            "width": _number(st.get("width"), int), "height": _number(st.get("height"), int),
+            "frames": _number(st.get("nb_frames"), int), "codec": st.get("codec_name")}
 
 
 def check_video_bytes(data: bytes, name: str = "video") -> dict:

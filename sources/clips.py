@@ -13,7 +13,6 @@ import json
 import os
 from typing import Callable
 
-import pyarrow as pa
 from PIL import Image
 
 from mumu.config import Config
@@ -21,10 +20,10 @@ from mumu.failures import Failure
 from mumu.faults import is_environment_fault
 from mumu.media import (
     MediaError,
+    check_container,
     check_file_size,
     check_image,
     check_video_length,
-    decode_audio_bytes,
     fit_length,
     flac_bytes,
     load_audio,
@@ -33,7 +32,6 @@ from mumu.media import (
 from mumu.store import Store
 from schemas.tables import CLIPS, table_from_rows
 from sources.audioset import MirrorIndex, Segment, label_names
-from sources.quality import measure_quality, quality_verdict
 
 CLIPS_STAGE = "clips/audioset"  # the stage name of builders/ingest.clips_shard; media problems are "<it>/image" / "<it>/video"
 AUDIOSET_LICENCE = "YouTube video (original uploader's terms); AudioSet labels CC BY 4.0"
@@ -95,17 +93,29 @@ def _copy_still(store: Store, cfg: Config, path: str, clip_id: str) -> tuple[str
 
 
 def _copy_video(store: Store, cfg: Config, path: str, clip_id: str, seconds: float) -> tuple[str, str]:
-    """Check and copy a video: over mirror.max_file_bytes is ``oversized_file`` before it is probed;
-    shorter than the clip ``video_too_short``, longer than the clip + limits.max_video_excess_s
-    ``video_too_long``."""
+    """Check and copy a video: over mirror.max_file_bytes is ``oversized_file`` before it is read, a
+    playlist or list ``unsupported_container`` (its first bytes). Its streams are probed by the stage
+    that uses it (``check_clip_video``, from the video caption stage), once, and only for the clips
+    of the dataset that needs a video."""
     check_file_size(path, cfg.mirror.max_file_bytes)
-    info = probe_video(path)
-    if info["duration_s"] < seconds - 0.5:
-        raise MediaError("video_too_short", f"{clip_id}: video lasts {info['duration_s']:.2f} s, {seconds:.2f} s expected")
-    check_video_length(info["duration_s"], seconds, cfg.limits.max_video_excess_s, clip_id)
+    check_container(path)
     data = _read_medium(cfg, path)
     rel = f"media/video/{clip_id}.{path.rsplit('.', 1)[-1].lower()}"
     return rel, store.write_bytes(store.path(rel), data)
+
+
+def check_clip_video(path: str, seconds: float, max_excess_s: float | None, clip_id: str) -> dict:
+    """Probe a clip's video (``mumu.media.probe_video``) -> its probe; MediaError with the medium's
+    reason: ``no_video_stream``, ``undecodable_video``, ``video_too_short`` (shorter than the clip),
+    ``video_too_long`` (longer than the clip + ``limits.max_video_excess_s``)."""
+    try:
+        info = probe_video(path)
+        if info["duration_s"] < seconds - 0.5:
+            raise MediaError("video_too_short", f"{clip_id}: video lasts {info['duration_s']:.2f} s, {seconds:.2f} s expected")
+        check_video_length(info["duration_s"], seconds, max_excess_s, clip_id)
+    except MediaError as e:
+        raise MediaError(medium_reason("video", e), e.detail) from e
+    return info
 
 
 def medium_reason(medium: str, e: Exception) -> str:
@@ -148,31 +158,6 @@ def clip_row(seg: Segment, seconds: float, audio_rel: str, audio_sha: str, cfg: 
         "meta": meta,
         "media_errors": json.dumps(media_errors, sort_keys=True) if media_errors else None,
     }
-
-
-def with_quality(store: Store, table: pa.Table, cfg: Config) -> pa.Table:
-    """Fill the quality columns of a clips table from the clips' audio (whatever the source)."""
-    from mumu.cpu_pool import map_items, processes_for
-
-    rows = table.to_pylist()
-    processes = processes_for(cfg.runner)
-    group = 4 * processes  # decoded clips held at once: a few per process, never the whole shard
-    for start in range(0, len(rows), group):
-        batch = rows[start:start + group]
-        audios = [(store.read_bytes(store.path(row["audio_path"])), cfg.quality) for row in batch]
-        for row, got in zip(batch, map_items(_quality_of, audios, processes)):
-            q = got.get()
-            ok, reasons = quality_verdict(q, cfg.quality)
-            row.update({k: q[k] for k in ("loudness_lufs", "silence_ratio", "clipping_ratio", "speech_ratio")})
-            row.update(quality_ok=ok, quality_reasons=reasons)
-    return table_from_rows(rows, CLIPS)
-
-
-def _quality_of(item: tuple) -> dict:
-    """The quality measures of one clip's FLAC bytes (on the process's CPU pool)."""
-    data, qcfg = item
-    samples, sr = decode_audio_bytes(data)
-    return measure_quality(samples, sr, qcfg)
 
 
 def ingest_audioset_shard(store: Store, cfg: Config, media_dir: str, items: list[dict],

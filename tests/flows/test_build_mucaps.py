@@ -111,3 +111,31 @@ def test_interrupted_build_resumes_to_identical_bytes(tmp_path, corpus_template,
     assert redone == [1]  # only the shard that failed
     assert all(r.skipped for r in resumed["stages"]["clips"])
     assert snapshot(broken) == snapshot(clean)
+
+
+def test_a_quality_threshold_redoes_the_quality_stage_and_records_never_ingest_or_captions(data_root, prefect_harness):
+    import pyarrow.parquet as pq
+
+    first = build(data_root)
+    measured = [r for p in sorted(glob.glob(f"{data_root}/work/quality/audioset/part-*.parquet"))
+                for r in pq.read_table(p).to_pylist()]
+    assert measured and all(r["quality_ok"] is True and r["loudness_lufs"] is not None for r in measured)
+    ingested = [r for p in sorted(glob.glob(f"{data_root}/work/clips/audioset/part-*.parquet"))
+                for r in pq.read_table(p).to_pylist()]
+    assert {r["clip_id"] for r in ingested} == {r["clip_id"] for r in measured}
+    assert all(r["quality_ok"] is None for r in ingested)  # ingest decodes and copies; it measures nothing
+
+    # a bar between the clips' loudness: the quieter ones leave MUCaps, with the quality stage's reason
+    levels = sorted(r["loudness_lufs"] for r in measured)
+    bar = (levels[len(levels) // 2 - 1] + levels[len(levels) // 2]) / 2
+    quiet = {r["clip_id"] for r in measured if r["loudness_lufs"] < bar}
+    assert quiet
+    again = build_mucaps(data_root=str(data_root), overrides={**OVERRIDES, "quality.min_loudness_lufs": bar})
+    assert all(r.skipped for r in again["stages"]["clips"]) and all(r.skipped for r in again["stages"]["music captions"])
+    assert not any(r.skipped for r in again["stages"]["quality"])
+    assert not any(r.skipped for r in again["stages"]["records"] if r.items)
+    failures = pq.read_table(str(data_root / "work" / "failures" / "MUCaps.parquet")).to_pylist()
+    below = {f["item_id"] for f in failures if f["reason"] == "below_quality"}
+    assert below == quiet and all("too_quiet" in f["detail"] for f in failures if f["reason"] == "below_quality")
+    n = sum(s["num_examples"] for s in again["stats"]["splits"].values())
+    assert n == sum(s["num_examples"] for s in first["stats"]["splits"].values()) - 2 * len(quiet)

@@ -1,6 +1,6 @@
 """Issue 21, classes 6 and 8 for pictures and videos: a still over ``limits.max_image_pixels`` is
 refused from its header before it is decoded, ``mirror.max_file_bytes`` bounds stills and videos
-too, a video much longer than its clip is ``video_too_long`` (at ingest and in ``mumu validate``),
+too, a video much longer than its clip is ``video_too_long`` (at the video caption stage and in ``mumu validate``),
 and a 16-bit picture is measured by its real depth (a dark one is dark). Every input is made here."""
 
 import json
@@ -82,12 +82,21 @@ def test_long_videos_and_oversized_media_cost_only_their_medium(mirror):
     assert len(rows) == 4 and all(r["audio_path"] for r in rows.values())  # every clip keeps its audio
     errors = {cid: json.loads(r["media_errors"] or "{}") for cid, r in rows.items()}
     assert rows["as-goodvisual1-30000"]["video_path"] and errors["as-goodvisual1-30000"] == {}
-    long = errors["as-longvideo01-30000"]["video"]
-    assert long["reason"] == "video_too_long" and "limits.max_video_excess_s" in long["detail"]
-    assert rows["as-longvideo01-30000"]["video_path"] is None
     assert errors["as-bigstill001-30000"]["image"]["reason"] == "image_oversized_file"
     assert errors["as-bigvideo001-30000"]["video"]["reason"] == "video_oversized_file"
     assert "mirror.max_file_bytes" in errors["as-bigvideo001-30000"]["video"]["detail"]
+    assert not store.exists(store.path("media/video/as-bigvideo001-30000.mp4"))  # never read, never copied
+    # a video's length is checked by the stage that uses it (the video caption stage probes it once)
+    assert rows["as-longvideo01-30000"]["video_path"] and errors["as-longvideo01-30000"] == {}
+    from builders.annotate import caption_visual_shard
+
+    part = store.path("work/clips/audioset/part-00000.parquet")
+    store.write_table(part, table)
+    videos, video_failures = caption_visual_shard(store, cfg, part, "video_caption")
+    assert videos.column("clip_id").to_pylist() == ["as-goodvisual1-30000"]
+    long = next(f for f in video_failures if f["item_id"] == "as-longvideo01-30000")
+    assert long["reason"] == "video_too_long" and long["stage"] == "annotate/video_caption"
+    assert "limits.max_video_excess_s" in long["detail"]
 
 
 def test_validation_refuses_a_video_far_longer_than_its_record(tmp_path):
