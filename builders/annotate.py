@@ -90,7 +90,9 @@ def caption_visual_shard(store: Store, cfg: Config, clips_part: str, role: str, 
     medium = column[:-5]
     # clips parts written before ``media_errors`` existed (or by hand) have no such column
     extra = ["media_errors"] if "media_errors" in store.parquet_file(clips_part).schema_arrow.names else []
-    clips = store.read_table(clips_part, columns=["clip_id", column, "tags", "duration_s", *extra]).to_pylist()
+    if role == "video_caption":  # the clip's length, which its video must match
+        extra.append("duration_s")
+    clips = store.read_table(clips_part, columns=["clip_id", column, "tags", *extra]).to_pylist()
     if only is not None:  # the shard's other clips are not in the dataset that needs this role
         keep = set(only)
         clips = [c for c in clips if c["clip_id"] in keep]

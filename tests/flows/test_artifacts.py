@@ -118,8 +118,8 @@ def test_build_mucaps_shows_its_summary_first(data_root, prefect_harness):
 
     # progress: one artifact per stage, keyed by flow and dataset, at 100%
     progress = {a.key: a for a in arts if a.type == "progress"}
-    assert set(progress) == {"progress-build-mucaps-mucaps-clips", "progress-build-mucaps-mucaps-music-captions",
-                             "progress-build-mucaps-mucaps-records"}
+    assert set(progress) == {"progress-build-mucaps-mucaps-clips", "progress-build-mucaps-mucaps-quality",
+                             "progress-build-mucaps-mucaps-music-captions", "progress-build-mucaps-mucaps-records"}
     assert all(float(a.data) == pytest.approx(100.0) for a in progress.values())
 
     # the resolved configuration first, the outcome last
