@@ -19,6 +19,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 from mumu.config import Config
+from mumu.failures import Failure
+from mumu.faults import is_environment_fault
 from mumu.media import decode_audio_bytes
 from mumu.stage import ShardResult, run_shard
 from mumu.store import Store, fingerprint_of
@@ -33,22 +35,31 @@ def quality_stage(clips_stage: str) -> str:
     return "quality/" + clips_stage.removeprefix("clips/")
 
 
-def with_quality(store: Store, table: pa.Table, cfg: Config) -> pa.Table:
-    """Fill the quality columns of a clips table from the clips' audio (whatever the source)."""
+def with_quality(store: Store, table: pa.Table, cfg: Config, stage: str = "quality") -> tuple[pa.Table, list[dict]]:
+    """The clips of ``table`` with their quality columns filled from their audio (whatever the
+    source), and a failure row (``unmeasurable_audio``, at ``stage``) for a clip the measures fail
+    on, which is left out; a fault of the machine (an unreadable store) is raised."""
     from mumu.cpu_pool import map_items, processes_for
 
-    rows = table.to_pylist()
+    rows, kept, failures = table.to_pylist(), [], []
     processes = processes_for(cfg.runner)
     group = 4 * processes  # decoded clips held at once: a few per process, never the whole shard
     for start in range(0, len(rows), group):
         batch = rows[start:start + group]
         audios = [(store.read_bytes(store.path(row["audio_path"])), cfg.quality) for row in batch]
         for row, got in zip(batch, map_items(_quality_of, audios, processes)):
-            q = got.get()
+            try:
+                q = got.get()
+            except Exception as e:  # noqa: BLE001 - one clip's problem, never the shard's
+                if is_environment_fault(e):
+                    raise
+                failures.append(Failure("unmeasurable_audio", f"{type(e).__name__}: {e}"[:500]).row(row["clip_id"], stage))
+                continue
             ok, reasons = quality_verdict(q, cfg.quality)
             row.update({k: q[k] for k in MEASURES})
             row.update(quality_ok=ok, quality_reasons=reasons)
-    return table_from_rows(rows, CLIPS)
+            kept.append(row)
+    return table_from_rows(kept, CLIPS), failures
 
 
 def _quality_of(item: tuple) -> dict:
@@ -60,11 +71,11 @@ def _quality_of(item: tuple) -> dict:
 
 def quality_shard(store: Store, cfg: Config, clips: ShardResult) -> ShardResult:
     """Run (or skip) the quality stage for one clips shard: its rows with the measures and verdict
-    (no failure rows: a clip below the bar is kept, and the record gate says why it is left out)."""
+    (a clip below the bar is kept: the record gate says why it is left out)."""
     stage = quality_stage(clips.stage)
     fp = fingerprint_of(stage, clips.fingerprint, cfg.quality.model_dump())
 
     def work():
-        return with_quality(store, store.read_table(clips.output), cfg), []
+        return with_quality(store, store.read_table(clips.output), cfg, stage)
 
     return run_shard(store, stage, clips.shard, fp, clips.ok, work, audio_seconds_column="duration_s")

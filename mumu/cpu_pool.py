@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import pickle
 import resource
 import threading
 import time
@@ -77,8 +78,18 @@ def _run(fn: Callable, item: Any) -> tuple[Any, BaseException | None, float]:
     try:
         value, error = fn(item), None
     except Exception as e:  # noqa: BLE001 - handed back to the caller as the item's outcome
-        value, error = None, e
+        value, error = None, _sendable(e)
     return value, error, time.process_time() - c0
+
+
+def _sendable(error: Exception) -> Exception:
+    """``error``, or a RuntimeError naming it when it would not survive the trip back (an exception
+    whose class cannot be rebuilt from its pickle would break the whole pool, not fail one item)."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{type(error).__name__}: {error}")
 
 
 def _peak_rss(_: Any = None) -> int:

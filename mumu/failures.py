@@ -24,6 +24,14 @@ class Failure:
         return {"item_id": item_id, "stage": stage, "reason": self.reason, "detail": self.detail}
 
 
+def _rebuilt(cls: type, args: tuple, state: dict) -> "ItemError":
+    """An ``ItemError`` of ``cls`` from its pickled args and attributes, without its ``__init__``."""
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
+
 class ItemError(Exception):
     """An item that cannot be used; the stage records ``failure`` and goes on with the rest."""
 
@@ -33,6 +41,12 @@ class ItemError(Exception):
         super().__init__(detail)
         self.reason = reason or type(self).reason
         self.detail = detail
+
+    def __reduce__(self):
+        # an error a CPU-pool or Dask worker raises travels back pickled; Exception's own pickling
+        # would call __init__ with args=(detail,) alone and fail in the receiving process (a
+        # concurrent.futures pool then reports itself broken), whatever a subclass's __init__ takes
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
 
     @property
     def failure(self) -> Failure:

@@ -34,6 +34,34 @@ def test_outcomes_in_item_order_with_each_items_error():
     assert cpu_pool.offloaded_cpu() >= 0.0
 
 
+class Unrebuildable(Exception):
+    def __init__(self, a: str, b: str):  # pickled with args=(message,): not rebuilt by default
+        super().__init__(f"{a} {b}")
+
+
+def refuse_as_an_item(x: int) -> int:
+    from mumu.media import MediaError
+    from sources.download import DownloadError
+
+    if x == 1:
+        raise MediaError("undecodable_audio", "one does not decode")
+    if x == 2:
+        raise DownloadError("video_unavailable", "two is gone", transient=False)
+    if x == 3:
+        raise Unrebuildable("three", "is odd")
+    return x
+
+
+def test_item_errors_come_back_with_their_reason_and_the_pool_stays_whole():
+    got = cpu_pool.map_items(refuse_as_an_item, range(5), processes=2)
+    assert [o.value for o in got] == [0, None, None, None, 4]
+    assert (type(got[1].error).__name__, got[1].error.reason, got[1].error.detail) == ("MediaError", "undecodable_audio",
+                                                                                      "one does not decode")
+    assert got[2].error.reason == "video_unavailable" and got[2].error.transient is False
+    assert isinstance(got[3].error, RuntimeError) and "Unrebuildable: three is odd" in str(got[3].error)
+    assert [o.get() for o in cpu_pool.map_items(refuse_as_an_item, [0, 4], processes=2)] == [0, 4]
+
+
 def test_one_process_runs_in_this_thread_with_the_same_outcomes():
     here = cpu_pool.map_items(square_or_refuse, range(6), processes=1)
     there = cpu_pool.map_items(square_or_refuse, range(6), processes=2)
