@@ -35,7 +35,7 @@ def quality_stage(clips_stage: str) -> str:
     return "quality/" + clips_stage.removeprefix("clips/")
 
 
-def with_quality(store: Store, table: pa.Table, cfg: Config, stage: str = "quality") -> tuple[pa.Table, list[dict]]:
+def with_quality(store: Store, table: pa.Table, cfg: Config, stage: str) -> tuple[pa.Table, list[dict]]:
     """The clips of ``table`` with their quality columns filled from their audio (whatever the
     source), and a failure row (``unmeasurable_audio``, at ``stage``) for a clip the measures fail
     on, which is left out; a fault of the machine (an unreadable store) is raised."""

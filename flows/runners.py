@@ -78,12 +78,17 @@ def runner_kind(runner: TaskRunner | None) -> str | None:
     return type(runner).__name__
 
 
-def current_runner_kind() -> str | None:
-    """The kind of task runner of the flow run this is called in (None outside a flow run)."""
+def current_task_runner() -> TaskRunner | None:
+    """The task runner of the flow run this is called in (None outside a flow run)."""
     from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
-    return runner_kind(ctx.task_runner) if ctx is not None else None
+    return ctx.task_runner if ctx is not None else None
+
+
+def current_runner_kind() -> str | None:
+    """The kind of task runner of the flow run this is called in (None outside a flow run)."""
+    return runner_kind(current_task_runner())
 
 
 def default_task_runner() -> ThreadPoolTaskRunner:
@@ -92,22 +97,20 @@ def default_task_runner() -> ThreadPoolTaskRunner:
     task: every shard of a build at once (all 50 ingest shards of an 800-clip build in flight,
     the flow process's memory growing with the clips, each shard sharing the cores with all the
     others) and every download shard at once."""
-    return ThreadPoolTaskRunner(max_workers=RunnerSpec().max_workers)
+    return task_runner_for(RunnerSpec())
 
 
 def needs_runner(cfg: Config | RunnerSpec) -> bool:
     """True inside a flow run whose task runner is not the one ``cfg.runner`` asks for: another
     kind, or a thread pool of another size (a profile asking for more threads than the default)."""
-    from prefect.context import FlowRunContext
-
-    ctx = FlowRunContext.get()
-    if ctx is None:
+    current = current_task_runner()
+    if current is None:
         return False
     spec = _spec(cfg)
-    if runner_kind(ctx.task_runner) != spec.kind:
+    if runner_kind(current) != spec.kind:
         return True
     # Prefect keeps the pool's size in a private attribute; without it, the size is not compared
-    size = getattr(ctx.task_runner, "_max_workers", spec.max_workers)
+    size = getattr(current, "_max_workers", spec.max_workers)
     return spec.kind == "thread" and size != spec.max_workers
 
 

@@ -10,11 +10,12 @@ fresh install, and from then on every measuring process crashed until the cache 
 
 librosa compiles (or loads) its guvectorized functions when its submodules are first imported,
 and its jitted ones on their first call. ``librosa_loaded()`` imports the submodules under the
-lock once per process; ``warm(key, warm_up)`` goes before the work of a function that compiles numba code: the first
-time in a process, ``warm_up`` runs (on fixed synthetic input, so every branch that compiles is taken,
-whatever the first real item is) while the process holds one machine-wide file lock. The first
-process to get the lock compiles and writes the cache; the others wait, then load a consistent
-cache in a fraction of the time. After that the call costs a set lookup. The lock is an
+lock once per process; ``warm(key, warm_up)`` goes before the work of a function that compiles
+numba code: the first time in a process, ``warm_up`` runs (on fixed synthetic input, so every
+branch that compiles is taken, whatever the first real item is) while the process holds one
+machine-wide file lock. The first process to get the lock compiles and writes the cache; the
+others wait, then load a consistent cache in a fraction of the time. After that the call costs a
+set lookup. The lock is an
 ``fcntl`` lock: released by the kernel when a process dies, so a killed worker never blocks the
 next. The lock file lies in numba's cache folder (``NUMBA_CACHE_DIR``, else the one beside
 librosa's sources where numba writes by default), or the temporary folder where that one is not
@@ -78,7 +79,6 @@ def warm(key: str, warm_up: Callable[[], object]) -> None:
         with machine_lock():
             warm_up()
         _WARM.add(key)
-
 
 
 def import_librosa() -> None:
